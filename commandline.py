@@ -1,0 +1,303 @@
+"""The command line, generated from the registries by the original framework's rules.
+
+For every category (model, loss, datasets, optimizer, ...) a selector flag `--<category>` picks a
+registered class; each constructor parameter of that class with a default becomes
+`--<category>_<parameter>`, converted according to its default (or its type hint when the default
+is None). Class flags are added only for the classes chosen on the command line, so
+`python main.py --model=DBN --help` lists DBN's flags.
+"""
+import argparse
+import collections.abc
+import dataclasses
+import inspect
+import os
+import sys
+import typing
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+import torch
+
+from augmentations import AUGMENTATIONS
+from datasets import DATASETS
+from losses import LOSSES
+from models import MODELS
+from optim import LR_SCHEDULERS, OPTIMIZERS
+from utils import jsonfile, strings
+from utils.records import EpochRecorder
+from utils.registry import Registry
+from visualizers import VISUALIZERS
+
+Converter = Callable[[str], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Category:
+    """One class-valued command-line category and the original's rules for its parameters."""
+
+    name: str
+    registry: Optional[Registry]
+    default: Optional[str] = None
+    excluded: FrozenSet[str] = frozenset({"self", "args"})
+    forced: Dict[str, Converter] = dataclasses.field(default_factory=dict)
+    without_default: Dict[str, Converter] = dataclasses.field(default_factory=dict)
+
+
+_DATASET_EXCLUDED = frozenset({"self", "args", "is_cropped"})
+_DATASET_FORCED = {
+    "photometric_augmentations": strings.as_dict_or_none,
+    "affine_augmentations": strings.as_dict_or_none,
+    "random_crop": strings.as_intlist_or_none,
+}
+
+CATEGORIES: Tuple[Category, ...] = (
+    Category("loss", LOSSES),
+    Category("model", MODELS, default="FlowNet1S"),
+    Category("training_augmentation", AUGMENTATIONS, forced={"crop": strings.as_intlist_or_none}),
+    Category("validation_augmentation", AUGMENTATIONS),
+    Category("training_dataset", DATASETS, excluded=_DATASET_EXCLUDED, forced=_DATASET_FORCED,
+             without_default={"root": str}),
+    Category("validation_dataset", DATASETS, excluded=_DATASET_EXCLUDED, forced=_DATASET_FORCED,
+             without_default={"root": str}),
+    Category("optimizer", OPTIMIZERS, excluded=frozenset({"self", "args", "params"}),
+             forced={"lr": float, "momentum": float, "betas": strings.as_floatlist_or_none,
+                     "dampening": float, "weight_decay": float, "nesterov": strings.as_bool_or_none}),
+    Category("lr_scheduler", LR_SCHEDULERS, excluded=frozenset({"self", "args", "optimizer"}),
+             forced={"min_lr": float, "eta_min": float},
+             without_default={"T_max": int, "lr_lambda": str, "step_size": int,
+                              "milestones": strings.as_intlist_or_none, "gamma": float}),
+    Category("holistic_records", None, excluded=frozenset({"self", "args", "root", "epoch", "dataset"})),
+    Category("visualizer", VISUALIZERS,
+             excluded=frozenset({"self", "args", "model_and_loss", "optimizer", "param_scheduler",
+                                 "lr_scheduler", "train_loader", "validation_loader"})),
+)
+CATEGORY_BY_NAME = {category.name: category for category in CATEGORIES}
+
+_LIST_CONVERTERS = {int: strings.as_intlist_or_none, float: strings.as_floatlist_or_none,
+                    str: strings.as_stringlist_or_none, bool: strings.as_booleanlist_or_none}
+_SCALAR_OR_NONE = {int: strings.as_int_or_none, float: strings.as_float_or_none,
+                   str: strings.as_string_or_none, bool: strings.as_bool_or_none}
+
+
+def category_class(category: Category, class_name: Optional[str]) -> Optional[type]:
+    """The class a category's selector value names (EpochRecorder for holistic_records)."""
+    if category.registry is None:
+        return EpochRecorder
+    return None if class_name is None else category.registry.get(class_name)
+
+
+def constructor_parameters(cls: type, excluded: FrozenSet[str]) -> List[inspect.Parameter]:
+    """Positional-or-keyword constructor parameters that are not excluded."""
+    signature = inspect.signature(cls.__init__)
+    return [p for p in signature.parameters.values()
+            if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in excluded]
+
+
+def _type_hints(cls: type) -> Dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 -- foreign classes may carry unresolvable hints; fall back to defaults
+        return {}
+
+
+def _converter_from_hint(hint: Any) -> Converter:
+    """Converter for a None default, read from the type hint (string-or-none if there is none)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        hint = args[0]
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple, collections.abc.Sequence):
+        element = (typing.get_args(hint) or (str,))[0]
+        return _LIST_CONVERTERS.get(element, strings.as_stringlist_or_none)
+    if hint is dict or origin is dict:
+        return strings.as_dict_or_none
+    return _SCALAR_OR_NONE.get(hint, strings.as_string_or_none)
+
+
+def flag_converter_and_default(category: Category, cls: type, parameter: inspect.Parameter
+                               ) -> Tuple[Converter, Any]:
+    """The converter and default of the flag generated for one constructor parameter."""
+    name, default = parameter.name, parameter.default
+    if default is inspect.Parameter.empty:
+        if name in category.without_default:
+            return category.without_default[name], None
+        raise ValueError(f"do not know how to make a flag for parameter '{name}' of {cls.__name__} "
+                         f"(no default value)")
+    if isinstance(default, tuple):
+        default = list(default)
+    if name in category.forced:
+        return category.forced[name], default
+    if isinstance(default, bool):
+        return strings.as_bool_or_none, default
+    if default is None:
+        return _converter_from_hint(_type_hints(cls).get(name)), None
+    if isinstance(default, list):
+        element = type(default[0]) if default else str
+        return _LIST_CONVERTERS.get(element, strings.as_stringlist_or_none), default
+    if isinstance(default, dict):
+        return strings.as_dict_or_none, default
+    if isinstance(default, (int, float, str)):
+        return type(default), default
+    return strings.as_string_or_none, default
+
+
+def _checked(converter: Converter) -> Converter:
+    """Turn a converter's ValueError into an argparse message that says what was expected."""
+
+    def convert(value: str) -> Any:
+        try:
+            return converter(value)
+        except (ValueError, TypeError) as error:
+            detail = str(error) or f"expected a value of type {converter.__name__}"
+            raise argparse.ArgumentTypeError(f"{detail} (got {value!r})" if repr(value) not in detail
+                                             else detail) from None
+
+    convert.__name__ = getattr(converter, "__name__", "value")
+    return convert
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports errors in one line: 'main.py: error: <what is wrong>'."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("standard")
+    add = group.add_argument
+    add("--batch_size", type=int, default=1, help="examples per step (GoPro datasets multiply by their samples)")
+    add("--checkpoint", type=_checked(strings.as_string_or_none), default=None,
+        help="checkpoint file or run folder whose weights initialise the model")
+    add("--clip_grad", type=float, default=0, help="clip the gradient norm to this value when > 0")
+    add("--cuda", type=_checked(strings.as_bool_or_none), default=True, help="use cuda:0 when available")
+    add("--logging_loss_graph", type=_checked(strings.as_bool_or_none), default=False, help="log the loss module")
+    add("--logging_model_graph", type=_checked(strings.as_bool_or_none), default=False, help="log the model module")
+    add("--loshchilov_weight_decay", type=float, default=0, help="decoupled weight decay when > 0")
+    add("--proctitle", type=str, default="__random__", help="process title (random fantasy name by default)")
+    add("--save", type=str, default=None, help="run folder for records, TensorBoard and checkpoints")
+    add("--seed", type=_checked(strings.as_int_or_none), default=0, help="random seed base (none: unseeded)")
+    add("--start_epoch", type=int, default=1, help="first epoch number")
+    add("--total_epochs", type=int, default=10, help="last epoch number (inclusive)")
+    add("--prefix", type=str, default="", help="free text shown in Telegram messages")
+    add("--optimizer_group", type=_checked(strings.as_dict_or_none), action="append", default=None,
+        help="extra optimizer parameter group, e.g. \"{'params': '*bias*', 'lr': 0.01}\" (repeatable)")
+    add("--param_scheduler_group", type=_checked(strings.as_dict_or_none), action="append", default=None,
+        help="parameter scheduling group {'params': pattern, 'scheduler': name, 'init': value, ...}")
+    ours = parser.add_argument_group("deblur-devil additions")
+    ours.add_argument("--resume", type=_checked(strings.as_string_or_none), default=None,
+                      help="run folder or checkpoint file: continue that run exactly where it stopped")
+
+
+def _add_class_flags(parser: argparse.ArgumentParser, category: Category, cls: type) -> None:
+    group = parser.add_argument_group(f"{category.name}: {cls.__name__}")
+    for parameter in constructor_parameters(cls, category.excluded):
+        converter, default = flag_converter_and_default(category, cls, parameter)
+        group.add_argument(f"--{category.name}_{parameter.name}", type=_checked(converter), default=default,
+                           metavar=converter.__name__.upper() if converter in _SCALAR_OR_NONE.values()
+                           else None, help=f"default: {default!r}")
+
+
+def _add_conditional_flags(parser: argparse.ArgumentParser, known: argparse.Namespace) -> None:
+    if known.loss is not None:
+        parser.add_argument("--training_key", type=str, default="total_loss",
+                            help="loss_dict key that is back-propagated")
+    if known.validation_dataset is not None:
+        group = parser.add_argument_group("validation")
+        group.add_argument("--validation_batch_size", type=int, default=-1, help="-1: same as --batch_size")
+        group.add_argument("--validation_keys", type=_checked(strings.as_stringlist_or_none),
+                           default=["total_loss"], help="loss_dict keys that decide the best checkpoints")
+        group.add_argument("--validation_modes", type=_checked(strings.as_stringlist_or_none), default=["min"],
+                           help="min or max, one per validation key")
+    if known.checkpoint is not None:
+        group = parser.add_argument_group("checkpoint")
+        group.add_argument("--checkpoint_mode", type=str, default="latest", choices=["latest", "best"],
+                           help="which checkpoint of a run folder to load")
+        group.add_argument("--checkpoint_include_params", type=_checked(strings.as_stringlist_or_none),
+                           default=["*"], help="fnmatch patterns of checkpoint keys to load")
+        group.add_argument("--checkpoint_exclude_params", type=_checked(strings.as_stringlist_or_none),
+                           default=[], help="fnmatch patterns of checkpoint keys to skip")
+        group.add_argument("--checkpoint_translations", type=_checked(strings.as_dict_or_none), default={},
+                           help="substring replacements applied to checkpoint keys")
+        group.add_argument("--checkpoint_fuzzy_translation_keys", type=_checked(strings.as_stringlist_or_none),
+                           default=[], help="key fragments that match checkpoint and model keys")
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The full parser for `argv`: standard flags, selectors, chosen classes' flags, conditional flags."""
+    parser = _Parser(prog="main.py", add_help=False, allow_abbrev=False, description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_standard_flags(parser)
+    selectors = parser.add_argument_group("class selectors")
+    for category in CATEGORIES:
+        if category.registry is not None:
+            selectors.add_argument(f"--{category.name}", type=str, default=category.default,
+                                   choices=category.registry.names(), metavar="NAME",
+                                   help=f"{category.registry.name}: {', '.join(category.registry.names())}")
+    known, _ = parser.parse_known_args(argv)
+    for category in CATEGORIES:
+        cls = category_class(category, getattr(known, category.name, None))
+        if cls is not None:
+            _add_class_flags(parser, category, cls)
+    known, _ = parser.parse_known_args(argv)
+    _add_conditional_flags(parser, known)
+    parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
+    return parser
+
+
+def _check_consistency(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.validation_dataset is not None:
+        for mode in args.validation_modes:
+            if mode not in ("min", "max"):
+                parser.error(f"argument --validation_modes: expected 'min' or 'max', got {mode!r}")
+        if len(args.validation_keys) != len(args.validation_modes):
+            parser.error(f"--validation_keys {args.validation_keys} and --validation_modes "
+                         f"{args.validation_modes} must have the same length")
+    for name in ("training_dataset", "validation_dataset"):
+        if getattr(args, name) is not None and getattr(args, f"{name}_root", None) is None:
+            parser.error(f"--{name}={getattr(args, name)} needs --{name}_root")
+
+
+def parse_arguments(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, Dict[str, Any]]:
+    """Parse `argv` (default sys.argv[1:]); returns the arguments and their parser defaults."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    defaults = {key: parser.get_default(key) for key in vars(args)}
+    args.cuda = bool(args.cuda) and torch.cuda.is_available()
+    _check_consistency(parser, args)
+    return args, defaults
+
+
+def non_default_arguments(args: argparse.Namespace, defaults: Dict[str, Any]) -> Dict[str, Any]:
+    """Arguments whose value differs from the parser default."""
+    return {key: value for key, value in sorted(vars(args).items()) if defaults.get(key) != value}
+
+
+def write_arguments(args: argparse.Namespace, directory: str) -> None:
+    """Write args.txt ('key: value' lines) and args.json (the original's layout) into `directory`."""
+    os.makedirs(directory, exist_ok=True)
+    arguments = dict(sorted(vars(args).items()))
+    with open(os.path.join(directory, "args.txt"), "w", encoding="utf-8") as handle:
+        handle.writelines(f"{key}: {value}\n" for key, value in arguments.items())
+    jsonfile.write(os.path.join(directory, "args.json"), arguments)
+
+
+def kwargs_from_args(args: argparse.Namespace, category_name: str) -> Dict[str, Any]:
+    """Constructor keyword arguments of the class chosen for a category, read from its flags."""
+    category = CATEGORY_BY_NAME[category_name]
+    cls = category_class(category, getattr(args, category_name, None))
+    if cls is None:
+        raise ValueError(f"no class chosen for --{category_name}")
+    return {p.name: getattr(args, f"{category_name}_{p.name}")
+            for p in constructor_parameters(cls, category.excluded)
+            if hasattr(args, f"{category_name}_{p.name}")}
+
+
+def instance_from_args(args: argparse.Namespace, category_name: str, **extra: Any) -> Any:
+    """Instantiate the class chosen for a category with its flags plus `extra` (e.g. args=args)."""
+    category = CATEGORY_BY_NAME[category_name]
+    cls = category_class(category, getattr(args, category_name, None))
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in extra.items() if k in accepted}
+    kwargs.update(kwargs_from_args(args, category_name))
+    return cls(**kwargs)

@@ -1,0 +1,24 @@
+"""Framework-wide constants: file names, flush intervals, progress-bar and data-loader settings."""
+import os
+
+LOGGING_GLOBAL_INDENT = 2
+LOGGING_LOGBOOK_FILENAME = "logbook.txt"
+# Telegram configuration (template: dot_machines.json in the repository root).
+LOGGING_TELEGRAM_MACHINES_FILENAME = os.path.join(os.path.expanduser("~"), ".machines.json")
+LOGGING_TIMEZONE = "Europe/Berlin"
+LOGGING_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+LOGGING_ZIPSOURCE_FILENAME = "src.zip"
+
+TELEGRAM_FLUSH_SECS = 600
+TENSORBOARD_FLUSH_SECS = 600
+
+TQDM_NCOLS = 120
+TQDM_SMOOTHING = 0
+
+DATALOADER_PIN_MEMORY = True
+TRAINING_DATALOADER_SHUFFLE = True
+TRAINING_DATALOADER_DROP_LAST = True
+VALIDATION_DATALOADER_SHUFFLE = False
+VALIDATION_DATALOADER_DROP_LAST = False
+
+CUDNN_BENCHMARK = True

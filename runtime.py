@@ -1,0 +1,289 @@
+"""The training/validation loop: example_dict -> model_dict -> loss_dict, epoch after epoch."""
+import argparse
+import logging
+import math
+import os
+import socket
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import constants
+from utils import checkpoints, summary, telegram
+from utils.logger import ProgressBar, block
+from utils.records import EpochRecorder
+from visualizers.visualizer import Visualizer
+
+DEVICE_KEY_PREFIXES = ("input", "target")
+
+
+class ModelAndLoss(torch.nn.Module):
+    """The model and its loss as submodules `model` and `loss`: state_dict keys are `model.<...>`."""
+
+    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, example_dict: Dict[str, Any]):  # noqa: ANN201
+        """Returns (loss_dict, model_dict)."""
+        model_dict = self.model(example_dict)
+        loss_dict = self.loss(model_dict, example_dict)
+        return loss_dict, model_dict
+
+
+def collate_samples(example_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """Merge the S samples per example into the batch: (B, S, ...) -> (B*S, ...), names in the same order."""
+    result = {}
+    for key, value in example_dict.items():
+        if torch.is_tensor(value) and value.dim() >= 2:
+            result[key] = value.reshape(-1, *value.shape[2:])
+        elif isinstance(value, list) and value and isinstance(value[0], (list, tuple)):
+            # default_collate turns S lists of B entries into value[s][b]; tensor order is b*S + s.
+            result[key] = [value[s][b] for b in range(len(value[0])) for s in range(len(value))]
+        else:
+            result[key] = value
+    return result
+
+
+def to_device(example_dict: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """Move tensors whose key starts with 'input' or 'target' to the device; leave the rest."""
+    non_blocking = device.type == "cuda"
+    return {key: value.to(device, non_blocking=non_blocking)
+            if torch.is_tensor(value) and key.startswith(DEVICE_KEY_PREFIXES) else value
+            for key, value in example_dict.items()}
+
+
+class Loader:
+    """A DataLoader whose batches are collated over samples and moved to the device."""
+
+    def __init__(self, loader: DataLoader, device: torch.device, collate: bool) -> None:
+        self.loader = loader
+        self.device = device
+        self.collate = collate
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def dataset(self) -> Dataset:
+        """The wrapped dataset."""
+        return self.loader.dataset
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        for example_dict in self.loader:
+            if self.collate:
+                example_dict = collate_samples(example_dict)
+            yield to_device(example_dict, self.device)
+
+
+def current_learning_rates(optimizer: Optional[torch.optim.Optimizer]) -> Optional[List[float]]:
+    """The learning rate of every parameter group (None without optimizer)."""
+    return None if optimizer is None else [group["lr"] for group in optimizer.param_groups]
+
+
+def format_learning_rate(lr: Optional[List[float]]) -> str:
+    """'None', a bare number for one group, else the list."""
+    if lr is None:
+        return "None"
+    return f"{lr[0]:g}" if len(lr) == 1 else "[" + ", ".join(f"{x:g}" for x in lr) + "]"
+
+
+def _format_postfix(means: Dict[str, float]) -> str:
+    return ", ".join(f"{key}_avg={means[key]:1.4f}" for key in sorted(means))
+
+
+class EpochRunner:
+    """One training or validation pass over a loader."""
+
+    def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
+                 optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
+                 visualizer: Optional[Visualizer] = None) -> None:
+        self.args = args
+        self.model_and_loss = model_and_loss
+        self.loader = loader
+        self.train = train
+        self.optimizer = optimizer
+        self.augmentation = augmentation
+        self.visualizer = visualizer or Visualizer()
+
+    def step(self, example_dict: Dict[str, Any]):  # noqa: ANN201
+        """One forward (and, in training, backward and optimizer) step; returns (loss_dict, model_dict)."""
+        if self.augmentation is not None:
+            with torch.no_grad():
+                example_dict = self.augmentation(example_dict)
+        if not self.train:
+            return self.model_and_loss(example_dict)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_dict, model_dict = self.model_and_loss(example_dict)
+        loss = loss_dict[self.args.training_key]
+        if not torch.isfinite(loss).all():
+            telegram.send_message("%s:%s on %s:\n  loss is NaN\n", self.args.prefix, self.args.model,
+                                  self.args.actual_device)
+            raise FloatingPointError(f"training loss '{self.args.training_key}' is {loss.item()} "
+                                     f"(not finite); stopping")
+        loss.backward()
+        if self.args.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model_and_loss.parameters(), self.args.clip_grad)
+        if self.args.loshchilov_weight_decay > 0:
+            with torch.no_grad():
+                for group in self.optimizer.param_groups:
+                    for parameter in group["params"]:
+                        parameter.mul_(1.0 - self.args.loshchilov_weight_decay * group["lr"])
+        self.optimizer.step()
+        return loss_dict, model_dict
+
+    def run(self, desc: str) -> Dict[str, float]:
+        """Run the pass; returns the mean of every loss_dict entry weighted by batch size."""
+        self.model_and_loss.train(self.train)
+        sums: Dict[str, float] = {}
+        count = 0
+        total_steps = len(self.loader)
+        context = torch.enable_grad() if self.train else torch.no_grad()
+        with context, ProgressBar(total=total_steps, desc=desc, unit="it") as bar:
+            for step, example_dict in enumerate(self.loader):
+                self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
+                loss_dict, model_dict = self.step(example_dict)
+                self.visualizer.on_step_finished(example_dict, model_dict, loss_dict, self.train, step, total_steps)
+                batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
+                for key, value in loss_dict.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * batch_size
+                count += batch_size
+                bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}), refresh=False)
+                bar.update()
+        return {key: total / max(count, 1) for key, total in sums.items()}
+
+
+class Trainer:
+    """The epoch loop: train, validate, record, step the LR, checkpoint, notify."""
+
+    def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss,
+                 train_loader: Optional[Loader], validation_loader: Optional[Loader],
+                 optimizer: Optional[torch.optim.Optimizer] = None, lr_scheduler: Optional[Any] = None,
+                 training_augmentation: Optional[torch.nn.Module] = None,
+                 validation_augmentation: Optional[torch.nn.Module] = None,
+                 visualizer: Optional[Visualizer] = None, save_checkpoints: bool = True,
+                 best_values: Optional[List[float]] = None,
+                 before_epoch: Optional[Callable[[int], None]] = None) -> None:
+        self.args = args
+        self.model_and_loss = model_and_loss
+        self.train_loader = train_loader
+        self.validation_loader = validation_loader
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.training_augmentation = training_augmentation
+        self.validation_augmentation = validation_augmentation
+        self.visualizer = visualizer or Visualizer()
+        self.save_checkpoints = save_checkpoints
+        self.before_epoch = before_epoch
+        keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
+        modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
+        self.validation_keys: List[str] = list(keys)
+        self.validation_modes: List[str] = list(modes)
+        self.best_values = best_values or [math.inf if m == "min" else -math.inf for m in self.validation_modes]
+
+    def _is_better(self, index: int, value: float) -> bool:
+        if self.validation_modes[index] == "min":
+            return value < self.best_values[index]
+        return value > self.best_values[index]
+
+    def _record(self, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
+        recorder = EpochRecorder(self.args, root=self.args.save, epoch=epoch, dataset=type(dataset).__name__,
+                                 **getattr(self.args, "holistic_records_kwargs", {}))
+        recorder.add_scalars(name, stats)
+
+    def _step_lr_scheduler(self, validation_stats: Dict[str, float]) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_scheduler.step(validation_stats[self.validation_keys[0]])
+        else:
+            self.lr_scheduler.step()
+
+    def resume_state(self) -> Dict[str, Any]:
+        """What, beyond the original's checkpoint content, a resumed run needs."""
+        state = {"rng": checkpoints.rng_state(), "best": {"values": list(self.best_values),
+                                                         "keys": list(self.validation_keys)},
+                 "args": {k: v for k, v in vars(self.args).items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))
+                          and not k.endswith("_class")}}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        return state
+
+    def run(self) -> Dict[str, float]:
+        """Run epochs start_epoch..total_epochs; returns the last epoch's statistics."""
+        args = self.args
+        last_stats: Dict[str, float] = {}
+        with block("Runtime"):
+            logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
+        telegram.send_message("%s:%s on %s @0/%d\n%s", args.prefix, args.model, args.actual_device,
+                              args.total_epochs, "\n".join(f"  {k}: {v}" for k, v in
+                                                           sorted(getattr(args, "non_default_args", {}).items())))
+        total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
+                                logbook_every_update=True, position=0, leave=True)
+        try:
+            for epoch in range(args.start_epoch, args.total_epochs + 1):
+                last_stats = self._run_epoch(epoch, total_bar)
+        finally:
+            total_bar.close()
+            telegram.flush()
+            summary.flush()
+        logging.info("Finished.")
+        return last_stats
+
+    def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
+        args = self.args
+        title = f"Epoch {epoch}/{args.total_epochs}" + " " * 24 + f"-- {args.actual_device} on {socket.gethostname()} --"
+        with block(title, emph=True):
+            summary.set_global_step(epoch)
+            if self.before_epoch is not None:
+                self.before_epoch(epoch)
+            lr = current_learning_rates(self.optimizer)
+            logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
+            stats: Dict[str, float] = {}
+            if self.train_loader is not None:
+                self.visualizer.on_epoch_init(lr, True, epoch, args.total_epochs)
+                stats = EpochRunner(args, self.model_and_loss, self.train_loader, True, self.optimizer,
+                                    self.training_augmentation, self.visualizer).run("Train")
+                self.visualizer.on_epoch_finished(stats, True, epoch, args.total_epochs)
+                self._record("training_losses", self.train_loader.dataset, epoch, stats)
+            best_keys: List[str] = []
+            if self.validation_loader is not None:
+                self.visualizer.on_epoch_init(lr, False, epoch, args.total_epochs)
+                stats = EpochRunner(args, self.model_and_loss, self.validation_loader, False, None,
+                                    self.validation_augmentation, self.visualizer).run("Valid")
+                self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
+                self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)
+                for index, key in enumerate(self.validation_keys):
+                    if key not in stats:
+                        raise KeyError(f"--validation_keys: '{key}' is not a loss_dict key; "
+                                       f"available: {', '.join(sorted(stats))}")
+                    if self._is_better(index, stats[key]):
+                        self.best_values[index] = stats[key]
+                        best_keys.append(key)
+            self._step_lr_scheduler(stats)
+            total_bar.set_postfix_str(", ".join(f"best_{k}_avg={v:1.4f}" for k, v in
+                                                zip(self.validation_keys, self.best_values)), refresh=False)
+            total_bar.update()
+            eta = total_bar.eta_string()
+            progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(self.validation_keys, self.best_values)}
+            progress["lr"] = format_learning_rate(current_learning_rates(self.optimizer))
+            telegram.send_message("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
+                                  args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
+            _set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
+            if self.save_checkpoints:
+                written = checkpoints.save(args.save, stats, epoch, self.model_and_loss, best_keys,
+                                           extra=self.resume_state())
+                for filename in written[1:]:
+                    logging.info("Save ckpt to %s", os.path.relpath(filename))
+            summary.flush()
+            return stats
+
+
+def _set_proctitle(title: str) -> None:
+    import setproctitle
+
+    setproctitle.setproctitle(title)

@@ -1,0 +1,223 @@
+"""Converters, the args.json writer, records, checkpoints, source zip and logging."""
+import json
+import logging
+import os
+import random
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from utils import checkpoints, jsonfile, strings, system
+from utils.logger import ProgressBar, block, configure_logging, format_eta
+from utils.records import EpochRecorder, read_csv_rows
+
+
+# ---------------------------------------------------------------- converters
+@pytest.mark.parametrize("text,expected", [("none", None), ("None", None), ("true", True), ("Y", True),
+                                           ("1", True), ("false", False), ("n", False), ("0", False)])
+def test_as_bool_or_none(text, expected):
+    assert strings.as_bool_or_none(text) is expected
+
+
+def test_as_bool_rejects_garbage():
+    with pytest.raises(ValueError, match="expected a boolean"):
+        strings.as_bool_or_none("maybe")
+
+
+def test_list_converters():
+    assert strings.as_intlist_or_none("[128, 128]") == [128, 128]
+    assert strings.as_intlist_or_none("128,64") == [128, 64]
+    assert strings.as_intlist_or_none("[]") == []
+    assert strings.as_intlist_or_none("none") is None
+    assert strings.as_floatlist_or_none("[0.9, 0.999]") == [0.9, 0.999]
+    assert strings.as_stringlist_or_none("[total_loss, psnr]") == ["total_loss", "psnr"]
+    assert strings.as_booleanlist_or_none("[true, 0]") == [True, False]
+
+
+@pytest.mark.parametrize("text", ["[1, 2", "1, 2]", "[1, x]", "[1,,2]"])
+def test_malformed_lists_raise(text):
+    with pytest.raises(ValueError):
+        strings.as_intlist_or_none(text)
+
+
+def test_as_dict_or_none():
+    assert strings.as_dict_or_none("{'params': '*bias*', 'lr': 0.01}") == {"params": "*bias*", "lr": 0.01}
+    assert strings.as_dict_or_none("NONE") is None
+    with pytest.raises(ValueError, match="Python literal"):
+        strings.as_dict_or_none("{'a': }")
+
+
+# ---------------------------------------------------------------- args.json layout
+def test_jsonfile_layout_is_valid_json_with_original_conventions(tmp_path):
+    values = {"b": "none", "a": True, "c": (1, 2), "d": {"y": 1, "x": "True"}, "e": 0.005, "f": None, "g": "x"}
+    text = jsonfile.dumps(values)
+    assert text.splitlines()[0] == "{" and text.splitlines()[1] == '  "a": true,'
+    assert '  "b": null,' in text and '  "c": [1, 2],' in text and '"d": {"x": true, "y": 1}' in text
+    assert json.loads(text) == {"a": True, "b": None, "c": [1, 2], "d": {"x": True, "y": 1}, "e": 0.005,
+                                "f": None, "g": "x"}
+    jsonfile.write(str(tmp_path / "a.json"), values)
+    assert json.loads((tmp_path / "a.json").read_text())["e"] == 0.005
+
+
+# ---------------------------------------------------------------- records
+def test_epoch_recorder_csv_and_mat(tmp_path):
+    for epoch, value in [(1, 3.0), (2, 2.0), (3, 1.0)]:
+        EpochRecorder(None, str(tmp_path), epoch, "GoProNahTest").add_scalars(
+            "evaluation_losses", {"total_loss": value, "psnr": 20.0 + epoch})
+    rows = read_csv_rows(str(tmp_path / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert list(rows[0]) == ["epoch", "step", "psnr", "total_loss"]
+    assert float(rows[2]["psnr"]) == 23.0
+    mat = scipy.io.loadmat(str(tmp_path / "mat" / "GoProNahTest_evaluation_losses.mat"))
+    np.testing.assert_array_equal(mat["epoch"].ravel(), [1, 2, 3])
+    np.testing.assert_array_equal(mat["total_loss"].ravel(), [3.0, 2.0, 1.0])
+    # A resumed run that repeats epoch 2 replaces epoch 2 and drops later rows.
+    EpochRecorder(None, str(tmp_path), 2, "GoProNahTest").add_scalars("evaluation_losses",
+                                                                      {"total_loss": 5.0, "psnr": 1.0})
+    rows = read_csv_rows(str(tmp_path / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [(r["epoch"], float(r["total_loss"])) for r in rows] == [("1", 3.0), ("2", 5.0)]
+    mat = scipy.io.loadmat(str(tmp_path / "mat" / "GoProNahTest_evaluation_losses.mat"))
+    np.testing.assert_array_equal(mat["total_loss"].ravel(), [3.0, 5.0])
+
+
+def test_epoch_recorder_refuses_unsupported_records(tmp_path):
+    with pytest.raises(ValueError, match="holistic_records_png"):
+        EpochRecorder(None, str(tmp_path), 1, "X", png=True)
+
+
+# ---------------------------------------------------------------- checkpoints
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
+
+
+def test_checkpoint_format_and_best_copies(tmp_path):
+    module = _Tiny()
+    written = checkpoints.save(str(tmp_path), {"total_loss": 1.5, "psnr": 30.25}, 7, module, ["psnr"],
+                               extra={"optimizer": {"state": {}, "param_groups": []}})
+    assert [os.path.basename(f) for f in written] == ["checkpoint_latest_.ckpt", "checkpoint_best_psnr.ckpt"]
+    loaded = torch.load(tmp_path / "checkpoint_latest_.ckpt", weights_only=True)
+    assert list(loaded)[:4] == ["total_loss", "psnr", "epoch", "state_dict"]
+    assert loaded["epoch"] == 7 and loaded["psnr"] == 30.25
+    assert set(loaded["state_dict"]) == {"model.0.weight", "model.1.weight", "model.1.bias", "model.1.running_mean",
+                                         "model.1.running_var", "model.1.num_batches_tracked"}
+    stats = json.loads((tmp_path / "checkpoint_latest_.json").read_text())
+    assert list(stats) == ["total_loss", "psnr", "epoch"]
+    assert (tmp_path / "checkpoint_best_psnr.json").read_text() == (tmp_path / "checkpoint_latest_.json").read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_load_state_dict_strict_reports_missing_and_unexpected(tmp_path):
+    module = _Tiny()
+    state = dict(module.state_dict())
+    state.pop("model.0.weight")
+    state["model.9.weight"] = torch.zeros(1)
+    with pytest.raises(checkpoints.CheckpointError, match=r"missing keys: model\.0\.weight.*unexpected keys: "
+                                                          r"model\.9\.weight"):
+        checkpoints.load_state_dict(module, state, "x.ckpt")
+
+
+def test_load_state_dict_wrong_shape_names_key():
+    module = _Tiny()
+    state = dict(module.state_dict())
+    state["model.0.weight"] = torch.zeros(2, 2)
+    with pytest.raises(checkpoints.CheckpointError, match=r"'model\.0\.weight' has shape \(2, 2\)"):
+        checkpoints.load_state_dict(module, state, "x.ckpt")
+
+
+def test_translations_fuzzy_and_filters():
+    source, target = _Tiny(), _Tiny()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.uniform_()
+    renamed = {k.replace("model.", "model._net."): v for k, v in source.state_dict().items()}
+    restored, untouched = checkpoints.load_state_dict(target, renamed, "x", translations={"model._net.": "model."})
+    assert untouched == [] and len(restored) == 6
+    assert torch.equal(target.model[0].weight, source.model[0].weight)
+    target2 = _Tiny()
+    before = target2.model[1].weight.clone()
+    restored, untouched = checkpoints.load_state_dict(target2, source.state_dict(), "x", include=["*0.weight"])
+    assert restored == ["model.0.weight"] and torch.equal(target2.model[1].weight, before)
+    mapping = checkpoints.translate_keys(["model._flownets.conv1.0.weight"], ["flownets.conv1.0.weight"], {},
+                                         ["conv1.0.weight"])
+    assert mapping == {"model._flownets.conv1.0.weight": "flownets.conv1.0.weight"}
+
+
+def test_find_checkpoint(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="no such file or directory"):
+        checkpoints.find_checkpoint(str(tmp_path / "nope"))
+    with pytest.raises(checkpoints.CheckpointError, match="holds no checkpoint_latest_.ckpt"):
+        checkpoints.find_checkpoint(str(tmp_path))
+    checkpoints.save(str(tmp_path), {"psnr": 1.0}, 1, _Tiny(), ["psnr"])
+    assert checkpoints.find_checkpoint(str(tmp_path)).endswith("checkpoint_latest_.ckpt")
+    assert checkpoints.find_checkpoint(str(tmp_path), "best").endswith("checkpoint_best_psnr.ckpt")
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoints.CheckpointError, match="cannot read checkpoint .*bad.ckpt"):
+        checkpoints.load_file(str(tmp_path / "bad.ckpt"))
+    torch.save({"weights": 1}, tmp_path / "nostate.ckpt")
+    with pytest.raises(checkpoints.CheckpointError, match="expected a dict with a 'state_dict'"):
+        checkpoints.load_file(str(tmp_path / "nostate.ckpt"))
+
+
+def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    torch.save({"rng": checkpoints.rng_state()}, tmp_path / "r.ckpt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    checkpoints.set_rng_state(torch.load(tmp_path / "r.ckpt", weights_only=True)["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+# ---------------------------------------------------------------- source zip
+def test_zip_source_contains_code_only(tmp_path):
+    root = tmp_path / "repo"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "dbn.py").write_text("x = 1\n")
+    (root / "README.md").write_text("# r\n")
+    (root / "scripts").mkdir()
+    (root / "scripts" / "a.sh").write_text("echo\n")
+    (root / ".venv" / "lib").mkdir(parents=True)
+    (root / ".venv" / "pyvenv.cfg").write_text("")
+    (root / ".venv" / "lib" / "x.py").write_text("")
+    (root / "myenv").mkdir()
+    (root / "myenv" / "pyvenv.cfg").write_text("")
+    (root / "myenv" / "y.py").write_text("")
+    (root / "data").mkdir()
+    (root / "data" / "frame.png").write_bytes(b"png")
+    (root / "experiments" / "run1").mkdir(parents=True)
+    (root / "experiments" / "run1" / "args.json").write_text("{}")
+    (root / "experiments" / "run1" / "notes.txt").write_text("")
+    (root / "dot_machines.json").write_text("{}")
+    filename = tmp_path / "src.zip"
+    assert system.zip_source(str(filename), str(root)) == 3
+    names = sorted(zipfile.ZipFile(filename).namelist())
+    assert names == ["src/README.md", "src/models/dbn.py", "src/scripts/a.sh"]
+
+
+# ---------------------------------------------------------------- logging
+def test_logbook_has_no_colour_codes_and_indents(tmp_path):
+    logbook = tmp_path / "logbook.txt"
+    configure_logging(str(logbook))
+    with block("Outer"):
+        logging.info("\x1b[36mcoloured\x1b[0m caf\u00e9")
+        with ProgressBar(total=2, desc="Train") as bar:
+            bar.update(2)
+    logging.getLogger().handlers[-1].flush()
+    text = logbook.read_text()
+    assert "\x1b[" not in text
+    assert "] ==> Outer" in text and "]   coloured caf " in text
+    assert "==> Train: 100%   2/2" in text
+    configure_logging(None)
+
+
+def test_format_eta():
+    assert format_eta(75) == "01m:15s"
+    assert format_eta(3 * 3600 + 5 * 60) == "3h:05m"
+    assert format_eta(2 * 86400 + 5 * 3600) == "2d:05h"

@@ -1,0 +1,175 @@
+"""Logging: coloured console, logbook file without colour codes, indented blocks, progress bars.
+
+`configure_logging` also installs `logging.block`, `logging.value`, `logging.values` and
+`logging.telegram` so that code written for the original framework keeps working.
+"""
+import contextlib
+import datetime
+import logging
+import os
+import re
+import sys
+from typing import Any, Dict, Iterator, Optional
+
+import colorama
+import pytz
+import tqdm
+
+import constants
+
+LOGBOOK = 1000  # level for records that go to the logbook only (progress-bar snapshots)
+logging.addLevelName(LOGBOOK, "LOGBOOK")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_indent = 0
+
+
+def strip_colors(text: str) -> str:
+    """Remove ANSI colour codes."""
+    return _ANSI.sub("", text)
+
+
+class _Formatter(logging.Formatter):
+    """Timestamps in the constants.py timezone, messages indented by the current block depth."""
+
+    def __init__(self, fmt: str, colors: bool) -> None:
+        super().__init__(fmt, datefmt=constants.LOGGING_TIMESTAMP_FORMAT)
+        self._colors = colors
+        self._tz = pytz.timezone(constants.LOGGING_TIMEZONE)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:  # noqa: N802
+        moment = datetime.datetime.fromtimestamp(record.created, self._tz)
+        return moment.strftime(datefmt or constants.LOGGING_TIMESTAMP_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg = " " * getattr(record, "indent", 0) + str(record.msg)
+        text = super().format(record)
+        if not self._colors:
+            text = "".join(ch if ord(ch) < 128 else " " for ch in strip_colors(text))
+        return text
+
+
+class _IndentFilter(logging.Filter):
+    """Stamps every record with the block indentation in force when it was logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "indent"):
+            record.indent = _indent
+        return True
+
+
+class _ConsoleHandler(logging.Handler):
+    """Writes through tqdm so that messages do not break progress bars; drops LOGBOOK records."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == LOGBOOK:
+            return
+        try:
+            tqdm.tqdm.write(self.format(record), file=sys.stdout)
+        except Exception:  # noqa: BLE001 -- logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(logbook_filename: Optional[str] = None) -> None:
+    """Console (INFO, coloured) and optional logbook file (everything, no colour codes)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.INFO)
+    dim = colorama.Style.DIM + colorama.Fore.WHITE
+    console = _ConsoleHandler(level=logging.INFO)
+    console.setFormatter(_Formatter(f"{dim}%(asctime)s{colorama.Style.RESET_ALL} %(message)s", colors=True))
+    console.addFilter(_IndentFilter())
+    root.addHandler(console)
+    if logbook_filename is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(logbook_filename)), exist_ok=True)
+        logbook = logging.FileHandler(logbook_filename, mode="a", encoding="utf-8")
+        logbook.setLevel(logging.INFO)
+        logbook.setFormatter(_Formatter("[%(asctime)s] %(message)s", colors=False))
+        logbook.addFilter(_IndentFilter())
+        root.addHandler(logbook)
+    logging.captureWarnings(True)
+    logging.block = block
+    logging.value = value
+    logging.values = values
+    from utils import telegram  # the notifier lives there; imported late to avoid a cycle
+
+    logging.telegram = telegram.send_message
+    logging.telegram_flush = telegram.flush
+
+
+@contextlib.contextmanager
+def block(title: str, emph: bool = False) -> Iterator[None]:
+    """Log '==> title' and indent everything logged inside the block."""
+    global _indent
+    style = colorama.Style.BRIGHT if emph else ""
+    logging.info(f"{colorama.Fore.CYAN}==>{colorama.Style.RESET_ALL} {style}{title}{colorama.Style.RESET_ALL}")
+    _indent += constants.LOGGING_GLOBAL_INDENT
+    try:
+        yield
+    finally:
+        _indent -= constants.LOGGING_GLOBAL_INDENT
+
+
+def value(key: str, val: Any) -> None:
+    """Log 'key' followed by the value in cyan."""
+    logging.info(f"{key}{colorama.Fore.CYAN}{val}{colorama.Style.RESET_ALL}")
+
+
+def values(dictionary: Dict[str, Any]) -> None:
+    """Log sorted 'key: value' lines."""
+    for key in sorted(dictionary):
+        value(f"{key}: ", dictionary[key])
+
+
+class ProgressBar(tqdm.tqdm):
+    """tqdm bar in the original's format whose final state is mirrored into the logbook."""
+
+    def __init__(self, *args: Any, logbook_every_update: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("ncols", constants.TQDM_NCOLS)
+        kwargs.setdefault("smoothing", constants.TQDM_SMOOTHING)
+        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("file", sys.stdout)
+        kwargs.setdefault("leave", True)
+        kwargs.setdefault(
+            "bar_format",
+            "==> {desc}: {percentage:3.0f}% {n:>3}/{total:<3} {elapsed}<{remaining} {rate_fmt}  {postfix}",
+        )
+        self._logbook_every_update = logbook_every_update
+        super().__init__(*args, **kwargs)
+
+    def update(self, n: float = 1) -> Optional[bool]:
+        result = super().update(n)
+        if self._logbook_every_update:
+            self._to_logbook()
+        return result
+
+    def close(self) -> None:
+        if not self.disable and not getattr(self, "_logged_close", False):
+            self._logged_close = True
+            self._to_logbook()
+        super().close()
+
+    def _to_logbook(self) -> None:
+        logging.log(LOGBOOK, strip_colors(str(self)))
+
+    def eta_string(self) -> str:
+        """Remaining time as MMm:SSs, Hh:MMm or Dd:HHh."""
+        rate = self.format_dict.get("rate")
+        remaining = (self.total - self.n) / rate if rate and self.total else 0.0
+        return format_eta(remaining)
+
+
+def format_eta(seconds: float) -> str:
+    """Format seconds the way the original's ETA display does."""
+    seconds = int(round(max(seconds, 0.0)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days > 0:
+        return f"{days}d:{hours:02d}h"
+    if hours > 0:
+        return f"{hours}h:{minutes:02d}m"
+    return f"{minutes:02d}m:{secs:02d}s"
