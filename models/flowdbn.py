@@ -1,0 +1,150 @@
+"""FlowDBN: DBN on the input frames plus neighbours pre-warped by a frozen flow network (spec §3.3)."""
+import logging
+import os
+from argparse import Namespace
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+
+from contrib.warping import warp_border
+from models.dbn import DBNImpl, input_frames, reference_index, sequence_length_from_args
+from models.flownet1s import FlowNet1S
+from models.pwcnet import PWCNet
+from models.registry import MODELS
+
+NOT_GIVEN = "filename"
+PREWARPING_DIV_FLOW = 0.05
+
+
+def _given(path) -> bool:
+    """The CLI default "filename" (and None / "none") mean that no checkpoint was given."""
+    return path is not None and path != NOT_GIVEN and str(path).lower() != "none"
+
+
+def _translate_flownet_key(key: str) -> str:
+    """model._flownets.* / model.flownets.* (checkpoints of this framework) → flownets.*."""
+    for prefix in ("model._flownets.", "model.flownets."):
+        if key.startswith(prefix):
+            return "flownets." + key[len(prefix):]
+    return key
+
+
+def _translate_pwcnet_key(key: str) -> str:
+    """model.pwcnet_impl.* (checkpoints of this framework) → pwcnet_impl.*."""
+    prefix = "model.pwcnet_impl."
+    if key.startswith(prefix):
+        return "pwcnet_impl." + key[len(prefix):]
+    return key
+
+
+def _short_list(keys: List[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate) -> None:
+    """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: prewarping checkpoint '{path}' does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{flag}: '{path}' is not a checkpoint of this framework "
+                         f"(expected a dict with key 'state_dict')")
+    state_dict = {translate(key): value for key, value in checkpoint["state_dict"].items()}
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{flag}: '{path}' does not match {type(network).__name__}: "
+                         f"missing keys [{_short_list(missing)}], unexpected keys [{_short_list(unexpected)}]")
+    wrong_shapes = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
+                    for key, value in expected.items() if state_dict[key].shape != value.shape]
+    if wrong_shapes:
+        raise ValueError(f"{flag}: '{path}' has tensors of the wrong shape: {_short_list(wrong_shapes)}")
+    network.load_state_dict(state_dict, strict=True)
+    logging.getLogger(__name__).info("Restored %d tensors of %s from %s",
+                                     len(state_dict), type(network).__name__, path)
+
+
+class WarpingNetwork(nn.Module):
+    """Frozen FlowNet1S or PWCNet (div_flow 0.05) that backward-warps neighbours to the reference."""
+
+    def __init__(self, args: Namespace, pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+        super().__init__()
+        use_flownet = _given(pretrained_flownet)
+        use_pwcnet = _given(pretrained_pwcnet)
+        if use_flownet == use_pwcnet:
+            raise ValueError("FlowDBN needs exactly one prewarping checkpoint: give either "
+                             "--model_pretrained_flownet or --model_pretrained_pwcnet "
+                             f"(got flownet='{pretrained_flownet}', pwcnet='{pretrained_pwcnet}')")
+        self.network: nn.Module
+        if use_flownet:
+            self.network = FlowNet1S(args, div_flow=PREWARPING_DIV_FLOW)
+            load_prewarping_checkpoint(self.network, pretrained_flownet, "--model_pretrained_flownet",
+                                       _translate_flownet_key)
+        else:
+            self.network = PWCNet(args, div_flow=PREWARPING_DIV_FLOW)
+            load_prewarping_checkpoint(self.network, pretrained_pwcnet, "--model_pretrained_pwcnet",
+                                       _translate_pwcnet_key)
+        for parameter in self.network.parameters():
+            parameter.requires_grad_(False)
+        self.network.eval()
+
+    def train(self, mode: bool = True) -> "WarpingNetwork":
+        # The flow network only has an eval path that returns full-resolution 'flow1'.
+        super().train(mode)
+        self.network.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, frames: List[torch.Tensor], reference: int) -> List[torch.Tensor]:
+        """Warp every non-reference frame into the reference view, in increasing frame order."""
+        self.network.eval()
+        neighbours = [frame for i, frame in enumerate(frames) if i != reference]
+        x1 = torch.cat([frames[reference]] * len(neighbours), dim=0)
+        x2 = torch.cat(neighbours, dim=0)
+        flow = self.network({"input1": x1, "input2": x2})["flow1"]
+        return list(warp_border(x2, flow).chunk(len(neighbours), dim=0))
+
+
+class FlowDBNImpl(nn.Module):
+    """DBN on cat(input1..inputN, warped neighbours); returns f15, warped<i> and output1."""
+
+    def __init__(self, args: Namespace, sequence_length: int, pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+        super().__init__()
+        self.sequence_length = sequence_length
+        self.dbn_net = DBNImpl(args, input_channels=3 * (2 * sequence_length - 1), output_channels=3,
+                               init_type="fan_max")
+        self.warping_network = WarpingNetwork(args, pretrained_flownet, pretrained_pwcnet)
+
+    def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        frames = input_frames(example_dict, self.sequence_length)
+        reference = reference_index(self.sequence_length)
+        warped = self.warping_network(frames, reference)
+        f15 = self.dbn_net(frames + warped)["f15"]
+        output = f15 + frames[reference]
+        if not self.training:
+            output = output.clamp(0.0, 1.0)
+        model_dict = {"f15": f15}
+        neighbour_numbers = [i + 1 for i in range(self.sequence_length) if i != reference]
+        for number, image in zip(neighbour_numbers, warped):
+            model_dict[f"warped{number}"] = image
+        model_dict["output1"] = output
+        return model_dict
+
+
+@MODELS.register("FlowDBN")
+class FlowDBN(nn.Module):
+    """DBN with flow-based pre-warping; exactly one of the two prewarping checkpoints must be given."""
+
+    def __init__(self, args: Namespace, pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+        super().__init__()
+        self.flowdbn = FlowDBNImpl(args, sequence_length_from_args(args), pretrained_flownet,
+                                   pretrained_pwcnet)
+
+    def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return self.flowdbn(example_dict)
