@@ -1,0 +1,38 @@
+"""Deblurring loss and metrics (spec §4.1)."""
+from argparse import Namespace
+from typing import Dict
+
+import torch
+import torch.nn as nn
+
+from contrib.psnr import koehler_psnr, psnr_rgb, ssim
+from losses.registry import LOSSES
+
+
+@LOSSES.register("DBNLoss")
+class DBNLoss(nn.Module):
+    """total_loss = 0.5·SSE over the batch; psnr (grayscale, Köhler-optimised in eval), psnr_rgb, ssim."""
+
+    def __init__(self, args: Namespace) -> None:
+        super().__init__()
+        self.args = args
+
+    def forward(self, model_dict: Dict[str, torch.Tensor],
+                example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        output = model_dict["output1"]
+        target = example_dict["target1"]
+        if output.shape != target.shape:
+            raise ValueError(f"DBNLoss: model output1 {tuple(output.shape)} and target1 "
+                             f"{tuple(target.shape)} differ in shape")
+        # Summed, not averaged: the loss scale (and thus the learning rate) of the original.
+        total_loss = 0.5 * ((output - target) ** 2).sum()
+        with torch.no_grad():
+            clamped = output.clamp(0.0, 1.0)
+            if self.training:
+                psnr = koehler_psnr(clamped, target)
+            else:
+                # The model already clamps in eval mode; the metric sees exactly its output.
+                psnr = koehler_psnr(output, target, scale_opt=True, trans_opt=True, trans_range=5)
+            rgb = psnr_rgb(clamped, target).mean()
+            structural = ssim(clamped, target).mean()
+        return {"total_loss": total_loss, "psnr": psnr, "psnr_rgb": rgb, "ssim": structural}
