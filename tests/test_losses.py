@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 import losses
-from contrib.psnr import koehler_psnr
+from contrib.psnr import koehler_psnr, ssim
 from losses.dbn_loss import DBNLoss
 from losses.multiscale_epe import MultiScaleEPE, scale_weights
 
@@ -90,6 +90,15 @@ def test_dbn_loss_eval_psnr_is_scale_and_shift_optimised():
     assert loss_dict["psnr"].item() == pytest.approx(expected.item(), abs=1e-6)
     assert loss_dict["psnr"].item() > koehler_psnr(output, target).item() + 5.0
     assert loss_dict["total_loss"].item() == pytest.approx(0.5 * ((output - target) ** 2).sum().item(), rel=1e-5)
+
+
+def test_dbn_loss_on_images_smaller_than_the_ssim_window():
+    target = torch.rand(2, 3, 8, 8)
+    output = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
+    for mode in (True, False):
+        loss_dict = DBNLoss(Namespace()).train(mode)({"output1": output}, {"target1": target})
+        assert loss_dict["ssim"].item() == pytest.approx(ssim(output, target, window_size=7).mean().item())
+        assert math.isfinite(loss_dict["psnr"].item())
 
 
 def test_dbn_loss_rejects_shape_mismatch():
