@@ -1,0 +1,327 @@
+"""Visualizers read back through TensorBoard's own event reader, inference frames and metrics,
+colour maps against matplotlib and the Middlebury wheel's known colours."""
+import argparse
+import csv
+import io
+import json
+import logging
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import structural_similarity
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader, Dataset
+
+import commandline
+import runtime
+from contrib.colormap import colorize, colorize_normalized
+from contrib.flow_colors import color_wheel, flow_to_color
+from contrib.psnr import koehler_psnr
+from utils import summary
+from utils.logger import configure_logging
+from visualizers.flow_visualizer import FlowVisualizer
+from visualizers.gopro_inference import GoProInference
+from visualizers.gopro_visualizer import GoProVisualizer
+
+REFERENCE = "/work/shared/reference/cli-flags-per-class.json"
+
+
+# ---------------------------------------------------------------- colours
+def test_jet_equals_matplotlib():
+    values = torch.cat([torch.rand(2000, generator=torch.Generator().manual_seed(0)),
+                        torch.tensor([0.0, 1.0, 0.35, 0.66, 0.125, 0.999, -0.5, 1.5])])
+    expected = matplotlib.colormaps["jet"](values.clamp(0, 1).numpy())[:, :3]
+    np.testing.assert_allclose(colorize(values).numpy(), expected, atol=1e-6)
+
+
+def test_colorize_normalized_spans_the_map_per_image():
+    maps = torch.stack([torch.linspace(3, 5, 12).view(3, 4), torch.full((3, 4), 7.0)])
+    colored = colorize_normalized(maps)
+    assert colored.shape == (2, 3, 3, 4)
+    jet = matplotlib.colormaps["jet"]
+    np.testing.assert_allclose(colored[0, :, 0, 0].numpy(), jet(0.0)[:3], atol=1e-6)   # min → dark blue
+    np.testing.assert_allclose(colored[0, :, 2, 3].numpy(), jet(1.0)[:3], atol=1e-6)   # max → dark red
+    np.testing.assert_allclose(colored[1, :, 1, 1].numpy(), jet(0.0)[:3], atol=1e-6)   # constant map
+
+
+def test_middlebury_wheel_colours():
+    wheel = color_wheel()
+    assert wheel.shape == (55, 3)
+    assert torch.equal((wheel[[0, 15, 21, 25, 36, 49]] * 255).round(),
+                       torch.tensor([[255, 0, 0], [255, 255, 0], [0, 255, 0], [0, 255, 255], [0, 0, 255],
+                                     [255, 0, 255]], dtype=torch.float32))
+    # u → right, v → down, each of unit length (normalised by max_radius=1).
+    flow = torch.tensor([[1.0, 1e-7], [-1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]]).t().reshape(1, 2, 1, 5)
+    colors = (flow_to_color(flow, max_radius=1.0)[0, :, 0] * 255).t()
+    np.testing.assert_allclose(colors[0].numpy(), [255, 0, 0], atol=1e-3)           # angle −π: wheel[0]
+    np.testing.assert_allclose(colors[1].numpy(), [0, 209, 255], atol=1e-3)         # angle 0: wheel[27]
+    np.testing.assert_allclose(colors[2].numpy(), [255, (221 + 238) / 2, 0], atol=1e-3)  # wheel[13.5]
+    np.testing.assert_allclose(colors[3].numpy(), [255, 255, 255], atol=1e-3)       # no motion: white
+    # radius 2 > 1: wheel[0] (atan2(-0.0, -2) = -π) darkened to 75 %
+    np.testing.assert_allclose(colors[4].numpy(), [0.75 * 255, 0, 0], atol=1e-3)
+    unknown = flow_to_color(torch.tensor([[[[float("nan")]], [[1.0]]]]))
+    assert torch.equal(unknown, torch.zeros(1, 3, 1, 1))
+
+
+# ---------------------------------------------------------------- fixtures: a tiny GoPro-like run
+class _Sequences(Dataset):
+    """S samples of N frames per example, basenames '<seq>/<frame>' as the GoPro datasets produce."""
+
+    def __init__(self, n_frames, examples=6, samples=2, height=16, width=24):
+        self.n_frames, self.examples, self.samples = n_frames, examples, samples
+        self.height, self.width = height, width
+
+    def __len__(self):
+        return self.examples
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        shape = (self.samples, 3, self.height, self.width)
+        example = {f"input{i}": torch.rand(shape, generator=g) for i in range(1, self.n_frames + 1)}
+        example["target1"] = torch.rand(shape, generator=g)
+        example["index"] = torch.full((self.samples,), float(index))
+        example["basename"] = [f"seq{index % 2}/{index:06d}"] * self.samples
+        return example
+
+
+class _FakeFlowDBN(torch.nn.Module):
+    """Returns output1 and warped<i> for every non-reference frame, as FlowDBN does."""
+
+    def __init__(self, n_frames, warped=True):
+        super().__init__()
+        self.n_frames, self.warped = n_frames, warped
+        self.weight = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, example_dict):
+        reference = self.n_frames // 2
+        center = example_dict[f"input{reference + 1}"]
+        model_dict = {"output1": center * self.weight + (1 - self.weight) * example_dict["target1"].mean(dim=(1, 2, 3), keepdim=True)}
+        if self.warped:
+            for i in range(self.n_frames):
+                if i != reference:
+                    model_dict[f"warped{i + 1}"] = example_dict[f"input{i + 1}"] * 0.9
+        if not self.training:
+            model_dict["output1"] = model_dict["output1"].clamp(0, 1)
+        return model_dict
+
+
+class _Loss(torch.nn.Module):
+    def forward(self, model_dict, example_dict):
+        error = model_dict["output1"] - example_dict["target1"]
+        return {"total_loss": 0.5 * (error ** 2).sum(), "psnr": -10 * torch.log10((error ** 2).mean())}
+
+
+def _args(tmp_path, **overrides):
+    values = dict(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t", model="Fake",
+                  actual_device="cpu", start_epoch=1, total_epochs=3, save=str(tmp_path), seed=0,
+                  holistic_records_kwargs={}, non_default_args={}, proctitle_name="test",
+                  validation_keys=["psnr"], validation_modes=["max"])
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def _loader(dataset, batch_size):
+    return runtime.Loader(DataLoader(dataset, batch_size=batch_size), torch.device("cpu"), True)
+
+
+def _events(logdir):
+    accumulator = EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def _decode(image_event):
+    return np.asarray(Image.open(io.BytesIO(image_event.encoded_image_string)).convert("RGB"))
+
+
+# ---------------------------------------------------------------- GoProVisualizer
+@pytest.mark.parametrize("n_frames, scheduler", [(5, True), (7, False)])
+def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
+    torch.manual_seed(0)
+    summary.open_writer(str(tmp_path / "tb"))
+    model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(n_frames), _Loss())
+    optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.01)
+    lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) if scheduler else None
+    args = _args(tmp_path)
+    # 6 examples, batch 2 → 3 training steps; 3 validation steps of batch 1.
+    visualizer = GoProVisualizer(args, model_and_loss, optimizer, lr_scheduler=lr_scheduler,
+                                 images_every_n_epochs=3, keep_num_training_steps=2, keep_num_validation_steps=1,
+                                 track_epochs=True)
+    trainer = runtime.Trainer(args, model_and_loss, _loader(_Sequences(n_frames), 2),
+                              _loader(_Sequences(n_frames, examples=3, samples=1), 1), optimizer, lr_scheduler,
+                              visualizer=visualizer, save_checkpoints=False)
+    trainer.run()
+    summary.close()
+    events = _events(tmp_path / "tb")
+    scalars = events.Tags()["scalars"]
+    lrs = [(e.step, e.value) for e in events.Scalars("train/lr")]
+    expected_lr = [0.01, 0.005, 0.0025] if scheduler else [0.01] * 3
+    assert [s for s, _ in lrs] == [1, 2, 3] and np.allclose([v for _, v in lrs], expected_lr)
+    for key in ("total_loss", "psnr"):
+        assert [e.step for e in events.Scalars(f"train/{key}")] == list(range(1, 10))  # 3 epochs x 3 steps
+        valid = events.Scalars(f"valid/{key}")
+        assert [e.step for e in valid] == [1, 2, 3]
+    csv_rows = list(csv.DictReader(open(tmp_path / "csv" / "_Sequences_evaluation_losses.csv")))
+    assert np.allclose([e.value for e in events.Scalars("valid/psnr")], [float(r["psnr"]) for r in csv_rows])
+    assert "train/lr" in scalars
+    image_tags = events.Tags()["images"]
+    expected_names = [f"input{i}" for i in range(1, n_frames + 1)] + ["gt", "output", "error", "summary"] + \
+        [f"warped{i}" for i in range(1, n_frames + 1) if i != n_frames // 2 + 1]
+    train_prefixes = {t.split("/")[0] for t in image_tags if t.split("/")[0].endswith("_train")}
+    valid_prefixes = {t.split("/")[0] for t in image_tags if t.split("/")[0].endswith("_valid")}
+    assert train_prefixes and valid_prefixes
+    for prefix in train_prefixes | valid_prefixes:
+        assert sorted(t.split("/")[1] for t in image_tags if t.startswith(prefix + "/")) == sorted(expected_names)
+    # Tracked epochs 1, 2 (track_epochs) and 3 (multiple of 3): 2 training steps each → 6 image steps,
+    # written at the global training step; validation images at the epoch number.
+    train_steps = sorted(e.step for p in train_prefixes for e in events.Images(f"{p}/gt"))
+    assert len(train_steps) == 6 and all(1 <= s <= 9 for s in train_steps)
+    assert sorted(e.step for p in valid_prefixes for e in events.Images(f"{p}/gt")) == [1, 2, 3]
+    some = sorted(valid_prefixes)[0]
+    output = events.Images(f"{some}/output")[0]
+    summary_image = events.Images(f"{some}/summary")[0]
+    assert (output.height, output.width) == (16, 24)
+    assert (summary_image.height, summary_image.width) == (16, 24)  # 2x2 mosaic at half resolution
+    error = _decode(events.Images(f"{some}/error")[0])
+    assert error.shape == (16, 24, 3) and error.max() > 100
+
+
+def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
+    summary.open_writer(str(tmp_path / "tb"))
+    model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5, warped=False), _Loss())
+    visualizer = GoProVisualizer(_args(tmp_path), model_and_loss, images_every_n_epochs=2)
+    args = _args(tmp_path, total_epochs=1)
+    runtime.Trainer(args, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
+                    visualizer=visualizer, save_checkpoints=False).run()
+    visualizer.on_epoch_init(None, True, 2, 2)  # no optimizer: lr is None, nothing to write, no crash
+    summary.close()
+    events = _events(tmp_path / "tb")
+    assert events.Tags()["images"] == [] and "train/lr" not in events.Tags()["scalars"]
+    assert [e.step for e in events.Scalars("valid/total_loss")] == [1]
+
+
+def test_gopro_visualizer_error_image_matches_brute_force(tmp_path):
+    summary.open_writer(str(tmp_path / "tb"))
+    visualizer = GoProVisualizer(_args(tmp_path), keep_num_validation_steps=1, images_every_n_epochs=1)
+    example = _Sequences(5, examples=1, samples=1)[0]
+    output = example["input3"].clone()
+    visualizer.on_epoch_init(None, False, 1, 1)
+    visualizer.on_step_finished(example, {"output1": output}, {}, False, 0, 1)
+    summary.close()
+    events = _events(tmp_path / "tb")
+    error = _decode(events.Images("seq0_000000_valid/error")[0])
+    squared = ((output[0] - example["target1"][0]) ** 2).sum(0).numpy()
+    normalized = (squared - squared.min()) / (squared.max() - squared.min())
+    expected = np.round(matplotlib.colormaps["jet"](normalized)[..., :3] * 255)
+    assert np.abs(error.astype(float) - expected).max() <= 1
+    summary_image = _decode(events.Images("seq0_000000_valid/summary")[0])
+    gt = np.floor(example["target1"][0].permute(1, 2, 0).numpy() * 255)
+    assert np.abs(summary_image[:8, 12:].astype(float) - gt[::2, ::2]).max() <= 1  # top right: ground truth
+
+
+# ---------------------------------------------------------------- GoProInference
+def test_gopro_inference_writes_every_frame_and_the_metrics_table(tmp_path):
+    configure_logging(str(tmp_path / "logbook.txt"))
+    dataset = _Sequences(5, examples=5, samples=1, height=16, width=24)
+    model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5), _Loss())
+    args = _args(tmp_path, total_epochs=1)
+    visualizer = GoProInference(args, model_and_loss, save=str(tmp_path / "inference"))
+    runtime.Trainer(args, model_and_loss, None, _loader(dataset, 2), visualizer=visualizer,
+                    save_checkpoints=False).run()
+    logging.getLogger().handlers[-1].flush()
+    model_and_loss.eval()
+    per_sequence = {}
+    for index in range(len(dataset)):
+        example = dataset[index]
+        with torch.no_grad():
+            output = model_and_loss.model(example)["output1"]
+        expected = np.clip(np.floor(output[0].permute(1, 2, 0).numpy() * 255 + 0.5), 0, 255)
+        written = np.asarray(Image.open(tmp_path / "inference" / f"seq{index % 2}" / f"{index:06d}.png"))
+        assert written.dtype == np.uint8 and np.array_equal(written, expected)
+        target = example["target1"]
+        mse = ((output[0] - target[0]) ** 2).mean().item()
+        per_sequence.setdefault(f"seq{index % 2}", []).append(
+            (koehler_psnr(output, target, scale_opt=True, trans_opt=True, trans_range=5).item(),
+             -10 * np.log10(mse),
+             structural_similarity(output[0].permute(1, 2, 0).numpy(), target[0].permute(1, 2, 0).numpy(),
+                                   gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                   data_range=1.0, channel_axis=2)))
+    rows = list(csv.DictReader(open(tmp_path / "inference_metrics.csv")))
+    assert [(r["sequence"], r["frames"]) for r in rows] == [("seq0", "3"), ("seq1", "2"), ("overall", "5")]
+    per_sequence["overall"] = [v for key in ("seq0", "seq1") for v in per_sequence[key]]
+    for row in rows:
+        means = np.mean(per_sequence[row["sequence"]], axis=0)
+        assert float(row["psnr"]) == pytest.approx(means[0], abs=1e-4)
+        assert float(row["psnr_rgb"]) == pytest.approx(means[1], abs=1e-4)
+        assert float(row["ssim"]) == pytest.approx(means[2], abs=1e-4)
+    logbook = (tmp_path / "logbook.txt").read_text()
+    assert "==> Inference Metrics" in logbook
+    overall = next(line for line in logbook.splitlines() if " overall " in line)
+    assert f"{float(rows[-1]['psnr']):.4f}" in overall and f"{float(rows[-1]['ssim']):.4f}" in overall
+    configure_logging(None)
+
+
+def test_gopro_inference_flag_errors(tmp_path):
+    with pytest.raises(ValueError, match="--visualizer_save"):
+        GoProInference(_args(tmp_path))
+    with pytest.raises(ValueError, match="--visualizer_ext"):
+        GoProInference(_args(tmp_path), save=str(tmp_path), ext=".gifx")
+
+
+# ---------------------------------------------------------------- FlowVisualizer
+class _FakeFlowNet(torch.nn.Module):
+    def forward(self, example_dict):
+        flow = example_dict["target1"] * 1.1
+        if self.training:
+            return {f"flow{k}": torch.nn.functional.adaptive_avg_pool2d(flow, (32 // 2 ** k, 48 // 2 ** k)) * 0.05
+                    for k in range(2, 5)}
+        return {"flow1": flow}
+
+
+def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path):
+    summary.open_writer(str(tmp_path / "tb"))
+    visualizer = FlowVisualizer(_args(tmp_path, loss_div_flow=0.05), keep_num_training_steps=1,
+                                keep_num_validation_steps=1)
+    g = torch.Generator().manual_seed(0)
+    example = {"input1": torch.rand(2, 3, 32, 48, generator=g), "input2": torch.rand(2, 3, 32, 48, generator=g),
+               "target1": torch.randn(2, 2, 32, 48, generator=g) * 3, "basename": ["alley_1/frame_0001", "b"]}
+    network = _FakeFlowNet()
+    for train in (True, False):
+        network.train(train)
+        model_dict = network(example)
+        before = {k: v.clone() for k, v in list(example.items())[:3]}
+        before_model = {k: v.clone() for k, v in model_dict.items()}
+        visualizer.on_epoch_init([0.1], train, 1, 8)
+        visualizer.on_step_init(example, train, 0, 1)
+        visualizer.on_step_finished(example, model_dict, {"total_loss": torch.tensor(1.0)}, train, 0, 1)
+        assert all(torch.equal(before[k], example[k]) for k in before)
+        assert all(torch.equal(before_model[k], model_dict[k]) for k in model_dict)
+    visualizer.on_epoch_init([0.1], True, 3, 8)  # epoch 3 is not tracked: scalars only
+    visualizer.on_step_finished(example, network.train()(example), {"total_loss": torch.tensor(2.0)}, True, 0, 1)
+    summary.close()
+    events = _events(tmp_path / "tb")
+    assert sorted(events.Tags()["images"]) == ["train/alley_1/frame_0001/progress",
+                                               "valid/alley_1/frame_0001/progress"]
+    train_image = events.Images("train/alley_1/frame_0001/progress")[0]
+    assert train_image.height == 128 and train_image.width == 4 * 192  # four 8x12 panels scaled to height 128
+    valid = _decode(events.Images("valid/alley_1/frame_0001/progress")[0])
+    assert valid.shape == (128, 4 * 192, 3)
+    # Prediction = 1.1 x truth on one colour scale: same hues, so the two flow panels are close.
+    assert np.abs(valid[:, 384:576].astype(float) - valid[:, 576:].astype(float)).mean() < 30
+    assert [e.value for e in events.Scalars("train/total_loss")] == [1.0, 2.0]
+
+
+# ---------------------------------------------------------------- flags
+def test_visualizer_flags_match_the_original():
+    reference = json.load(open(REFERENCE))
+    category = commandline.CATEGORY_BY_NAME["visualizer"]
+    for name in ("GoProVisualizer", "GoProInference", "FlowVisualizer"):
+        cls = commandline.category_class(category, name)
+        flags = []
+        for parameter in commandline.constructor_parameters(cls, category.excluded):
+            converter, default = commandline.flag_converter_and_default(category, cls, parameter)
+            flags.append([f"--visualizer_{parameter.name}", converter.__name__, default])
+        assert flags == reference[f"visualizer={name}"], name

@@ -1,0 +1,139 @@
+"""Inference on a GoPro test set (spec §7.2): every deblurred frame as an 8-bit image, plus a table of
+per-sequence and overall metrics.
+
+Frames go to `<save>/<basename><ext>` (basename = '<sequence>/<frame>'), quantised like
+torchvision's save_image: uint8(clamp(x·255 + 0.5, 0, 255)). The metrics, per frame: `psnr` (the
+paper's protocol: grayscale, scale- and ±5 px translation-optimised, spec §4.2), `psnr_rgb` and
+`ssim`. They are averaged per sequence and over all frames, logged, and written to
+`<run folder>/inference_metrics.csv` (the folder of --save; --visualizer_save if there is none).
+"""
+import argparse
+import csv
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from contrib.psnr import koehler_psnr, psnr_rgb, ssim
+from utils.logger import block
+from visualizers.registry import VISUALIZERS
+from visualizers.visualizer import Visualizer
+
+NOT_GIVEN = "directory"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
+METRICS = ("psnr", "psnr_rgb", "ssim")
+METRICS_FILENAME = "inference_metrics.csv"
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float image → (H, W, 3) uint8 with torchvision save_image's rounding."""
+    return image.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def save_image(image: torch.Tensor, filename: str) -> None:
+    """Write a (3, H, W) float image in [0, 1] as an 8-bit RGB file (format from the extension)."""
+    os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(filename)
+
+
+def frame_metrics(output: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
+    """psnr (paper protocol), psnr_rgb and ssim of one (3, H, W) frame."""
+    prediction = output.detach().float().clamp(0, 1).unsqueeze(0)
+    target = target.detach().float().unsqueeze(0).to(prediction.device)
+    return {"psnr": float(koehler_psnr(prediction, target, scale_opt=True, trans_opt=True, trans_range=5)),
+            "psnr_rgb": float(psnr_rgb(prediction, target)[0]),
+            "ssim": float(ssim(prediction, target)[0])}
+
+
+def sequence_of(basename: str) -> str:
+    """'<sequence>/<frame>' → '<sequence>'."""
+    return basename.rsplit("/", 1)[0] if "/" in basename else "(no sequence)"
+
+
+def metrics_table(per_frame: Dict[str, List[Dict[str, float]]]) -> List[Tuple[str, int, Dict[str, float]]]:
+    """Rows (sequence, frames, mean metrics) sorted by sequence, then ('overall', all frames, frame mean)."""
+    rows = []
+    for sequence in sorted(per_frame):
+        frames = per_frame[sequence]
+        rows.append((sequence, len(frames), {m: float(np.mean([f[m] for f in frames])) for m in METRICS}))
+    everything = [f for frames in per_frame.values() for f in frames]
+    if everything:
+        rows.append(("overall", len(everything), {m: float(np.mean([f[m] for f in everything])) for m in METRICS}))
+    return rows
+
+
+@VISUALIZERS.register("GoProInference")
+class GoProInference(Visualizer):
+    """Writes the deblurred validation frames and their metrics table."""
+
+    def __init__(self, args: argparse.Namespace, model_and_loss: Optional[torch.nn.Module] = None,
+                 optimizer: Optional[torch.optim.Optimizer] = None, param_scheduler: Optional[Any] = None,
+                 lr_scheduler: Optional[Any] = None, train_loader: Optional[Any] = None,
+                 validation_loader: Optional[Any] = None, save: str = NOT_GIVEN, ext: str = ".png") -> None:
+        super().__init__()
+        if save is None or save == NOT_GIVEN:
+            raise ValueError("--visualizer_save: give the folder for the deblurred frames "
+                             "(e.g. --visualizer_save=<save>/inference)")
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"--visualizer_ext: expected one of {', '.join(IMAGE_EXTENSIONS)}, got {ext!r}")
+        self.save = os.path.expanduser(save)
+        self.ext = ext
+        self.run_folder = getattr(args, "save", None) or self.save
+        self.per_frame: Dict[str, List[Dict[str, float]]] = {}
+        self.epoch = 0
+        self._warned_training = False
+
+    def on_epoch_init(self, lr: Any, train: bool, epoch: int, total_epochs: int) -> None:
+        if not train:
+            self.per_frame = {}
+            self.epoch = epoch
+
+    def filename(self, basename: str) -> str:
+        """Where the deblurred frame of an example goes."""
+        return os.path.join(self.save, basename + self.ext)
+
+    def on_step_finished(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any],
+                         loss_dict: Dict[str, Any], train: bool, step: int, total_steps: int) -> None:
+        if train:
+            if not self._warned_training:
+                logging.warning("GoProInference writes frames during validation only; nothing written in training")
+                self._warned_training = True
+            return
+        if "output1" not in model_dict:
+            raise KeyError(f"GoProInference needs 'output1' in model_dict, got {sorted(model_dict)}")
+        if "basename" not in example_dict:
+            raise KeyError("GoProInference needs 'basename' in example_dict to name the frames "
+                           f"(keys: {sorted(example_dict)})")
+        outputs = model_dict["output1"]
+        names = list(example_dict["basename"])
+        if len(names) != outputs.size(0):
+            raise ValueError(f"GoProInference: {len(names)} basenames for {outputs.size(0)} output frames")
+        targets = example_dict.get("target1")
+        for index, basename in enumerate(names):
+            save_image(outputs[index], self.filename(str(basename)))
+            if targets is not None:
+                metrics = frame_metrics(outputs[index], targets[index])
+                self.per_frame.setdefault(sequence_of(str(basename)), []).append(metrics)
+
+    def on_epoch_finished(self, avg_loss_dict: Dict[str, float], train: bool, epoch: int,
+                          total_epochs: int) -> None:
+        if train or not self.per_frame:
+            return
+        rows = metrics_table(self.per_frame)
+        filename = os.path.join(self.run_folder, METRICS_FILENAME)
+        os.makedirs(self.run_folder, exist_ok=True)
+        with open(filename, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", "sequence", "frames", *METRICS])
+            for sequence, frames, values in rows:
+                writer.writerow([epoch, sequence, frames, *(repr(values[m]) for m in METRICS)])
+        width = max(len(sequence) for sequence, _, _ in rows)
+        with block("Inference Metrics"):
+            logging.info("%s  %6s  %8s  %8s  %6s", "sequence".ljust(width), "frames", "psnr", "psnr_rgb", "ssim")
+            for sequence, frames, values in rows:
+                logging.info("%s  %6d  %8.4f  %8.4f  %6.4f", sequence.ljust(width), frames, values["psnr"],
+                             values["psnr_rgb"], values["ssim"])
+            logging.info("frames written to %s, table to %s", self.save, filename)
