@@ -1,0 +1,140 @@
+"""The loop itself, on a tiny model and dataset: collation, device keys, means, LR steps, checkpoints."""
+import argparse
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import runtime
+from utils import checkpoints
+from utils.records import read_csv_rows
+
+
+class _Samples(Dataset):
+    """Each example holds S samples, like the GoPro datasets."""
+
+    def __init__(self, n=6, samples=2):
+        self.n, self.samples = n, samples
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        x = torch.rand(self.samples, 3, 4, 4, generator=g)
+        return {"input1": x, "target1": x * 0.5, "index": torch.full((self.samples,), float(index)),
+                "basename": [f"seq/{index:03d}_{s}" for s in range(self.samples)]}
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, example_dict):
+        return {"output1": example_dict["input1"] * self.scale}
+
+
+class _Loss(torch.nn.Module):
+    def forward(self, model_dict, example_dict):
+        error = ((model_dict["output1"] - example_dict["target1"]) ** 2).mean()
+        return {"total_loss": error, "batch": torch.tensor(float(example_dict["input1"].size(0)))}
+
+
+def _args(tmp_path, **overrides):
+    values = dict(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t", model="Tiny",
+                  actual_device="cpu", start_epoch=1, total_epochs=4, save=str(tmp_path), holistic_records_kwargs={},
+                  non_default_args={}, proctitle_name="test")
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def _loader(dataset, batch_size, shuffle=False):
+    return runtime.Loader(DataLoader(dataset, batch_size=batch_size, shuffle=shuffle), torch.device("cpu"), True)
+
+
+def test_collate_samples_keeps_names_aligned_with_tensors():
+    batch = next(iter(DataLoader(_Samples(n=2, samples=3), batch_size=2)))
+    flat = runtime.collate_samples(batch)
+    assert flat["input1"].shape == (6, 3, 4, 4)
+    assert flat["index"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert flat["basename"] == ["seq/000_0", "seq/000_1", "seq/000_2", "seq/001_0", "seq/001_1", "seq/001_2"]
+    assert torch.equal(flat["input1"][4], batch["input1"][1, 1])
+
+
+def test_to_device_moves_only_input_and_target_keys():
+    moved = runtime.to_device({"input1": torch.ones(1), "target1": torch.ones(1), "index": torch.ones(1),
+                               "basename": ["a"]}, torch.device("meta"))
+    assert moved["input1"].device.type == "meta" and moved["target1"].device.type == "meta"
+    assert moved["index"].device.type == "cpu" and moved["basename"] == ["a"]
+
+
+def test_epoch_means_are_weighted_by_batch_size(tmp_path):
+    # 5 examples * 2 samples with batch size 2 and no drop_last: batches of 4, 4, 2 samples.
+    loader = _loader(_Samples(n=5, samples=2), 2)
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    means = runtime.EpochRunner(_args(tmp_path), model_and_loss, loader, train=False).run("Valid")
+    assert means["batch"] == pytest.approx((4 * 4 + 4 * 4 + 2 * 2) / 10)
+    expected = sum(((x["input1"] * 0.5) ** 2).mean().item() * x["input1"].size(0)
+                   for x in loader) / 10
+    assert means["total_loss"] == pytest.approx(expected)
+
+
+def test_training_without_validation_steps_lr_and_checkpoints_every_epoch(tmp_path):
+    torch.manual_seed(0)
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.5)
+    seen = []
+
+    class Spy(runtime.Visualizer):
+        def on_epoch_init(self, lr, train, epoch, total_epochs):
+            seen.append((epoch, lr[0]))
+
+    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
+                              optimizer, scheduler, visualizer=Spy())
+    trainer.run()
+    # The original's semantics: epoch E trains with gamma ** (#milestones <= E - 1).
+    assert seen == [(1, 0.1), (2, 0.1), (3, 0.05), (4, 0.025)]
+    checkpoint = torch.load(tmp_path / "checkpoint_latest_.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 4 and "total_loss" in checkpoint
+    assert checkpoint["lr_scheduler"]["last_epoch"] == 4
+    rows = read_csv_rows(str(tmp_path / "csv" / "_Samples_training_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert float(rows[-1]["total_loss"]) < float(rows[0]["total_loss"])
+
+
+def test_validation_tracks_best_per_mode(tmp_path):
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.2)
+    args = _args(tmp_path, total_epochs=3, validation_keys=["total_loss", "batch"], validation_modes=["min", "max"])
+    trainer = runtime.Trainer(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1), optimizer)
+    trainer.run()
+    best = torch.load(tmp_path / "checkpoint_best_total_loss.ckpt", weights_only=True)
+    assert best["epoch"] == 3  # the loss keeps falling
+    assert torch.load(tmp_path / "checkpoint_best_batch.ckpt", weights_only=True)["epoch"] == 1  # never beaten
+    assert trainer.best_values[0] == pytest.approx(best["total_loss"])
+    assert len(read_csv_rows(str(tmp_path / "csv" / "_Samples_evaluation_losses.csv"))) == 3
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path):
+    class NanLoss(_Loss):
+        def forward(self, model_dict, example_dict):
+            return {"total_loss": model_dict["output1"].sum() * math.nan}
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), NanLoss())
+    runner = runtime.EpochRunner(_args(tmp_path), model_and_loss, _loader(_Samples(), 2), True,
+                                 torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
+    with pytest.raises(FloatingPointError, match="training loss 'total_loss' is nan"):
+        runner.run("Train")
+
+
+def test_clip_grad_and_loshchilov_decay(tmp_path):
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.5)
+    runner = runtime.EpochRunner(_args(tmp_path, clip_grad=1e-3, loshchilov_weight_decay=0.1), model_and_loss,
+                                 _loader(_Samples(n=1), 1), True, optimizer)
+    runner.step(next(iter(_loader(_Samples(n=1), 1))))
+    # decay multiplies by (1 - 0.1 * 0.5); the clipped gradient moves the weight by at most 0.5 * 1e-3.
+    assert abs(model_and_loss.model.scale.item() - 0.95) <= 0.5e-3 + 1e-7
