@@ -1,9 +1,16 @@
 """Telegram notifications, buffered: `logging.telegram(msg, *args)` after `configure_logging`.
 
-The configuration lives in ~/.machines.json (template: dot_machines.json):
+The configuration lives in ~/.machines.json (template: dot_machines.json in the repository root):
 {"chat_id": "<chat id>", "machines": {"<short hostname>": "<bot token>"}, "base_url": optional}.
-A missing or broken configuration or an unreachable server logs one warning; training goes on.
-The bot token is never logged.
+`base_url` is the Bot API address the token is appended to (default https://api.telegram.org/bot;
+it may also contain "{token}"), so tests can point it at a local fake server.
+
+`configure` checks the token once (getMe). Messages are collected and sent together at most every
+constants.TELEGRAM_FLUSH_SECS seconds (the first one at once); `flush` sends what is left. A missing
+or broken configuration, a rejected token or an unreachable server logs one warning and
+notifications are skipped: training never stops because of them. The token is never logged: it is
+removed from every error message, and the HTTP client's request log (which prints URLs, and a Bot
+API URL contains the token) is silenced.
 """
 import asyncio
 import json
@@ -15,51 +22,89 @@ from typing import Any, List, Optional
 
 import constants
 
-_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+MAX_MESSAGE_LENGTH = 4096  # Bot API limit per message
+MAX_BUFFERED_CHARACTERS = 64 * MAX_MESSAGE_LENGTH  # what is kept while the server is unreachable
+REQUEST_TIMEOUT_SECS = 10.0
+_URL_LOGGING_LIBRARIES = ("httpx", "httpcore", "telegram")
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE_LENGTH) -> List[str]:
+    """Split text into chunks of at most `limit` characters, at line breaks where possible."""
+    chunks: List[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        candidate = line if not current else f"{current}\n{line}"
+        if len(candidate) > limit:
+            chunks.append(current)
+            candidate = line
+        current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class TelegramNotifier:
     """Collects messages and sends them at most every `flush_secs` seconds (the first at once)."""
 
-    def __init__(self, token: str, chat_id: str, base_url: str = _DEFAULT_BASE_URL,
+    def __init__(self, token: str, chat_id: str, base_url: str = DEFAULT_BASE_URL,
                  flush_secs: float = constants.TELEGRAM_FLUSH_SECS) -> None:
         self._token = token
         self._chat_id = chat_id
         self._base_url = base_url
         self._flush_secs = flush_secs
         self._buffer: List[str] = []
-        self._last_sent: Optional[float] = None
+        self._last_attempt: Optional[float] = None
         self._warned = False
+
+    def redact(self, text: str) -> str:
+        """`text` with the token replaced by '<token>'."""
+        return text.replace(self._token, "<token>") if self._token else text
+
+    def check(self) -> None:
+        """Ask the server who the bot is; raises if the token is rejected or the server unreachable."""
+        asyncio.run(self._call(None))
 
     def send_message(self, msg: str, *args: Any) -> None:
         """Buffer `msg % args`; transmit when the flush interval has passed."""
         self._buffer.append(msg % args if args else msg)
-        if self._last_sent is None or time.monotonic() - self._last_sent >= self._flush_secs:
+        if self._last_attempt is None or time.monotonic() - self._last_attempt >= self._flush_secs:
             self.flush()
 
     def flush(self) -> None:
-        """Transmit everything buffered; on failure keep it and warn once."""
+        """Transmit everything buffered; on failure keep it for the next attempt and warn once."""
         if not self._buffer:
             return
+        self._last_attempt = time.monotonic()
         text = "\n".join(self._buffer)
         try:
-            asyncio.run(self._send(text))
+            asyncio.run(self._call(split_message(text)))
         except Exception as error:  # noqa: BLE001 -- a notification must never stop training
             if not self._warned:
-                message = str(error).replace(self._token, "<token>")
                 logging.warning("Telegram: could not send a message (%s: %s); training goes on",
-                                type(error).__name__, message)
+                                type(error).__name__, self.redact(str(error)))
                 self._warned = True
+            # Keep the newest messages only, so an unreachable server cannot grow memory without bound.
+            self._buffer = [text[-MAX_BUFFERED_CHARACTERS:]]
             return
         self._buffer.clear()
-        self._last_sent = time.monotonic()
 
-    async def _send(self, text: str) -> None:
-        import telegram  # python-telegram-bot
+    async def _call(self, chunks: Optional[List[str]]) -> None:
+        import telegram  # python-telegram-bot; imported here so that a broken install only disables messages
+        from telegram.request import HTTPXRequest
 
-        bot = telegram.Bot(self._token, base_url=self._base_url)
-        async with bot:
-            await bot.send_message(chat_id=self._chat_id, text=text)
+        request = HTTPXRequest(connect_timeout=REQUEST_TIMEOUT_SECS, read_timeout=REQUEST_TIMEOUT_SECS,
+                               write_timeout=REQUEST_TIMEOUT_SECS)
+        bot = telegram.Bot(self._token, base_url=self._base_url, request=request)
+        async with bot:  # initialising calls getMe, which checks the token
+            for chunk in chunks or []:
+                await bot.send_message(chat_id=self._chat_id, text=chunk)
 
 
 _notifier: Optional[TelegramNotifier] = None
@@ -70,26 +115,50 @@ def short_hostname() -> str:
     return socket.gethostname().split(".")[0]
 
 
-def configure(filename: str = constants.LOGGING_TELEGRAM_MACHINES_FILENAME) -> bool:
-    """Enable notifications from the machines file; returns whether they are enabled."""
+def _silence_url_logging() -> None:
+    for name in _URL_LOGGING_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def configure(filename: Optional[str] = None, flush_secs: float = constants.TELEGRAM_FLUSH_SECS) -> bool:
+    """Enable notifications from the machines file (default ~/.machines.json); returns whether enabled."""
     global _notifier
     _notifier = None
+    filename = filename or constants.LOGGING_TELEGRAM_MACHINES_FILENAME
+    _silence_url_logging()
     if not os.path.isfile(filename):
-        logging.info("Telegram: no configuration at %s, notifications disabled", filename)
+        logging.warning("Telegram: no configuration at %s (template: dot_machines.json), notifications off",
+                        filename)
         return False
+    host = short_hostname()
     try:
         with open(filename, encoding="utf-8") as handle:
             config = json.load(handle)
+        if not isinstance(config, dict):
+            raise ValueError("expected a JSON object")
         chat_id = str(config["chat_id"])
-        token = config["machines"][short_hostname()]
-        base_url = config.get("base_url", _DEFAULT_BASE_URL)
+        machines = config["machines"]
+        if not isinstance(machines, dict):
+            raise ValueError("'machines' must map short host names to bot tokens")
+        if host not in machines:
+            raise ValueError(f"no token for this host '{host}' under 'machines'")
+        token = str(machines[host])
+        base_url = str(config.get("base_url", DEFAULT_BASE_URL))
     except (OSError, ValueError, KeyError, TypeError) as error:
-        key = error.args[0] if isinstance(error, KeyError) and error.args else None
-        reason = f"missing key {key!r}" if key else type(error).__name__
-        logging.warning("Telegram: could not read %s (%s), notifications disabled", filename, reason)
+        # Never echo file content: it holds tokens (json's messages quote the text around an error).
+        reason = f"missing key {error.args[0]!r}" if isinstance(error, KeyError) else \
+            (str(error) if type(error) is ValueError else type(error).__name__)
+        logging.warning("Telegram: could not read %s (%s), notifications off", filename, reason)
         return False
-    _notifier = TelegramNotifier(token=str(token), chat_id=chat_id, base_url=base_url)
-    logging.info("Telegram: notifications enabled for host %s", short_hostname())
+    notifier = TelegramNotifier(token=token, chat_id=chat_id, base_url=base_url, flush_secs=flush_secs)
+    try:
+        notifier.check()
+    except Exception as error:  # noqa: BLE001 -- any failure (rejected token, no network) only disables messages
+        logging.warning("Telegram: the bot for host %s is not available (%s: %s), notifications off", host,
+                        type(error).__name__, notifier.redact(str(error)))
+        return False
+    _notifier = notifier
+    logging.info("Telegram: notifications enabled for host %s", host)
     return True
 
 

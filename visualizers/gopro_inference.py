@@ -39,13 +39,20 @@ def save_image(image: torch.Tensor, filename: str) -> None:
     Image.fromarray(to_uint8(image)).save(filename)
 
 
+def ssim_window(height: int, width: int, size: int = 11) -> int:
+    """The 11-tap SSIM window, shrunk to the largest odd size that fits a smaller frame (as DBNLoss does)."""
+    smallest = min(height, width)
+    return size if smallest >= size else max(1, smallest - (1 - smallest % 2))
+
+
 def frame_metrics(output: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
     """psnr (paper protocol), psnr_rgb and ssim of one (3, H, W) frame."""
     prediction = output.detach().float().clamp(0, 1).unsqueeze(0)
     target = target.detach().float().unsqueeze(0).to(prediction.device)
+    window = ssim_window(*target.shape[-2:])
     return {"psnr": float(koehler_psnr(prediction, target, scale_opt=True, trans_opt=True, trans_range=5)),
             "psnr_rgb": float(psnr_rgb(prediction, target)[0]),
-            "ssim": float(ssim(prediction, target)[0])}
+            "ssim": float(ssim(prediction, target, window_size=window)[0])}
 
 
 def sequence_of(basename: str) -> str:

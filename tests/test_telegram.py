@@ -1,0 +1,167 @@
+"""Telegram notifications against a local fake Bot API server on 127.0.0.1: what it receives, buffering,
+one warning for every kind of failure, and no token anywhere in logs (or, end to end, under --save)."""
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from utils import telegram
+from utils.logger import configure_logging
+
+TOKEN = "123456:FAKE-secret-token-for-tests"
+CHAT_ID = "4242"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FakeBotApi:
+    """Answers getMe and sendMessage for known tokens, 401 for others; records every request."""
+
+    def __init__(self, tokens=(TOKEN,)):
+        self.tokens = set(tokens)
+        self.requests = []  # (token, method, params)
+        self.fail_sends = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 -- http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    params = json.loads(body or "{}")
+                else:
+                    params = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+                token, _, method = self.path[len("/bot"):].partition("/")
+                server.requests.append((token, method, params))
+                if token not in server.tokens:
+                    self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                elif method == "getMe":
+                    self._reply(200, {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "Fake",
+                                                             "username": "fake_bot"}})
+                elif method == "sendMessage" and server.fail_sends:
+                    self._reply(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
+                elif method == "sendMessage":
+                    self._reply(200, {"ok": True, "result": {
+                        "message_id": len(server.requests), "date": int(time.time()),
+                        "chat": {"id": int(params["chat_id"]), "type": "private"}, "text": params["text"]}})
+                else:
+                    self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+
+            def _reply(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/bot"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def texts(self):
+        return [params["text"] for _, method, params in self.requests if method == "sendMessage"
+                and not self.fail_sends]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    fake = FakeBotApi()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def logbook(tmp_path):
+    filename = tmp_path / "logbook.txt"
+    configure_logging(str(filename))
+    yield filename
+    telegram._notifier = None
+    configure_logging(None)
+
+
+def _machines(tmp_path, base_url, token=TOKEN, host=None):
+    filename = tmp_path / "machines.json"
+    filename.write_text(json.dumps({"chat_id": CHAT_ID, "machines": {host or telegram.short_hostname(): token},
+                                    "base_url": base_url}))
+    return str(filename)
+
+
+def _read(filename):
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return filename.read_text()
+
+
+def test_split_message_respects_the_bot_api_limit():
+    assert telegram.split_message("a\nb", limit=5) == ["a\nb"]
+    assert telegram.split_message("aaa\nbbb\ncc", limit=7) == ["aaa\nbbb", "cc"]
+    assert telegram.split_message("x" * 12 + "\ny", limit=5) == ["xxxxx", "xxxxx", "xx\ny"]
+
+
+def test_messages_are_buffered_and_flushed(tmp_path, server, logbook):
+    assert telegram.configure(_machines(tmp_path, server.base_url))
+    logging.telegram("%s:%s on %s @0/%d", "pre", "FlowDBN", "cpu", 2)   # the first goes out at once
+    logging.telegram("epoch %d", 1)                                        # then buffered (600 s interval)
+    logging.telegram("epoch %d", 2)
+    assert server.texts() == ["pre:FlowDBN on cpu @0/2"]
+    logging.telegram_flush()
+    assert server.texts() == ["pre:FlowDBN on cpu @0/2", "epoch 1\nepoch 2"]
+    assert all(params["chat_id"] == CHAT_ID for _, m, params in server.requests if m == "sendMessage")
+    logging.telegram_flush()  # nothing pending: nothing sent
+    assert len(server.texts()) == 2
+    assert TOKEN not in _read(logbook)
+
+
+def test_send_failures_warn_once_and_keep_the_messages(tmp_path, server, logbook):
+    assert telegram.configure(_machines(tmp_path, server.base_url), flush_secs=0)
+    server.fail_sends = True
+    logging.telegram("first")
+    logging.telegram("second")
+    server.fail_sends = False
+    logging.telegram("third")
+    assert server.texts()[-1] == "first\nsecond\nthird"
+    text = _read(logbook)
+    assert text.count("Telegram: could not send a message") == 1 and TOKEN not in text
+
+
+@pytest.mark.parametrize("case", ["missing", "not_json", "no_host", "rejected", "unreachable"])
+def test_every_configuration_failure_logs_one_warning(tmp_path, server, logbook, case):
+    if case == "missing":
+        filename, expected = str(tmp_path / "absent.json"), "no configuration at"
+    elif case == "not_json":
+        filename, expected = str(tmp_path / "bad.json"), "could not read"
+        (tmp_path / "bad.json").write_text('{"chat_id": 1, "machines": {"h": "' + TOKEN + '"')
+    elif case == "no_host":
+        filename, expected = _machines(tmp_path, server.base_url, host="another-host"), "no token for this host"
+    elif case == "rejected":
+        filename, expected = _machines(tmp_path, server.base_url, token=TOKEN + "x"), "not available (InvalidToken"
+    else:
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        filename, expected = _machines(tmp_path, f"http://127.0.0.1:{port}/bot"), "not available (NetworkError"
+    assert not telegram.configure(filename)
+    logging.telegram("dropped")  # disabled: a no-op, training goes on
+    logging.telegram_flush()
+    text = _read(logbook)
+    warnings = [line for line in text.splitlines() if "Telegram:" in line]
+    assert len(warnings) == 1 and expected in warnings[0], warnings
+    assert TOKEN not in text
+    assert "dropped" not in server.texts()
