@@ -325,3 +325,31 @@ def test_visualizer_flags_match_the_original():
             converter, default = commandline.flag_converter_and_default(category, cls, parameter)
             flags.append([f"--visualizer_{parameter.name}", converter.__name__, default])
         assert flags == reference[f"visualizer={name}"], name
+
+
+# ---------------------------------------------------------------- training curves
+def test_plot_records_draws_every_key_of_every_record(tmp_path):
+    from utils.plots import collect_records, plot_records
+    from utils.records import EpochRecorder
+
+    assert plot_records(str(tmp_path)) is None  # no records yet
+    args = argparse.Namespace()
+    for epoch in (1, 2, 3):
+        EpochRecorder(args, str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
+            "training_losses", {"total_loss": 100.0 / epoch, "psnr": 20.0 + epoch})
+        EpochRecorder(args, str(tmp_path), epoch, "GoProNahTest", mat=False).add_scalars(
+            "evaluation_losses", {"total_loss": 120.0 / epoch, "psnr": 19.0 + epoch, "ssim": 0.5 + 0.1 * epoch})
+    curves = collect_records(str(tmp_path))
+    assert sorted(curves) == ["psnr", "ssim", "total_loss"]
+    assert curves["psnr"]["GoProNahTrain_training_losses"] == ([1, 2, 3], [21.0, 22.0, 23.0])
+    assert curves["ssim"] == {"GoProNahTest_evaluation_losses": ([1, 2, 3], pytest.approx([0.6, 0.7, 0.8]))}
+    filename = plot_records(str(tmp_path))
+    assert filename == str(tmp_path / "training_curves.png")
+    image = np.asarray(Image.open(filename).convert("RGB"))
+    assert image.shape == (300, 1200, 3)  # three 4x3-inch panels at 100 dpi
+    # Every panel holds drawn curves: matplotlib's default line colours appear in the image.
+    blue, orange = np.array([31, 119, 180]), np.array([255, 127, 14])
+    for panel in range(3):
+        pixels = image[:, panel * 400:(panel + 1) * 400].reshape(-1, 3).astype(int)
+        assert (np.abs(pixels - blue).sum(1) < 30).sum() > 50
+    assert (np.abs(image.reshape(-1, 3).astype(int) - orange).sum(1) < 30).sum() > 100  # second record
