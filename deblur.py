@@ -1,0 +1,333 @@
+"""Deblur your own footage with a trained DBN or FlowDBN checkpoint.
+
+    python deblur.py --checkpoint run/checkpoint_best_psnr.ckpt --input clip.mp4 --output clip_deblurred
+    python deblur.py --checkpoint run/checkpoint_latest_.ckpt --input frames/ --output frames_deblurred
+
+Input is a folder of frames (png/jpg/bmp/tif, in natural name order) or a video file. Every frame is
+deblurred at full resolution from the window of N frames around it (the first and last frames are
+repeated at the ends, as in the GoPro datasets); frames are padded (replicating the border) to a
+multiple of what the model needs (DBN: 8; FlowDBN: 64, for the flow network's pyramid) and cropped
+back. Only the N frames of the current window are held in memory, so memory does not grow with the
+length of the video. Output: `<output>/<input frame name>.png` for a folder; for a video
+`<output>/<000000>.png ...` and `<output>/<video name>_deblurred.mp4` at the input's frame rate.
+
+The model comes from the checkpoint: its stored arguments (checkpoints of this project) or, for
+checkpoints of the original framework, the state-dict keys (FlowDBN or DBN, the sequence length from
+the first layer's input channels, PWC-Net or FlowNet1S as the flow network). The frozen flow network's
+weights are part of every FlowDBN checkpoint, so the prewarping checkpoint file is not needed.
+"""
+import argparse
+import collections
+import logging
+import os
+import re
+import resource
+import sys
+import tempfile
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tqdm
+from PIL import Image
+
+import runtime
+from models import MODELS
+from utils import checkpoints
+from visualizers.gopro_inference import to_uint8
+
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
+PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 64}
+FLOW_PREFIX = "model.flowdbn.warping_network.network."
+SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
+
+
+def natural_key(name: str) -> List[Any]:
+    """Sort key that orders 'frame2' before 'frame10'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frames(folder: str) -> List[str]:
+    """Image files of a folder in natural name order."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTENSIONS)]
+    if not names:
+        raise FileNotFoundError(f"--input: no frames ({', '.join(FRAME_EXTENSIONS)}) in folder {folder}")
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
+
+
+def read_folder(files: List[str]) -> Iterator[Tuple[str, np.ndarray]]:
+    """(name, HxWx3 uint8 frame) for every file; all frames must have the size of the first."""
+    size = None
+    for filename in files:
+        with Image.open(filename) as image:
+            frame = np.asarray(image.convert("RGB"))
+        if size is None:
+            size = frame.shape
+        elif frame.shape != size:
+            raise ValueError(f"--input: {filename} is {frame.shape[1]}x{frame.shape[0]}, but the first frame is "
+                             f"{size[1]}x{size[0]}; all frames must have the same size")
+        yield os.path.splitext(os.path.basename(filename))[0], frame
+
+
+def read_video(reader: Any) -> Iterator[Tuple[str, np.ndarray]]:
+    """('000000', frame), ('000001', frame), ... streamed from an imageio ffmpeg reader."""
+    for index, frame in enumerate(reader):
+        yield f"{index:06d}", np.asarray(frame)[..., :3]
+
+
+def sliding_windows(frames: Iterator[Tuple[str, Any]], length: int) -> Iterator[Tuple[str, List[Any]]]:
+    """(centre name, [N items]) for every frame; indices outside the sequence are clamped to its ends.
+
+    Only the last N items are kept: the first frame is repeated N//2 times before the sequence and
+    the last one N//2 times after it, so frame i sees frames clamp(i-N//2) ... clamp(i+N//2).
+    """
+    half = length // 2
+    window: Deque[Any] = collections.deque(maxlen=length)
+    names: Deque[str] = collections.deque()
+    last = None
+    for name, item in frames:
+        if last is None:
+            window.extend([item] * half)
+        window.append(item)
+        names.append(name)
+        last = item
+        if len(window) == length:
+            yield names.popleft(), list(window)
+    if last is None:
+        return
+    for _ in range(half):
+        window.append(last)
+        if len(window) == length:
+            yield names.popleft(), list(window)
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad a (1, C, H, W) image at the bottom and right, replicating the border, to multiples of `multiple`."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image
+    return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+# ---------------------------------------------------------------- the model from a checkpoint
+def infer_model(state_dict: Dict[str, torch.Tensor]) -> Tuple[str, int]:
+    """(model name, sequence length) from the keys and first-layer shape of a DBN/FlowDBN state dict."""
+    if "model.flowdbn.dbn_net.f0.0.weight" in state_dict:
+        channels = state_dict["model.flowdbn.dbn_net.f0.0.weight"].shape[1]
+        return "FlowDBN", (channels // 3 + 1) // 2  # DBN sees N frames + (N-1) warped ones
+    if "model.dbn_net.f0.0.weight" in state_dict:
+        return "DBN", state_dict["model.dbn_net.f0.0.weight"].shape[1] // 3
+    raise ValueError("--checkpoint: not a DBN or FlowDBN checkpoint (no 'model.dbn_net.f0.0.weight' or "
+                     "'model.flowdbn.dbn_net.f0.0.weight'); give --model and --sequence_length")
+
+
+def stored_arguments(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """The command-line arguments a checkpoint of this project stores (empty for the original's)."""
+    stored = checkpoint.get("args")
+    return stored if isinstance(stored, dict) else {}
+
+
+def write_flow_checkpoint(state_dict: Dict[str, torch.Tensor], directory: str) -> Tuple[str, str]:
+    """Save the FlowDBN checkpoint's own flow-network weights as a prewarping checkpoint;
+    returns (model keyword, file name)."""
+    flow = {key[len(FLOW_PREFIX):]: value for key, value in state_dict.items() if key.startswith(FLOW_PREFIX)}
+    if any(key.startswith("pwcnet_impl.") for key in flow):
+        keyword = "pretrained_pwcnet"
+    elif any(key.startswith("flownets.") for key in flow):
+        keyword = "pretrained_flownet"
+    else:
+        raise ValueError("--checkpoint: this FlowDBN checkpoint holds no flow-network weights "
+                         f"('{FLOW_PREFIX}pwcnet_impl.*' or '...flownets.*'); give --pretrained_pwcnet "
+                         "or --pretrained_flownet")
+    filename = os.path.join(directory, "prewarping.ckpt")
+    torch.save({"state_dict": {f"model.{key}": value for key, value in flow.items()}}, filename)
+    return keyword, filename
+
+
+def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
+    """Build the model the checkpoint (or the flags) describe and load its weights strictly."""
+    if not os.path.isfile(options.checkpoint):
+        raise FileNotFoundError(f"--checkpoint: no such file: {options.checkpoint}")
+    checkpoint = checkpoints.load_file(options.checkpoint)
+    state_dict = checkpoint["state_dict"]
+    stored = stored_arguments(checkpoint)
+    inferred_name, inferred_length = (None, None)
+    if options.model is None or options.sequence_length is None:
+        if stored.get("model") is None or not any(stored.get(flag) for flag in SEQUENCE_FLAGS):
+            inferred_name, inferred_length = infer_model(state_dict)
+    name = options.model or stored.get("model") or inferred_name
+    length = options.sequence_length or next((stored[f] for f in SEQUENCE_FLAGS if stored.get(f)), None) \
+        or inferred_length
+    if name not in PAD_MULTIPLE:
+        raise ValueError(f"--model: deblur.py runs the deblurring models {', '.join(PAD_MULTIPLE)}, "
+                         f"the checkpoint holds {name}")
+    model_args = argparse.Namespace(validation_dataset_sequence_length=int(length))
+    with tempfile.TemporaryDirectory() as scratch:
+        kwargs: Dict[str, Any] = {}
+        if name == "FlowDBN":
+            if options.pretrained_pwcnet:
+                kwargs["pretrained_pwcnet"] = options.pretrained_pwcnet
+            elif options.pretrained_flownet:
+                kwargs["pretrained_flownet"] = options.pretrained_flownet
+            else:
+                keyword, filename = write_flow_checkpoint(state_dict, scratch)
+                kwargs[keyword] = filename
+        model = MODELS.get(name)(model_args, **kwargs)
+    wrapper = runtime.ModelAndLoss(model, torch.nn.Module())  # checkpoint keys are 'model.<...>'
+    checkpoints.load_state_dict(wrapper, state_dict, options.checkpoint)
+    return model, name, int(length)
+
+
+# ---------------------------------------------------------------- deblurring
+class FrameWriter:
+    """Writes deblurred frames as PNG files and, optionally, into a video."""
+
+    def __init__(self, output: str, write_frames: bool, video: Optional[str], fps: float) -> None:
+        os.makedirs(output, exist_ok=True)
+        self.output = output
+        self.write_frames = write_frames
+        self.video_path = video
+        self.fps = fps
+        self._video: Any = None
+
+    def write(self, name: str, frame: np.ndarray) -> None:
+        """Store one HxWx3 uint8 frame."""
+        if self.write_frames:
+            Image.fromarray(frame).save(os.path.join(self.output, f"{name}.png"))
+        if self.video_path is not None:
+            if self._video is None:
+                import imageio
+
+                height, width = frame.shape[:2]
+                # yuv420p (what every player plays) needs even sizes; odd ones keep full chroma instead.
+                pixel_format = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+                self._video = imageio.v2.get_writer(self.video_path, format="FFMPEG", fps=self.fps,
+                                                    codec="libx264", quality=9, macro_block_size=1,
+                                                    pixelformat=pixel_format)
+            self._video.append_data(frame)
+
+    def close(self) -> None:
+        """Finish the video file."""
+        if self._video is not None:
+            self._video.close()
+            self._video = None
+
+
+def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray]], length: int, multiple: int,
+                  device: torch.device, writer: FrameWriter, total: Optional[int] = None) -> int:
+    """Deblur every frame of the stream and hand it to the writer; returns the number of frames."""
+    def padded(items: Iterator[Tuple[str, np.ndarray]]) -> Iterator[Tuple[str, Tuple[torch.Tensor, Tuple[int, int]]]]:
+        for name, frame in items:
+            image = torch.tensor(frame, dtype=torch.uint8).to(device).permute(2, 0, 1).unsqueeze(0)
+            yield name, (pad_to_multiple(image.float() / 255.0, multiple), frame.shape[:2])
+
+    count = 0
+    with torch.inference_mode(), tqdm.tqdm(total=total, desc="Deblur", unit="frame", ascii=True,
+                                           dynamic_ncols=True) as bar:
+        for name, window in sliding_windows(padded(frames), length):
+            height, width = window[0][1]
+            example = {f"input{i + 1}": image for i, (image, _) in enumerate(window)}
+            output = model(example)["output1"][0, :, :height, :width]
+            writer.write(name, to_uint8(output))
+            count += 1
+            bar.update()
+    return count
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 1024.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """deblur.py's command line."""
+    parser = argparse.ArgumentParser(prog="deblur.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="DBN or FlowDBN checkpoint (.ckpt)")
+    parser.add_argument("--input", required=True, help="folder of frames or a video file")
+    parser.add_argument("--output", required=True, help="folder for the deblurred frames (and video)")
+    parser.add_argument("--model", choices=sorted(PAD_MULTIPLE), default=None,
+                        help="model class (default: from the checkpoint)")
+    parser.add_argument("--sequence_length", type=int, default=None,
+                        help="frames per window N (default: from the checkpoint)")
+    parser.add_argument("--pretrained_pwcnet", default=None,
+                        help="FlowDBN: PWC-Net checkpoint (default: the weights inside --checkpoint)")
+    parser.add_argument("--pretrained_flownet", default=None,
+                        help="FlowDBN: FlowNet1S checkpoint (default: the weights inside --checkpoint)")
+    parser.add_argument("--pad_multiple", type=int, default=None,
+                        help="pad frames to multiples of this (default: DBN 8, FlowDBN 64)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate of the output video (default: the input video's; with a folder "
+                             "of frames, giving it also writes a video)")
+    parser.add_argument("--no_frames", action="store_true", help="video input: write the video only")
+    return parser
+
+
+def run(options: argparse.Namespace) -> Dict[str, Any]:
+    """Deblur `options.input` into `options.output`; returns a summary dict."""
+    if not os.path.isfile(options.checkpoint):
+        raise FileNotFoundError(f"--checkpoint: no such file: {options.checkpoint}")
+    if not os.path.exists(options.input):
+        raise FileNotFoundError(f"--input: no such file or folder: {options.input}")
+    is_video = os.path.isfile(options.input)
+    if is_video and not options.input.lower().endswith(VIDEO_EXTENSIONS):
+        raise ValueError(f"--input: {options.input} is neither a folder of frames nor a video "
+                         f"({', '.join(VIDEO_EXTENSIONS)})")
+    files = None if is_video else list_frames(options.input)  # check the input before loading the model
+    device = torch.device(options.device)
+    model, name, length = load_model(options)
+    model.eval().to(device)
+    multiple = options.pad_multiple or PAD_MULTIPLE[name]
+    logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
+    reader = None
+    if files is None:
+        import imageio
+
+        reader = imageio.v2.get_reader(options.input, format="FFMPEG")
+        meta = reader.get_meta_data()
+        fps = options.fps or float(meta.get("fps") or 25.0)
+        duration = meta.get("duration")
+        total = int(round(duration * fps)) if duration and np.isfinite(duration) else None
+        stem = os.path.splitext(os.path.basename(options.input))[0]
+        video = os.path.join(options.output, f"{stem}_deblurred.mp4")
+        writer = FrameWriter(options.output, not options.no_frames, video, fps)
+        frames: Iterator[Tuple[str, np.ndarray]] = read_video(reader)
+    else:
+        total = len(files)
+        video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
+        writer = FrameWriter(options.output, True, video, options.fps or 0.0)
+        frames = read_folder(files)
+    try:
+        count = deblur_stream(model, frames, length, multiple, device, writer, total)
+    finally:
+        writer.close()
+        if reader is not None:
+            reader.close()
+    result = {"model": name, "sequence_length": length, "frames": count, "video": video,
+              "peak_memory_mib": peak_memory_mib()}
+    logging.info("%d frames deblurred into %s%s; peak memory %.0f MiB", count, options.output,
+                 f" (video {video})" if video else "", result["peak_memory_mib"])
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = build_parser().parse_args(argv)
+    try:
+        run(options)
+    except (OSError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"deblur.py: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""deblur.py: folders of frames and videos deblurred from a checkpoint, equal to running the model on the
+clamped windows of the whole sequence (padded and cropped back), with the model read from the checkpoint."""
+import argparse
+import os
+import subprocess
+import sys
+
+import imageio
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import deblur
+import runtime
+from models.dbn import DBN
+from models.flowdbn import FlowDBN
+from models.pwcnet import PWCNet
+from utils import checkpoints
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tame(model):
+    """Random weights with activations of order 1 and a small residual, so outputs are not saturated."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+    return model
+
+
+def _dbn_checkpoint(directory, length=3):
+    model = _tame(DBN(argparse.Namespace(validation_dataset_sequence_length=length), init_type="fan_in"))
+    model.dbn_net.f15[1].weight.data.fill_(0.02)
+    stored = {"model": "DBN", "training_dataset_sequence_length": length}
+    checkpoints.save(str(directory), {"psnr": 30.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
+                     extra={"args": stored})
+    return str(directory / checkpoints.LATEST), model.eval()
+
+
+def _frames(count, height, width, seed=0):
+    """Smooth moving gradients plus noise, as uint8 frames."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    frames = []
+    for t in range(count):
+        base = np.stack([np.sin((xs + 2 * t) / 5.0), np.cos((ys - t) / 4.0), np.sin((xs + ys + t) / 7.0)], axis=2)
+        frames.append(np.clip((base * 0.4 + 0.5 + rng.normal(0, 0.03, base.shape)) * 255, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _reference(model, frames, length, multiple):
+    """Brute force: the whole sequence in memory, clamped windows, padded and cropped frames."""
+    height, width = frames[0].shape[:2]
+    tensors = [deblur.pad_to_multiple(torch.tensor(f).permute(2, 0, 1)[None].float() / 255, multiple)
+               for f in frames]
+    outputs = []
+    for i in range(len(frames)):
+        window = [tensors[min(max(j, 0), len(frames) - 1)] for j in range(i - length // 2, i + length // 2 + 1)]
+        with torch.no_grad():
+            output = model({f"input{k + 1}": x for k, x in enumerate(window)})["output1"][0, :, :height, :width]
+        outputs.append(np.clip(np.floor(output.permute(1, 2, 0).numpy() * 255 + 0.5), 0, 255).astype(np.uint8))
+    return outputs
+
+
+def test_sliding_windows_clamp_at_both_ends():
+    for count in (1, 2, 3, 6):
+        frames = [(str(i), i) for i in range(count)]
+        windows = list(deblur.sliding_windows(iter(frames), 5))
+        assert [name for name, _ in windows] == [str(i) for i in range(count)]
+        for i, (_, window) in enumerate(windows):
+            assert window == [min(max(j, 0), count - 1) for j in range(i - 2, i + 3)]
+
+
+def test_pad_to_multiple_replicates_the_border():
+    image = torch.arange(6.0).view(1, 1, 2, 3)
+    padded = deblur.pad_to_multiple(image, 4)
+    assert padded.shape == (1, 1, 4, 4)
+    assert torch.equal(padded[0, 0], torch.tensor([[0.0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [3, 4, 5, 5]]))
+
+
+def test_folder_of_frames_with_dbn_checkpoint(tmp_path):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(11, 20, 28)  # not a multiple of 8: padded to 24x32 and cropped back
+    names = [f"f{i}" for i in range(1, 12)]  # natural order: f2 before f10
+    (tmp_path / "in").mkdir()
+    for name, frame in zip(names, frames):
+        Image.fromarray(frame).save(tmp_path / "in" / f"{name}.png")
+    result = deblur.run(deblur.build_parser().parse_args(
+        ["--checkpoint", checkpoint, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]))
+    assert (result["model"], result["sequence_length"], result["frames"]) == ("DBN", 3, 11)
+    expected = _reference(model, frames, 3, 8)
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(f"{n}.png" for n in names)
+    for name, reference in zip(names, expected):
+        written = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
+        assert np.array_equal(written, reference), name
+    # A real change: the output is not the blurry centre frame, nor saturated.
+    assert 0.5 < np.abs(expected[5].astype(float) - frames[5]).mean() < 40
+
+
+def test_video_from_the_command_line(tmp_path):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(8, 32, 48, seed=1)
+    video = tmp_path / "clip.mp4"
+    with imageio.v2.get_writer(str(video), format="FFMPEG", fps=12, codec="libx264", quality=10,
+                               macro_block_size=1, pixelformat="yuv444p") as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    completed = subprocess.run([sys.executable, os.path.join(REPO, "deblur.py"), "--checkpoint", checkpoint,
+                                "--input", str(video), "--output", str(tmp_path / "out")],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "8 frames deblurred" in completed.stderr + completed.stdout
+    decoded = [np.asarray(f) for f in imageio.v2.get_reader(str(video), format="FFMPEG")]
+    expected = _reference(model, decoded, 3, 8)
+    for index, reference in enumerate(expected):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{index:06d}.png")), reference)
+    reader = imageio.v2.get_reader(str(tmp_path / "out" / "clip_deblurred.mp4"), format="FFMPEG")
+    assert reader.get_meta_data()["fps"] == pytest.approx(12)
+    written = [np.asarray(f) for f in reader]
+    reader.close()
+    assert len(written) == 8 and written[0].shape == (32, 48, 3)
+    # H.264 with 4:2:0 chroma: brightness is kept closely, colour detail at half resolution.
+    luma = np.array([0.299, 0.587, 0.114])
+    assert np.mean([np.abs((w.astype(float) - e) @ luma).mean() for w, e in zip(written, expected)]) < 2
+
+
+def test_flowdbn_checkpoint_of_the_original_layout_pads_to_64(tmp_path):
+    pwcnet = _tame(PWCNet(argparse.Namespace()))
+    flow_file = tmp_path / "pwcnet.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}}, flow_file)
+    model = _tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=3),
+                          pretrained_pwcnet=str(flow_file)))
+    model.flowdbn.dbn_net.f15[1].weight.data.fill_(0.02)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    checkpoint = tmp_path / "original.ckpt"
+    torch.save({"total_loss": 1.0, "psnr": 30.0, "epoch": 3, "state_dict": state}, checkpoint)  # no "args"
+    os.remove(flow_file)  # the flow weights inside the checkpoint are enough
+    frames = _frames(4, 20, 28, seed=2)
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "in" / f"{i:04d}.jpg", quality=100)
+    stored = [np.asarray(Image.open(tmp_path / "in" / f"{i:04d}.jpg")) for i in range(4)]
+    result = deblur.run(deblur.build_parser().parse_args(
+        ["--checkpoint", str(checkpoint), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]))
+    assert (result["model"], result["sequence_length"], result["frames"]) == ("FlowDBN", 3, 4)
+    expected = _reference(model.eval(), stored, 3, 64)
+    for i, reference in enumerate(expected):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{i:04d}.png")), reference)
+    assert 0.5 < np.abs(expected[1].astype(float) - stored[1]).mean() < 40
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert deblur.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--input", str(tmp_path),
+                        "--output", str(tmp_path / "o")]) == 2
+    assert "--checkpoint: no such file" in capsys.readouterr().err
+    torch.save({"state_dict": {"model.flownets.conv1.0.weight": torch.zeros(1)}}, tmp_path / "flow.ckpt")
+    (tmp_path / "empty").mkdir()
+    assert deblur.main(["--checkpoint", str(tmp_path / "flow.ckpt"), "--input", str(tmp_path / "empty"),
+                        "--output", str(tmp_path / "o")]) == 2
+    assert "no frames" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "empty" / "a.png")
+    assert deblur.main(["--checkpoint", str(tmp_path / "flow.ckpt"), "--input", str(tmp_path / "empty"),
+                        "--output", str(tmp_path / "o")]) == 2
+    assert "not a DBN or FlowDBN checkpoint" in capsys.readouterr().err
