@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Sourced by every launcher under scripts/: dataset and experiment folders, thread settings, the python
+# to use, `wait-for-gpu` and `run_main`.
+#
+# Environment (all optional):
+#   DATASETS_HOME     dataset roots: GOPRO_Large/, DeepVideoDeblurring_Dataset/ (default $HOME/Datasets)
+#   EXPERIMENTS_HOME  run folders and prewarping_networks/pwcnet.ckpt (default $HOME/Experiments)
+#   PYTHON            interpreter (default: the repository's .venv, else python3)
+#   DRY_RUN=1         print the command line and check that it parses (no data needed); run nothing
+# Extra arguments given to a launcher are appended to its command line (the last value of a flag wins).
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Site-specific environment manager of the original setup; ignored when not configured.
+if [ -n "${MASON_DEFAULT_LOCATION:-}" ] && [ -f "$MASON_DEFAULT_LOCATION" ]; then
+    # shellcheck disable=SC1090
+    source "$MASON_DEFAULT_LOCATION"
+    if [ -n "${MASON_DEV_ENVIRONMENT:-}" ] && command -v mason >/dev/null 2>&1; then
+        mason load "$MASON_DEV_ENVIRONMENT"
+    fi
+fi
+
+: "${DATASETS_HOME:=$HOME/Datasets}"
+: "${EXPERIMENTS_HOME:=$HOME/Experiments}"
+export DATASETS_HOME EXPERIMENTS_HOME
+
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
+        PYTHON="$REPO_ROOT/.venv/bin/python"
+    else
+        PYTHON="$(command -v python3 || command -v python)"
+    fi
+fi
+
+# One thread per process: the data-loader workers run in parallel already.
+for variable in MKL_NUM_THREADS NUMEXPR_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS VECLIB_MAXIMUM_THREADS; do
+    export "$variable=${!variable:-1}"
+done
+
+echo "python: $PYTHON"
+echo "DATASETS_HOME: $DATASETS_HOME"
+echo "EXPERIMENTS_HOME: $EXPERIMENTS_HOME"
+
+# Wait while another process computes on our GPU (the first of CUDA_VISIBLE_DEVICES); no-op without nvidia-smi.
+wait-for-gpu() {
+    command -v nvidia-smi >/dev/null 2>&1 || return 0
+    local device="${CUDA_VISIBLE_DEVICES:-0}"
+    device="${device%%,*}"
+    while [ -n "$(nvidia-smi -i "$device" --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ]; do
+        echo "$(date '+%Y-%m-%d %H:%M:%S') GPU $device is busy, waiting"
+        sleep 60
+    done
+}
+
+# run_main ARGS...: show the command line, then run main.py from the repository root (DRY_RUN=1: parse only).
+run_main() {
+    echo "$PYTHON $REPO_ROOT/main.py \\"
+    local argument
+    for argument in "$@"; do
+        printf '    %q \\\n' "$argument"
+    done
+    echo
+    if [ "${DRY_RUN:-0}" = "1" ]; then
+        (cd "$REPO_ROOT" && "$PYTHON" -c '
+import json, sys
+import commandline
+args, defaults = commandline.parse_arguments(sys.argv[1:])
+print("command line: " + json.dumps(sys.argv[1:]))
+print("parsed arguments: " + json.dumps(vars(args), sort_keys=True, default=str))
+print("non-default arguments: " + json.dumps(commandline.non_default_arguments(args, defaults), default=str))
+' "$@")
+        return
+    fi
+    wait-for-gpu
+    cd "$REPO_ROOT" && exec "$PYTHON" main.py "$@"
+}
