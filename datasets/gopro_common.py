@@ -1,0 +1,322 @@
+"""What the GoPro deblurring datasets share (spec §5.2-§5.4): frame lists, windows, reading, augmentation.
+
+A dataset is a list of `FrameSequence`s plus the (sequence, centre frame) pairs that are examples.
+Every example is read from the image files on every access: no cache is written anywhere (the
+original wrote `-seqN.npy` caches into the dataset tree). Randomness follows the original: crop
+offsets, scales, reversal, multiplicative colours and noise draw from numpy's global RNG; flips,
+rotations, photometric jitter and channel permutations from python's `random`, so a run seeded by
+the framework is reproducible.
+"""
+import dataclasses
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import Dataset
+
+RANDOM_SCALES_MODES = ("none", "weak", "strong")
+WEAK_SCALES = (1.0 / 4.0, 1.0 / 3.0, 1.0 / 2.0)
+MULTIPLICATIVE_COLOR_RANGE = (0.5, 2.0)
+PHOTOMETRIC_FACTOR_RANGE = (0.5, 1.5)
+HUE_RANGE = (-0.5, 0.5)
+MAX_NOISE_SIGMA = 0.04
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSequence:
+    """One video: its name, its (blurry) input frame files and, if known, the sharp ground-truth files."""
+
+    name: str
+    inputs: Tuple[str, ...]
+    targets: Optional[Tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def checked_root(root: Optional[str], what: str, layout: str) -> Path:
+    """`root` with '~' expanded; a missing or unset root raises an error that shows the expected layout."""
+    if root is None or str(root).strip() == "":
+        raise ValueError(f"{what}: no dataset root given (set --training_dataset_root / "
+                         f"--validation_dataset_root); expected {layout}")
+    path = Path(os.path.expanduser(str(root)))
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what}: dataset root '{path}' is not a directory; expected {layout}")
+    return path
+
+
+def sequence_folders(parent: Path, what: str) -> List[Path]:
+    """The immediate subfolders of `parent` (one per sequence), sorted by name."""
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{what}: folder '{parent}' does not exist")
+    folders = sorted(p for p in parent.iterdir() if p.is_dir())
+    if not folders:
+        raise ValueError(f"{what}: no sequence folders in '{parent}'")
+    return folders
+
+
+def frame_files(folder: Path, extension: str) -> List[Path]:
+    """The `*<extension>` files of a frame folder, sorted; a missing or empty folder is an error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"missing frame folder '{folder}'")
+    files = sorted(folder.glob(f"*{extension}"))
+    if not files:
+        raise ValueError(f"frame folder '{folder}' holds no '*{extension}' files")
+    return files
+
+
+def paired_sequence(name: str, input_folder: Path, target_folder: Optional[Path], extension: str) -> FrameSequence:
+    """A sequence whose input and ground-truth folders hold the same number of equally named frames."""
+    inputs = frame_files(input_folder, extension)
+    if target_folder is None:
+        return FrameSequence(name, tuple(str(p) for p in inputs), None)
+    targets = frame_files(target_folder, extension)
+    if len(inputs) != len(targets):
+        raise ValueError(f"sequence '{name}': {len(inputs)} frames in '{input_folder}' but {len(targets)} "
+                         f"in '{target_folder}'")
+    for input_file, target_file in zip(inputs, targets):
+        if input_file.stem != target_file.stem:
+            raise ValueError(f"sequence '{name}': input frame '{input_file}' has no ground truth of the same "
+                             f"name (next ground-truth frame is '{target_file}')")
+    return FrameSequence(name, tuple(str(p) for p in inputs), tuple(str(p) for p in targets))
+
+
+def window_indices(centre: int, num_frames: int, sequence_length: int) -> List[int]:
+    """Frame indices centre-N//2 .. centre+N//2, clamped to [0, num_frames-1] (ends are replicated)."""
+    half = sequence_length // 2
+    return [min(max(i, 0), num_frames - 1) for i in range(centre - half, centre + half + 1)]
+
+
+def subset_indices(num_total: int, num_examples: int) -> List[int]:
+    """All indices for num_examples <= 0, else a fixed random subset of num_examples (sorted)."""
+    indices = list(range(num_total))
+    if num_examples <= 0 or num_examples >= num_total:
+        return indices
+    random.Random(0).shuffle(indices)
+    return sorted(indices[:num_examples])
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to an HxWx3 uint8 RGB array; unreadable files raise an error naming them."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file '{path}' does not exist")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a (complete) image"
+        raise ValueError(f"cannot decode image '{path}': {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Per-example augmentation settings (spec §5.4); `__post_init__` validates the flag values."""
+
+    random_crop: Optional[Tuple[int, int]]
+    random_scales: str = "none"
+    random_scales_min: float = 0.25
+    random_flips: bool = False
+    random_rotate: bool = False
+    random_multiplicative_colors: bool = False
+    random_brightness: bool = False
+    random_contrast: bool = False
+    random_saturation: bool = False
+    random_hue: bool = False
+    random_channel_permutation: bool = False
+    random_noise: bool = False
+
+    def __post_init__(self) -> None:
+        if self.random_scales not in RANDOM_SCALES_MODES:
+            raise ValueError(f"random_scales must be one of none, weak, strong (or None), got {self.random_scales!r}")
+        if not 0.0 < self.random_scales_min <= 1.0:
+            raise ValueError(f"random_scales_min must be in (0, 1], got {self.random_scales_min}")
+        if self.random_scales != "none" and self.random_crop is None:
+            raise ValueError(f"random_scales={self.random_scales!r} rescales before cropping and needs a "
+                             f"random_crop (height, width); without one the frame size would vary")
+
+    @property
+    def photometric(self) -> bool:
+        """Whether any of brightness/contrast/saturation/hue jitter is on."""
+        return self.random_brightness or self.random_contrast or self.random_saturation or self.random_hue
+
+
+def parse_random_crop(random_crop: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
+    """(height, width) of the random crop, or None when no value is positive (the (-1, -1) default)."""
+    if random_crop is None:
+        return None
+    values = [int(v) for v in random_crop]
+    if not any(v > 0 for v in values):
+        return None
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"random_crop must be two positive integers [height, width] or [-1, -1] for no "
+                         f"crop, got {list(random_crop)}")
+    return values[0], values[1]
+
+
+def parse_random_scales(random_scales: Optional[str]) -> str:
+    """The scale mode, with None meaning 'none'."""
+    return "none" if random_scales is None else str(random_scales).strip().lower()
+
+
+def _resize_and_crop(frames: np.ndarray, options: Augmentation, files: Sequence[str]) -> np.ndarray:
+    """One random (rescale and) crop, identical for all frames; the offset's upper bound is inclusive."""
+    crop_h, crop_w = options.random_crop
+    height, width = frames.shape[1:3]
+    if crop_h > height or crop_w > width:
+        raise ValueError(f"random_crop {crop_h}x{crop_w} (height x width) is larger than the frame "
+                         f"{height}x{width} of '{files[0]}'")
+    scale = 1.0
+    if options.random_scales == "weak":
+        scale = float(WEAK_SCALES[np.random.randint(len(WEAK_SCALES))])
+    elif options.random_scales == "strong":
+        scale = float(np.random.uniform(options.random_scales_min, 1.0))
+    # A scale that would make the frame smaller than the crop is raised to the smallest covering one
+    # (the original crashed there, e.g. 1/4 of 720p is narrower than a 192 crop).
+    scale = max(scale, crop_h / height, crop_w / width)
+    new_h, new_w = max(round(height * scale), crop_h), max(round(width * scale), crop_w)
+    if (new_h, new_w) != (height, width):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC)) for f in frames])
+    y0 = np.random.randint(0, new_h - crop_h + 1)
+    x0 = np.random.randint(0, new_w - crop_w + 1)
+    return frames[:, y0:y0 + crop_h, x0:x0 + crop_w]
+
+
+def _geometric(frames: np.ndarray, options: Augmentation) -> np.ndarray:
+    """Flips (horizontal, then vertical) and rotations by multiples of 90 degrees, identical for all frames."""
+    if options.random_flips:
+        if random.random() < 0.5:
+            frames = frames[:, :, ::-1]
+        if random.random() < 0.5:
+            frames = frames[:, ::-1]
+    if options.random_rotate:
+        # Counter-clockwise like PIL's rotate; a 90/270 degree turn would change a non-square frame's
+        # shape (the original cut its corners off instead), so non-square frames turn by 0 or 180 only.
+        square = frames.shape[1] == frames.shape[2]
+        quarter_turns = random.choice((0, 1, 2, 3) if square else (0, 2))
+        frames = np.rot90(frames, quarter_turns, axes=(1, 2))
+    return frames
+
+
+def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
+    """Brightness/contrast/saturation/hue with one draw for all frames, the enabled ops in random order."""
+    ops = []
+    if options.random_brightness:
+        factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)
+        ops.append(lambda x, f=factor: (x * f).clamp_(0.0, 1.0))
+    if options.random_contrast:
+        factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)
+        ops.append(lambda x, f=factor: ((x - 0.5) * f + 0.5).clamp_(0.0, 1.0))  # fixed pivot 0.5 as the original
+    if options.random_saturation:
+        factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)
+        ops.append(lambda x, f=factor: TF.adjust_saturation(x, f))
+    if options.random_hue:
+        factor = random.uniform(*HUE_RANGE)
+        ops.append(lambda x, f=factor: TF.adjust_hue(x, f))
+    random.shuffle(ops)
+    for op in ops:
+        images = op(images)
+    return images
+
+
+def augment_sample(frames: np.ndarray, num_inputs: int, options: Augmentation,
+                   files: Sequence[str]) -> torch.Tensor:
+    """One augmented sample of an example's frames (M,H,W,3 uint8; inputs first) as float (M,3,h,w) in [0,1]."""
+    if options.random_crop is not None:
+        frames = _resize_and_crop(frames, options, files)
+    if options.random_multiplicative_colors:
+        factors = np.random.uniform(*MULTIPLICATIVE_COLOR_RANGE, size=3)
+        frames = (np.clip(frames.astype(np.float64) / 255.0 * factors, 0.0, 1.0) * 255.0).astype(np.uint8)
+    frames = _geometric(frames, options)
+    images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    if options.photometric:
+        images = _photometric(images, options)
+    if options.random_channel_permutation:
+        permutation = [0, 1, 2]
+        random.shuffle(permutation)
+        images = images[:, permutation]
+    if options.random_noise:
+        sigma = np.random.uniform(0.0, MAX_NOISE_SIGMA)
+        noise = np.random.normal(0.0, sigma, size=(num_inputs,) + tuple(images.shape[1:])).astype(np.float32)
+        images = images.clone()
+        images[:num_inputs] = (images[:num_inputs] + torch.from_numpy(noise)).clamp_(0.0, 1.0)
+    return images.contiguous()
+
+
+class GoProSequenceDataset(Dataset):
+    """Examples = centre frames of sequences; an example holds S augmented samples of an N-frame window."""
+
+    def __init__(self, *, sequences: Sequence[FrameSequence], centres: Optional[Dict[str, Sequence[int]]],
+                 sequence_length: int, num_samples_per_example: int, num_examples: int, num_workers: int,
+                 random_reverse: bool, augmentation: Augmentation, description: str) -> None:
+        if sequence_length < 1 or sequence_length % 2 == 0:
+            raise ValueError(f"{description}: sequence_length must be a positive odd number, got {sequence_length}")
+        if num_samples_per_example < 1:
+            raise ValueError(f"{description}: num_samples_per_example must be >= 1, got {num_samples_per_example}")
+        self.sequences = list(sequences)
+        self.sequence_length = sequence_length
+        self.num_samples_per_example = num_samples_per_example
+        self.num_workers = num_workers
+        self.random_reverse = bool(random_reverse)
+        self.augmentation = augmentation
+        self.with_gt = all(s.targets is not None for s in self.sequences)
+        examples = []
+        for seq_index, sequence in enumerate(self.sequences):
+            frames = range(len(sequence)) if centres is None else centres[sequence.name]
+            examples.extend((seq_index, frame) for frame in frames)
+        if not examples:
+            raise ValueError(f"{description}: no examples")
+        self._examples = [examples[i] for i in subset_indices(len(examples), num_examples)]
+        logging.getLogger(__name__).info("%s: %d sequences, %d examples", description, len(self.sequences),
+                                         len(self._examples))
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def example_files(self, index: int) -> Tuple[List[str], Optional[str], str]:
+        """Input files of example `index`'s window (clamped, before reversal), its ground truth and basename."""
+        seq_index, centre = self._examples[index % len(self._examples)]
+        sequence = self.sequences[seq_index]
+        inputs = [sequence.inputs[i] for i in window_indices(centre, len(sequence), self.sequence_length)]
+        target = sequence.targets[centre] if sequence.targets is not None else None
+        basename = f"{sequence.name}/{Path(sequence.inputs[centre]).stem}"
+        return inputs, target, basename
+
+    def _read_frames(self, files: Sequence[str]) -> np.ndarray:
+        """Decode each distinct file once and stack (M,H,W,3); frames of different sizes are an error."""
+        decoded: Dict[str, np.ndarray] = {}
+        for path in files:
+            if path not in decoded:
+                decoded[path] = read_image(path)
+        first = files[0]
+        for path in files[1:]:
+            if decoded[path].shape != decoded[first].shape:
+                h0, w0 = decoded[first].shape[:2]
+                h1, w1 = decoded[path].shape[:2]
+                raise ValueError(f"frames of one example differ in size: '{first}' is {w0}x{h0} but "
+                                 f"'{path}' is {w1}x{h1} (width x height)")
+        return np.stack([decoded[path] for path in files])
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        index = index % len(self._examples)
+        inputs, target, basename = self.example_files(index)
+        # Only the inputs are reversed; the ground truth stays the (unchanged) centre frame's.
+        if self.random_reverse and np.random.rand() < 0.5:
+            inputs = inputs[::-1]
+        files = inputs + ([target] if target is not None else [])
+        frames = self._read_frames(files)
+        samples = torch.stack([augment_sample(frames, len(inputs), self.augmentation, files)
+                               for _ in range(self.num_samples_per_example)])
+        num = self.num_samples_per_example
+        example: Dict[str, object] = {f"input{i + 1}": samples[:, i].contiguous() for i in range(len(inputs))}
+        if target is not None:
+            example["target1"] = samples[:, len(inputs)].contiguous()
+        example["index"] = torch.full((num,), float(index))
+        example["reference_index"] = torch.full((num,), float(self.sequence_length // 2))
+        example["basename"] = [basename] * num
+        return example
+
