@@ -186,6 +186,14 @@ def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
     ours = parser.add_argument_group("deblur-devil additions")
     ours.add_argument("--resume", type=_checked(strings.as_string_or_none), default=None,
                       help="run folder or checkpoint file: continue that run exactly where it stopped")
+    ours.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
+                      help="mixed precision: autocast the model (fp16 adds a gradient scaler)")
+    ours.add_argument("--channels_last", type=_checked(strings.as_bool_or_none), default=False,
+                      help="channels-last memory format for the model and its inputs")
+    ours.add_argument("--compile", type=_checked(strings.as_bool_or_none), default=False,
+                      help="torch.compile the model (first steps are slow while it compiles)")
+    ours.add_argument("--sync_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
+                      help="with torchrun: batch-norm statistics over all processes (SyncBatchNorm)")
 
 
 def _add_class_flags(parser: argparse.ArgumentParser, category: Category, cls: type) -> None:
@@ -293,11 +301,11 @@ def kwargs_from_args(args: argparse.Namespace, category_name: str) -> Dict[str, 
             if hasattr(args, f"{category_name}_{p.name}")}
 
 
-def instance_from_args(args: argparse.Namespace, category_name: str, **extra: Any) -> Any:
-    """Instantiate the class chosen for a category with its flags plus `extra` (e.g. args=args)."""
+def instance_from_args(namespace: argparse.Namespace, category_name: str, **extra: Any) -> Any:
+    """Instantiate the class chosen for a category with its flags plus `extra` (e.g. args=namespace)."""
     category = CATEGORY_BY_NAME[category_name]
-    cls = category_class(category, getattr(args, category_name, None))
+    cls = category_class(category, getattr(namespace, category_name, None))
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in extra.items() if k in accepted}
-    kwargs.update(kwargs_from_args(args, category_name))
+    kwargs.update(kwargs_from_args(namespace, category_name))
     return cls(**kwargs)

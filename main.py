@@ -12,24 +12,26 @@ from typing import Any, Dict, List, Optional, Tuple
 import colorama
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 import commandline
 import constants
 import runtime
-from utils import checkpoints, logger, summary, system, telegram
+from utils import checkpoints, distributed, logger, summary, system, telegram
 from utils.logger import block
 
 
-def _early_save_directory(argv: List[str]) -> Optional[str]:
-    """--save (or, when resuming a run folder without --save, that folder) before the full parse."""
-    parser = argparse.ArgumentParser(add_help=False)
+def _early_arguments(argv: List[str]) -> argparse.Namespace:
+    """--save (or, when resuming a run folder without --save, that folder) and --cuda before the full parse."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--save", type=str, default=None)
     parser.add_argument("--resume", type=str, default=None)
+    parser.add_argument("--cuda", type=str, default="true")
     known, _ = parser.parse_known_args(argv)
     if known.save is None and known.resume is not None and os.path.isdir(known.resume):
-        return known.resume
-    return known.save
+        known.save = known.resume
+    known.cuda = known.cuda.strip().lower() in ("yes", "true", "t", "y", "1")
+    return known
 
 
 def log_arguments(args: argparse.Namespace, non_default: Dict[str, Any]) -> None:
@@ -60,15 +62,21 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
         raise ValueError(f"--{'batch_size' if train else 'validation_batch_size'}={batch_size} is larger than "
                          f"--{prefix}={getattr(args, prefix)} with {len(dataset)} examples")
     workers = getattr(args, f"{prefix}_num_workers", 0)
-    loader = DataLoader(dataset, batch_size=batch_size,
-                        shuffle=constants.TRAINING_DATALOADER_SHUFFLE if train else constants.VALIDATION_DATALOADER_SHUFFLE,
-                        drop_last=constants.TRAINING_DATALOADER_DROP_LAST if train else constants.VALIDATION_DATALOADER_DROP_LAST,
-                        num_workers=workers, pin_memory=constants.DATALOADER_PIN_MEMORY and args.device.type == "cuda",
-                        persistent_workers=workers > 0)
+    shuffle = constants.TRAINING_DATALOADER_SHUFFLE if train else constants.VALIDATION_DATALOADER_SHUFFLE
+    drop_last = constants.TRAINING_DATALOADER_DROP_LAST if train else constants.VALIDATION_DATALOADER_DROP_LAST
+    sampler = None
+    if distributed.is_distributed():
+        # Training shards are shuffled per epoch and equally long (DDP steps in lockstep); validation
+        # shards are disjoint and unpadded, so the reduced means cover every example exactly once.
+        sampler = (DistributedSampler(dataset, shuffle=shuffle, drop_last=drop_last) if train
+                   else distributed.ShardSampler(len(dataset)))
+        shuffle = False
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
+                        num_workers=workers, pin_memory=constants.DATALOADER_PIN_MEMORY and args.device.type == "cuda")
     collate = hasattr(args, f"{prefix}_num_samples_per_example")
     logging.info("%s: %s, %d examples, %d steps per epoch, %d workers", prefix, type(dataset).__name__,
                  len(dataset), len(loader), workers)
-    return runtime.Loader(loader, args.device, collate)
+    return runtime.Loader(loader, args.device, collate, channels_last=args.channels_last)
 
 
 def _sequence_length_check(args: argparse.Namespace) -> None:
@@ -94,32 +102,37 @@ def build_and_run(argv: List[str]) -> None:
     with block("Commandline Arguments"):
         args, defaults = commandline.parse_arguments(argv)
         if args.save is None:
-            args.save = _early_save_directory(argv)
-        commandline.write_arguments(args, args.save)
+            args.save = _early_arguments(argv).save
+        if distributed.is_main_process():
+            commandline.write_arguments(args, args.save)
         args.non_default_args = commandline.non_default_arguments(args, defaults)
         log_arguments(args, args.non_default_args)
         args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
-    with block("Telegram"):
-        telegram.configure()
-    with block("Source Code"):
-        logging.info("git hash: %s", system.git_hash())
-        count = system.zip_source(os.path.join(args.save, constants.LOGGING_ZIPSOURCE_FILENAME),
-                                  exclude=[args.save])
-        logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
+    if distributed.is_main_process():
+        with block("Telegram"):
+            telegram.configure()
+        with block("Source Code"):
+            logging.info("git hash: %s", system.git_hash())
+            count = system.zip_source(os.path.join(args.save, constants.LOGGING_ZIPSOURCE_FILENAME),
+                                      exclude=[args.save])
+            logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
     args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
     runtime._set_proctitle(args.proctitle_name)
     with block("Random Seeds"):
         seed_everything(args.seed)
         logging.info("seed: %s", args.seed)
     with block("Machine Statistics"):
-        if args.cuda:
+        if distributed.is_distributed():
+            args.device = torch.device("cuda", torch.cuda.current_device()) if args.cuda else torch.device("cpu")
+            args.actual_device = f"{'gpu' if args.cuda else 'cpu'}:rank{distributed.rank()}/{distributed.world_size()}"
+        elif args.cuda:
             args.device = torch.device("cuda:0")
             args.actual_device = f"gpu:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
             logging.info("CUDA %s, cuDNN %s", torch.version.cuda, torch.backends.cudnn.version())
         else:
             args.device = torch.device("cpu")
             args.actual_device = "cpu"
-            if "--cuda=false" not in [a.lower() for a in argv]:
+            if _early_arguments(argv).cuda:
                 logging.info("CUDA is not available: running on the CPU")
         logging.info("hostname: %s, python %s, torch %s", socket.gethostname(), platform.python_version(),
                      torch.__version__)
@@ -140,7 +153,7 @@ def build_and_run(argv: List[str]) -> None:
             raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
         model = commandline.instance_from_args(args, "model", args=args)
         loss = commandline.instance_from_args(args, "loss", args=args)
-        model_and_loss = runtime.ModelAndLoss(model, loss)
+        model_and_loss = runtime.ModelAndLoss(model, loss, runtime.AMP_DTYPES[args.amp])
         trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
         logging.info("batch_size: %d, loss: %s, model: %s, trainable parameters: %d", args.batch_size, args.loss,
                      args.model, trainable)
@@ -178,9 +191,14 @@ def build_and_run(argv: List[str]) -> None:
     if evaluation_only:
         args.start_epoch, args.total_epochs = 1, 1
         args.optimizer, args.lr_scheduler = None, None
-    with block("Tensorboard"):
-        summary.open_writer(os.path.join(args.save, "tb"))
+    if distributed.is_main_process():
+        with block("Tensorboard"):
+            summary.open_writer(os.path.join(args.save, "tb"))
     model_and_loss.to(args.device)
+    if args.channels_last:
+        model_and_loss.to(memory_format=torch.channels_last)
+    if args.compile:
+        model_and_loss.model.compile()  # in place: state_dict keys stay those of the original
     optimizer = None
     with block("Optimizer"):
         named = list(model_and_loss.named_parameters())
@@ -213,6 +231,9 @@ def build_and_run(argv: List[str]) -> None:
 
             param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
                                                  args.param_scheduler_group, _lr_scheduler_value)
+    grad_scaler = None
+    if args.amp == "fp16" and optimizer is not None:
+        grad_scaler = torch.amp.GradScaler(args.device.type)
     best_values = None
     if resume is not None:
         if optimizer is not None and "optimizer" in resume:
@@ -221,6 +242,8 @@ def build_and_run(argv: List[str]) -> None:
             lr_scheduler.load_state_dict(resume["lr_scheduler"])
         if "best" in resume and resume["best"]["keys"] == list(getattr(args, "validation_keys", [])):
             best_values = list(resume["best"]["values"])
+        if grad_scaler is not None and "grad_scaler" in resume:
+            grad_scaler.load_state_dict(resume["grad_scaler"])
         if "rng" in resume:
             checkpoints.set_rng_state(resume["rng"])
     if args.device.type == "cuda":
@@ -233,12 +256,22 @@ def build_and_run(argv: List[str]) -> None:
                 param_scheduler=param_scheduler, lr_scheduler=lr_scheduler, train_loader=train_loader,
                 validation_loader=validation_loader).to(args.device)
             logging.info("%s", args.visualizer)
+    runner = model_and_loss
+    if distributed.is_distributed() and train_loader is not None:
+        if args.sync_batchnorm:
+            model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
+        runner = torch.nn.parallel.DistributedDataParallel(
+            model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
     trainer = runtime.Trainer(
-        args, model_and_loss, train_loader, validation_loader, optimizer, lr_scheduler,
+        args, runner, train_loader, validation_loader, optimizer, lr_scheduler,
         augmentations.get("training_augmentation"), augmentations.get("validation_augmentation"), visualizer,
         save_checkpoints=not evaluation_only, best_values=best_values,
-        before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None)
+        before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
+        grad_scaler=grad_scaler)
     trainer.run()
+    if distributed.is_distributed():
+        logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
+                        sum(float(p.double().sum()) for p in model_and_loss.parameters()))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -246,12 +279,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         commandline.parse_arguments(argv)  # prints help and exits
-    save = _early_save_directory(argv)
+    early = _early_arguments(argv)
+    save = early.save
     if save is None:
         print("main.py: error: --save is required (the run folder for records and checkpoints)", file=sys.stderr)
         return 2
-    logger.configure_logging(os.path.join(save, constants.LOGGING_LOGBOOK_FILENAME))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    logger.configure_logging(os.path.join(save, constants.LOGGING_LOGBOOK_FILENAME) if main_process else None,
+                             console_level=logging.INFO if main_process else logging.WARNING)
     try:
+        if distributed.launched_by_torchrun():
+            distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())
         build_and_run(argv)
     except SystemExit:
         raise
@@ -266,6 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         telegram.flush()
         summary.close()
+        distributed.shutdown()
     return 0
 
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import constants
-from utils import checkpoints, summary, telegram
+from utils import checkpoints, distributed, plots, summary, telegram
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer
@@ -18,19 +18,39 @@ from visualizers.visualizer import Visualizer
 DEVICE_KEY_PREFIXES = ("input", "target")
 
 
-class ModelAndLoss(torch.nn.Module):
-    """The model and its loss as submodules `model` and `loss`: state_dict keys are `model.<...>`."""
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module) -> None:
+
+class ModelAndLoss(torch.nn.Module):
+    """The model and its loss as submodules `model` and `loss`: state_dict keys are `model.<...>`.
+
+    With `amp_dtype` the model runs under autocast; the loss always sees float32 outputs, because sums
+    over a whole batch (DBNLoss) overflow in half precision.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, amp_dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
+        self.amp_dtype = amp_dtype
 
     def forward(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """Returns (loss_dict, model_dict)."""
-        model_dict = self.model(example_dict)
+        if self.amp_dtype is None:
+            model_dict = self.model(example_dict)
+        else:
+            device_type = next(v for k, v in example_dict.items() if k.startswith("input")).device.type
+            with torch.autocast(device_type=device_type, dtype=self.amp_dtype):
+                model_dict = self.model(example_dict)
+            model_dict = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                          for k, v in model_dict.items()}
         loss_dict = self.loss(model_dict, example_dict)
         return loss_dict, model_dict
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The ModelAndLoss inside a DistributedDataParallel wrapper (or the module itself)."""
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
 
 
 def collate_samples(example_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -47,21 +67,32 @@ def collate_samples(example_dict: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
-def to_device(example_dict: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+def to_device(example_dict: Dict[str, Any], device: torch.device, channels_last: bool = False) -> Dict[str, Any]:
     """Move tensors whose key starts with 'input' or 'target' to the device; leave the rest."""
     non_blocking = device.type == "cuda"
-    return {key: value.to(device, non_blocking=non_blocking)
-            if torch.is_tensor(value) and key.startswith(DEVICE_KEY_PREFIXES) else value
-            for key, value in example_dict.items()}
+    result = {}
+    for key, value in example_dict.items():
+        if torch.is_tensor(value) and key.startswith(DEVICE_KEY_PREFIXES):
+            value = value.to(device, non_blocking=non_blocking)
+            if channels_last and value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        result[key] = value
+    return result
 
 
 class Loader:
     """A DataLoader whose batches are collated over samples and moved to the device."""
 
-    def __init__(self, loader: DataLoader, device: torch.device, collate: bool) -> None:
+    def __init__(self, loader: DataLoader, device: torch.device, collate: bool, channels_last: bool = False) -> None:
         self.loader = loader
         self.device = device
         self.collate = collate
+        self.channels_last = channels_last
+
+    def set_epoch(self, epoch: int) -> None:
+        """Let a DistributedSampler shuffle differently every epoch."""
+        if hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -75,7 +106,7 @@ class Loader:
         for example_dict in self.loader:
             if self.collate:
                 example_dict = collate_samples(example_dict)
-            yield to_device(example_dict, self.device)
+            yield to_device(example_dict, self.device, self.channels_last)
 
 
 def current_learning_rates(optimizer: Optional[torch.optim.Optimizer]) -> Optional[List[float]]:
@@ -99,7 +130,7 @@ class EpochRunner:
 
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
-                 visualizer: Optional[Visualizer] = None) -> None:
+                 visualizer: Optional[Visualizer] = None, grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.loader = loader
@@ -107,6 +138,7 @@ class EpochRunner:
         self.optimizer = optimizer
         self.augmentation = augmentation
         self.visualizer = visualizer or Visualizer()
+        self.grad_scaler = grad_scaler
 
     def step(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """One forward (and, in training, backward and optimizer) step; returns (loss_dict, model_dict)."""
@@ -123,7 +155,10 @@ class EpochRunner:
                                   self.args.actual_device)
             raise FloatingPointError(f"training loss '{self.args.training_key}' is {loss.item()} "
                                      f"(not finite); stopping")
-        loss.backward()
+        scaler = self.grad_scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
         if self.args.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model_and_loss.parameters(), self.args.clip_grad)
         if self.args.loshchilov_weight_decay > 0:
@@ -131,7 +166,11 @@ class EpochRunner:
                 for group in self.optimizer.param_groups:
                     for parameter in group["params"]:
                         parameter.mul_(1.0 - self.args.loshchilov_weight_decay * group["lr"])
-        self.optimizer.step()
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
         return loss_dict, model_dict
 
     def run(self, desc: str) -> Dict[str, float]:
@@ -141,7 +180,8 @@ class EpochRunner:
         count = 0
         total_steps = len(self.loader)
         context = torch.enable_grad() if self.train else torch.no_grad()
-        with context, ProgressBar(total=total_steps, desc=desc, unit="it") as bar:
+        with context, ProgressBar(total=total_steps, desc=desc, unit="it",
+                                  disable=not distributed.is_main_process()) as bar:
             for step, example_dict in enumerate(self.loader):
                 self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
                 loss_dict, model_dict = self.step(example_dict)
@@ -152,7 +192,9 @@ class EpochRunner:
                 count += batch_size
                 bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}), refresh=False)
                 bar.update()
-        return {key: total / max(count, 1) for key, total in sums.items()}
+        keys = list(sums)  # loss_dict order, as the original's checkpoint statistics
+        *totals, count = distributed.all_reduce_sum([sums[k] for k in keys] + [count], self.loader.device)
+        return {key: total / max(count, 1) for key, total in zip(keys, totals)}
 
 
 class Trainer:
@@ -165,7 +207,8 @@ class Trainer:
                  validation_augmentation: Optional[torch.nn.Module] = None,
                  visualizer: Optional[Visualizer] = None, save_checkpoints: bool = True,
                  best_values: Optional[List[float]] = None,
-                 before_epoch: Optional[Callable[[int], None]] = None) -> None:
+                 before_epoch: Optional[Callable[[int], None]] = None,
+                 grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.train_loader = train_loader
@@ -177,6 +220,8 @@ class Trainer:
         self.visualizer = visualizer or Visualizer()
         self.save_checkpoints = save_checkpoints
         self.before_epoch = before_epoch
+        self.grad_scaler = grad_scaler
+        self.is_main = distributed.is_main_process()
         keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
         modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
         self.validation_keys: List[str] = list(keys)
@@ -189,6 +234,8 @@ class Trainer:
         return value > self.best_values[index]
 
     def _record(self, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
+        if not self.is_main:
+            return
         recorder = EpochRecorder(self.args, root=self.args.save, epoch=epoch, dataset=type(dataset).__name__,
                                  **getattr(self.args, "holistic_records_kwargs", {}))
         recorder.add_scalars(name, stats)
@@ -211,6 +258,8 @@ class Trainer:
             state["optimizer"] = self.optimizer.state_dict()
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
         return state
 
     def run(self) -> Dict[str, float]:
@@ -223,7 +272,8 @@ class Trainer:
                               args.total_epochs, "\n".join(f"  {k}: {v}" for k, v in
                                                            sorted(getattr(args, "non_default_args", {}).items())))
         total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
-                                logbook_every_update=True, position=0, leave=True)
+                                logbook_every_update=True, position=0, leave=True,
+                                disable=not self.is_main)
         try:
             for epoch in range(args.start_epoch, args.total_epochs + 1):
                 last_stats = self._run_epoch(epoch, total_bar)
@@ -245,9 +295,10 @@ class Trainer:
             logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
             stats: Dict[str, float] = {}
             if self.train_loader is not None:
+                self.train_loader.set_epoch(epoch)
                 self.visualizer.on_epoch_init(lr, True, epoch, args.total_epochs)
                 stats = EpochRunner(args, self.model_and_loss, self.train_loader, True, self.optimizer,
-                                    self.training_augmentation, self.visualizer).run("Train")
+                                    self.training_augmentation, self.visualizer, self.grad_scaler).run("Train")
                 self.visualizer.on_epoch_finished(stats, True, epoch, args.total_epochs)
                 self._record("training_losses", self.train_loader.dataset, epoch, stats)
             best_keys: List[str] = []
@@ -274,11 +325,13 @@ class Trainer:
             telegram.send_message("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
                                   args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
             _set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
-            if self.save_checkpoints:
-                written = checkpoints.save(args.save, stats, epoch, self.model_and_loss, best_keys,
+            if self.save_checkpoints and self.is_main:
+                written = checkpoints.save(args.save, stats, epoch, unwrap(self.model_and_loss), best_keys,
                                            extra=self.resume_state())
                 for filename in written[1:]:
-                    logging.info("Save ckpt to %s", os.path.relpath(filename))
+                    logging.info("Save ckpt to %s", filename)
+            if self.is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
+                plots.plot_records(args.save)
             summary.flush()
             return stats
 

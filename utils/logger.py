@@ -71,7 +71,7 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(logbook_filename: Optional[str] = None) -> None:
+def configure_logging(logbook_filename: Optional[str] = None, console_level: int = logging.INFO) -> None:
     """Console (INFO, coloured) and optional logbook file (everything, no colour codes)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -79,7 +79,7 @@ def configure_logging(logbook_filename: Optional[str] = None) -> None:
         handler.close()
     root.setLevel(logging.INFO)
     dim = colorama.Style.DIM + colorama.Fore.WHITE
-    console = _ConsoleHandler(level=logging.INFO)
+    console = _ConsoleHandler(level=console_level)
     console.setFormatter(_Formatter(f"{dim}%(asctime)s{colorama.Style.RESET_ALL} %(message)s", colors=True))
     console.addFilter(_IndentFilter())
     root.addHandler(console)
@@ -139,6 +139,11 @@ class ProgressBar(tqdm.tqdm):
         )
         self._logbook_every_update = logbook_every_update
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def format_meter(*args: Any, **kwargs: Any) -> str:
+        """tqdm's line without the comma it puts before the postfix."""
+        return tqdm.tqdm.format_meter(*args, **kwargs).replace("  , ", "  ", 1)
 
     def update(self, n: float = 1) -> Optional[bool]:
         result = super().update(n)

@@ -1,0 +1,121 @@
+"""The generated command line: naming rules, converters, the original's scripts, help and errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import commandline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(os.path.dirname(REPO), "shared", "reference")
+needs_reference = pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is not present")
+
+
+def _parse(*argv):
+    return commandline.parse_arguments(list(argv))
+
+
+def _script_args():
+    with open(os.path.join(REFERENCE, "script-args.json")) as handle:
+        return {k: v for k, v in json.load(handle).items() if not k.startswith("_")}
+
+
+@needs_reference
+@pytest.mark.parametrize("script", sorted(_script_args()) if os.path.isdir(REFERENCE) else [])
+def test_original_scripts_parse_to_the_same_arguments(script):
+    expected = _script_args()[script]
+    args, defaults = _parse(*expected["argv"])
+    ours = vars(args)
+    for key, value in expected["args"].items():
+        assert key in ours, f"{script}: missing argument {key}"
+        assert ours[key] == value, f"{script}: {key} = {ours[key]!r}, original {value!r}"
+    extra = set(ours) - set(expected["args"])
+    assert extra == {"resume"}, f"{script}: arguments the original does not have: {extra}"
+    assert commandline.non_default_arguments(args, defaults) == expected["non_default"]
+
+
+@needs_reference
+def test_class_flags_match_the_original_per_class():
+    with open(os.path.join(REFERENCE, "cli-flags-per-class.json")) as handle:
+        reference = json.load(handle)
+    checked = 0
+    for entry, rows in reference.items():
+        if "=" not in entry:
+            continue
+        category, name = entry.split("=")
+        cat = commandline.CATEGORY_BY_NAME[category]
+        if name not in cat.registry:
+            continue  # classes of the original that this project does not provide (MNIST, CIFAR, LeNet)
+        cls = cat.registry.get(name)
+        ours = {}
+        for parameter in commandline.constructor_parameters(cls, cat.excluded):
+            _, default = commandline.flag_converter_and_default(cat, cls, parameter)
+            ours[f"--{category}_{parameter.name}"] = default
+        for flag, _, default in rows:
+            assert flag in ours, f"{entry}: flag {flag} missing"
+            if isinstance(default, list) or default is None or isinstance(ours[flag], list):
+                assert ours[flag] == default, f"{entry}: {flag} default {ours[flag]!r} != {default!r}"
+            else:
+                assert ours[flag] == default and type(ours[flag]) is type(default), f"{entry}: {flag}"
+        checked += 1
+    assert checked >= 15
+
+
+def test_flags_follow_category_parameter_naming():
+    args, _ = _parse("--model=DBN", "--loss=DBNLoss", "--optimizer=Adam", "--optimizer_lr=0.005",
+                     "--lr_scheduler=MultiStepLR", "--lr_scheduler_milestones=[2, 4]", "--save=x")
+    assert args.model_init_type == "fan_max"
+    assert args.optimizer_lr == 0.005 and args.optimizer_betas == [0.9, 0.999]
+    assert args.lr_scheduler_milestones == [2, 4] and args.lr_scheduler_gamma == 0.1
+    assert args.training_key == "total_loss"
+    assert not hasattr(args, "validation_keys")  # only with a validation dataset
+    kwargs = commandline.kwargs_from_args(args, "optimizer")
+    assert kwargs["lr"] == 0.005 and "group" not in kwargs
+
+
+def test_none_default_dataset_flags_are_settable():
+    args, _ = _parse("--validation_dataset=GoProNahTest", "--validation_dataset_root=/d",
+                     "--validation_dataset_random_scales=weak", "--validation_dataset_random_crop=[64, 32]")
+    assert args.validation_dataset_random_scales == "weak"
+    assert args.validation_dataset_random_crop == [64, 32]
+    args, _ = _parse("--validation_dataset=GoProNahTest", "--validation_dataset_root=/d")
+    assert args.validation_dataset_random_scales is None
+
+
+def test_checkpoint_flags_appear_only_with_checkpoint():
+    args, _ = _parse("--checkpoint=some.ckpt", "--checkpoint_mode=best", "--checkpoint_translations={'a.': 'b.'}")
+    assert args.checkpoint_mode == "best" and args.checkpoint_translations == {"a.": "b."}
+    assert args.checkpoint_include_params == ["*"]
+    args, _ = _parse("--checkpoint=None")
+    assert args.checkpoint is None and not hasattr(args, "checkpoint_mode")
+
+
+def _run_main(*argv):
+    return subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model=Foo"], "argument --model: invalid choice: 'Foo'"),
+    (["--model=DBN", "--training_dataset=GoProNahTrain", "--training_dataset_root=/x",
+      "--training_dataset_random_crop=[128, 128"], "argument --training_dataset_random_crop: unbalanced brackets"),
+    (["--validation_dataset=GoProNahTest", "--validation_dataset_root=/x", "--validation_modes=[low]"],
+     "--validation_modes: expected 'min' or 'max'"),
+    (["--training_dataset=GoProNahTrain"], "--training_dataset=GoProNahTrain needs --training_dataset_root"),
+    (["--model_typo=1"], "unrecognized arguments: --model_typo=1"),
+])
+def test_bad_command_lines_fail_with_one_clear_line(tmp_path, argv, message):
+    result = _run_main(f"--save={tmp_path}", *argv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("main.py: error:") and message in lines[0], result.stderr
+
+
+def test_help_lists_class_flags_grouped_by_class():
+    result = _run_main("--model=DBN", "--training_dataset=GoProNahTrain", "--help")
+    assert result.returncode == 0
+    assert "model: DBN:" in result.stdout and "--model_init_type" in result.stdout
+    assert "training_dataset: GoProNahTrain:" in result.stdout and "--training_dataset_random_crop" in result.stdout
+    assert "--batch_size" in result.stdout and "--resume" in result.stdout

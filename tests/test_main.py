@@ -1,0 +1,156 @@
+"""The real command line end to end: training with validation, records, evaluation, resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import scipy.io
+import torch
+
+from utils.records import read_csv_rows
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _dbn_flags(root, save, epochs=2, validation=True):
+    flags = ["--model=DBN", "--loss=DBNLoss", "--optimizer=Adam", "--optimizer_lr=0.001", "--batch_size=2",
+             f"--total_epochs={epochs}", "--lr_scheduler=MultiStepLR", "--lr_scheduler_milestones=[1, 2]",
+             "--lr_scheduler_gamma=0.5", "--training_dataset=GoProNahTrain", f"--training_dataset_root={root}",
+             "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_samples_per_example=2",
+             "--training_dataset_num_workers=0", "--training_dataset_num_examples=4", f"--save={save}",
+             "--cuda=false", "--proctitle=test"]
+    if validation:
+        flags += ["--validation_dataset=GoProNahTest", f"--validation_dataset_root={root}",
+                  "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=2",
+                  "--validation_keys=[psnr, total_loss]", "--validation_modes=[max, min]"]
+    return flags
+
+
+def _main(*argv, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS="2", HOME=os.environ.get("HOME", "/tmp"))
+    result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True, text=True,
+                            cwd=REPO, timeout=300, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_train_with_validation_writes_every_record(nah_root, tmp_path):
+    save = tmp_path / "run"
+    _main(*_dbn_flags(nah_root, save))
+    args = json.loads((save / "args.json").read_text())
+    assert args["model"] == "DBN" and args["training_dataset_random_crop"] == [32, 32]
+    assert "model: DBN" in (save / "args.txt").read_text()
+    logbook = (save / "logbook.txt").read_text()
+    assert "\x1b[" not in logbook and "==> Epoch 2/2" in logbook and "Finished." in logbook
+    assert "==> Train: 100%   2/2" in logbook  # 4 examples in batches of 2
+    assert "psnr_avg=" in logbook and "  , psnr" not in logbook
+    names = zipfile.ZipFile(save / "src.zip").namelist()
+    assert "src/main.py" in names and "src/models/dbn.py" in names
+    assert not any(n.endswith((".png", ".ckpt")) for n in names)
+    rows = read_csv_rows(str(save / "csv" / "GoProNahTrain_training_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {"psnr", "psnr_rgb", "ssim", "total_loss"} <= set(rows[0])
+    rows = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    mat = scipy.io.loadmat(str(save / "mat" / "GoProNahTest_evaluation_losses.mat"))
+    assert mat["epoch"].ravel().tolist() == [1.0, 2.0]
+    assert mat["psnr"].ravel()[1] == pytest.approx(float(rows[1]["psnr"]))
+    assert list((save / "tb").glob("events.out.tfevents.*"))
+    checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
+    assert list(checkpoint)[:5] == ["total_loss", "psnr", "psnr_rgb", "ssim", "epoch"]
+    assert checkpoint["epoch"] == 2 and len(checkpoint["state_dict"]) == 132
+    assert all(k.startswith("model.dbn_net.") for k in checkpoint["state_dict"])
+    assert (save / "checkpoint_best_psnr.ckpt").exists() and (save / "checkpoint_best_total_loss.json").exists()
+    best = json.loads((save / "checkpoint_best_psnr.json").read_text())
+    assert best["psnr"] == max(float(r["psnr"]) for r in rows)
+    assert (save / "training_curves.png").stat().st_size > 1000
+
+    # Evaluation only (like the original's test scripts): loads the checkpoint strictly, writes no checkpoint.
+    evaluation = tmp_path / "eval"
+    _main("--model=DBN", "--loss=DBNLoss", f"--checkpoint={save}", "--validation_dataset=GoProNahTest",
+          f"--validation_dataset_root={nah_root}", "--validation_dataset_num_workers=0",
+          "--validation_dataset_num_examples=2", "--validation_keys=psnr", "--validation_modes=max",
+          f"--save={evaluation}", "--cuda=false", "--batch_size=2")  # PSNR is per batch: same batching
+    rows_eval = read_csv_rows(str(evaluation / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert float(rows_eval[0]["psnr"]) == pytest.approx(float(rows[-1]["psnr"]), abs=1e-4)
+    assert not list(evaluation.glob("*.ckpt"))
+
+
+def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_path):
+    save = tmp_path / "run"
+    _main(*_dbn_flags(nah_root, save, epochs=3, validation=False))
+    logbook = (save / "logbook.txt").read_text()
+    assert "lr: 0.001\n" in logbook and "lr: 0.0005\n" in logbook and "lr: 0.00025\n" in logbook
+    checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 3 and checkpoint["optimizer"]["param_groups"][0]["lr"] == 0.00025  # both milestones passed
+
+
+def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
+    flags = _dbn_flags(nah_root, None, epochs=3)
+    flags = [f for f in flags if not f.startswith("--save")]
+    straight = tmp_path / "straight"
+    _main(*flags, f"--save={straight}")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *flags, f"--save={killed}"],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, OMP_NUM_THREADS="2"))
+    deadline = time.time() + 240
+    while not (killed / "checkpoint_latest_.json").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    stopped_after = json.loads((killed / "checkpoint_latest_.json").read_text())["epoch"]
+    assert stopped_after < 3
+
+    _main(*flags, f"--resume={killed}")
+    assert f"after epoch {stopped_after}" in (killed / "logbook.txt").read_text()
+    a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
+    b = torch.load(killed / "checkpoint_latest_.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert a["psnr"] == b["psnr"] and a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+    rows = read_csv_rows(str(killed / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "wrong_checkpoint"])
+def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path, case):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(nah_root, root)
+    save = tmp_path / "run"
+    save.mkdir()
+    (save / "keep.txt").write_text("earlier results")
+    flags = _dbn_flags(str(root), save, epochs=1)
+    expected = None
+    if case == "missing_root":
+        flags = _dbn_flags(str(tmp_path / "nowhere"), save, epochs=1)
+        expected = "nowhere"
+    elif case == "empty_sequence":
+        sequence = next((root / "train").iterdir())
+        for frame in (sequence / "blur").iterdir():
+            frame.unlink()
+        expected = str(sequence / "blur")
+    elif case == "corrupt_png":
+        for frame in (root / "test").glob("*/sharp/*.png"):
+            frame.write_bytes(b"\x89PNG broken")
+        expected = "/sharp/"
+    elif case == "wrong_checkpoint":
+        torch.save({"state_dict": {"model.something.weight": torch.zeros(1)}}, tmp_path / "bad.ckpt")
+        flags.append(f"--checkpoint={tmp_path / 'bad.ckpt'}")
+        expected = "unexpected keys: model.something.weight"
+    result = _main(*flags, check=False)
+    assert result.returncode != 0
+    error_lines = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and expected in error_lines[0], result.stdout[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (save / "keep.txt").read_text() == "earlier results"
+    assert "Traceback" in (save / "logbook.txt").read_text()  # the details are kept for debugging
