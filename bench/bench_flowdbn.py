@@ -1,0 +1,142 @@
+"""FlowDBN forward time per output frame (PWC-Net prewarping, random weights, eval mode).
+
+One forward pass deblurs one frame: the frozen PWC-Net estimates the N−1 flows reference →
+neighbour (one batch of N−1 pairs), the neighbours are warped, and DBN runs on the 3·(2N−1)
+channels. Reported: the median over the timed repeats (after one warm-up) of the whole forward,
+of the prewarping part alone and of the rest (DBN), plus the process's peak resident memory on the
+CPU or the peak CUDA memory on a GPU.
+
+Usage: python bench/bench_flowdbn.py [--quick] [--device cpu|cuda] [--sequence_length 5]
+       [--repeats 3] [--threads T] [--json FILE]
+  default size 1280x720; --quick: 384x216 and one repeat.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from argparse import Namespace
+from typing import Callable, Dict, List
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from models.flowdbn import FlowDBN  # noqa: E402
+from models.pwcnet import PWCNet  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> List[float]:
+    """Wall times in seconds of `repeats` calls after one warm-up call."""
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(values: List[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def build_model(sequence_length: int, directory: str) -> FlowDBN:
+    """FlowDBN whose prewarping PWC-Net comes from a checkpoint of random weights (the original's format)."""
+    path = os.path.join(directory, "pwcnet_random.ckpt")
+    pwcnet = PWCNet(Namespace(), div_flow=0.05)
+    torch.save({"state_dict": {"model." + key: value for key, value in pwcnet.state_dict().items()}}, path)
+    return FlowDBN(Namespace(validation_dataset_sequence_length=sequence_length), pretrained_pwcnet=path)
+
+
+def run(width: int, height: int, sequence_length: int, repeats: int, device: torch.device) -> Dict[str, object]:
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as directory:
+        model = build_model(sequence_length, directory).to(device).eval()
+    frames = {f"input{i}": torch.rand(1, 3, height, width, device=device) for i in range(1, sequence_length + 1)}
+    frame_list = [frames[f"input{i}"] for i in range(1, sequence_length + 1)]
+    reference = sequence_length // 2
+    impl = model.flowdbn
+
+    def full() -> None:
+        with torch.no_grad():
+            model(frames)
+
+    def prewarp() -> None:
+        with torch.no_grad():
+            impl.warping_network(frame_list, reference)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    total = timed(full, device, repeats)
+    warping = timed(prewarp, device, repeats)
+    result: Dict[str, object] = {
+        "width": width, "height": height, "sequence_length": sequence_length, "repeats": repeats,
+        "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "forward_s_per_frame": median(total), "prewarping_s": median(warping),
+        "dbn_and_rest_s": median(total) - median(warping), "forward_s_all": total,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "frozen_parameters": sum(p.numel() for p in model.parameters() if not p.requires_grad),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    else:
+        # ru_maxrss is in KiB on Linux.
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def print_table(result: Dict[str, object]) -> None:
+    memory = (f"{result['peak_cuda_mib']:.0f} MiB CUDA peak" if "peak_cuda_mib" in result
+              else f"{result['peak_rss_mib']:.0f} MiB peak RSS")
+    rows = [("frame size", f"{result['width']}x{result['height']}, N={result['sequence_length']}"),
+            ("device", f"{result['device']} ({result['threads']} threads)"),
+            ("forward per frame", f"{result['forward_s_per_frame']:.3f} s"),
+            ("  PWC-Net prewarping", f"{result['prewarping_s']:.3f} s"),
+            ("  DBN and the rest", f"{result['dbn_and_rest_s']:.3f} s"),
+            ("memory", memory)]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="384x216 frames and one timed repeat")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--sequence_length", type=int, default=5, choices=(5, 7), help="frames per input window")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="also write the JSON result to this file")
+    options = parser.parse_args()
+    device = torch.device(options.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    width, height = (384, 216) if options.quick else (1280, 720)
+    repeats = options.repeats or (1 if options.quick else 3)
+    result = run(width, height, options.sequence_length, repeats, device)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if options.json:
+        with open(options.json, "w") as handle:
+            handle.write(text + "\n")
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()
