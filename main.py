@@ -105,8 +105,9 @@ def build_and_run(argv: List[str]) -> None:
             args.save = _early_arguments(argv).save
         if distributed.is_main_process():
             commandline.write_arguments(args, args.save)
-        args.non_default_args = commandline.non_default_arguments(args, defaults)
-        log_arguments(args, args.non_default_args)
+        non_default = commandline.non_default_arguments(args, defaults)
+        log_arguments(args, non_default)
+        args.non_default_args = non_default
         args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
     if distributed.is_main_process():
         with block("Telegram"):
@@ -257,6 +258,8 @@ def build_and_run(argv: List[str]) -> None:
                 validation_loader=validation_loader).to(args.device)
             logging.info("%s", args.visualizer)
     runner = model_and_loss
+    if args.sync_batchnorm and not (distributed.is_distributed() and args.device.type == "cuda"):
+        raise ValueError("--sync_batchnorm needs a torchrun launch on GPUs (torch's SyncBatchNorm runs on CUDA only)")
     if distributed.is_distributed() and train_loader is not None:
         if args.sync_batchnorm:
             model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
