@@ -1,18 +1,22 @@
 """What the GoPro deblurring datasets share (spec §5.2-§5.4): frame lists, windows, reading, augmentation.
 
 A dataset is a list of `FrameSequence`s plus the (sequence, centre frame) pairs that are examples.
-Every example is read from the image files on every access: no cache is written anywhere (the
-original wrote `-seqN.npy` caches into the dataset tree). Randomness follows the original: crop
+Each distinct frame of an example is decoded once per access. Nothing is ever written into the
+dataset tree (the original wrote 66 MB float32 `-seqN.npy` caches per example there); instead an
+optional `cache_dir` chosen by the user holds one uint8 .npy per frame (`FrameCache`), memory-mapped
+on later reads so that a crop copies only the pixels it needs. Randomness follows the original: crop
 offsets, scales, reversal, multiplicative colours and noise draw from numpy's global RNG; flips,
 rotations, photometric jitter and channel permutations from python's `random`, so a run seeded by
 the framework is reproducible.
 """
 import dataclasses
+import hashlib
 import logging
 import os
 import random
+import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -113,6 +117,88 @@ def read_image(path: str) -> np.ndarray:
         raise ValueError(f"cannot decode image '{path}': {error}") from None
 
 
+def _is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies below it (both already resolved)."""
+    return path == folder or folder in path.parents
+
+
+class FrameCache:
+    """One uint8 HxWx3 .npy per frame under a user-chosen folder, memory-mapped when read.
+
+    A frame's cache file is named by a hash of its absolute path, modification time and size, so an
+    edited or replaced image gets a new entry instead of a stale one. Files are written to a
+    temporary name and renamed, so a reader (another DataLoader worker, another run) never sees a
+    partial file. The folder must lie outside the dataset tree.
+    """
+
+    def __init__(self, directory: str, dataset_roots: Sequence[str]) -> None:
+        self.directory = Path(os.path.expanduser(str(directory))).resolve()
+        for root in dataset_roots:
+            resolved = Path(root).resolve()
+            if _is_within(self.directory, resolved):
+                raise ValueError(f"cache_dir '{self.directory}' lies inside the dataset tree '{resolved}'; "
+                                 f"choose a folder outside it (the dataset tree is never written to)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def entry(self, path: str) -> Path:
+        """The cache file of image `path` in its current version (absolute path, mtime, size)."""
+        absolute = os.path.abspath(path)
+        stat = os.stat(absolute)
+        key = hashlib.sha1(f"{absolute}\0{stat.st_mtime_ns}\0{stat.st_size}".encode()).hexdigest()
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def load(self, path: str) -> np.ndarray:
+        """The frame as a read-only memory map of its cache file, decoding and caching it on a miss."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file '{path}' does not exist")
+        entry = self.entry(path)
+        if entry.is_file():
+            return np.load(entry, mmap_mode="r")
+        frame = read_image(path)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.save(stream, frame)
+            os.replace(temporary, entry)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        return frame
+
+    def size_bytes(self) -> int:
+        """Disk space of all cache files (bytes)."""
+        return sum(f.stat().st_size for f in self.directory.rglob("*.npy"))
+
+
+class FrameStack:
+    """The M frames of one example (decoded or memory-mapped arrays); crops copy only their pixels."""
+
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+        self.arrays = list(arrays)
+        self._full: Optional[np.ndarray] = None
+
+    @property
+    def shape(self) -> Tuple[int, int, int, int]:
+        """(M, H, W, 3)."""
+        return (len(self.arrays),) + tuple(self.arrays[0].shape)
+
+    def full(self) -> np.ndarray:
+        """All frames stacked (M, H, W, 3), copied at most once."""
+        if self._full is None:
+            self._full = np.stack(self.arrays)
+        return self._full
+
+    def crop(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
+        """(M, height, width, 3) window at (y0, x0), reading only those rows and columns."""
+        if self._full is not None:
+            return self._full[:, y0:y0 + height, x0:x0 + width]
+        return np.stack([a[y0:y0 + height, x0:x0 + width] for a in self.arrays])
+
+
+Frames = Union[np.ndarray, FrameStack]
+
+
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
     """Per-example augmentation settings (spec §5.4); `__post_init__` validates the flag values."""
@@ -163,8 +249,12 @@ def parse_random_scales(random_scales: Optional[str]) -> str:
     return "none" if random_scales is None else str(random_scales).strip().lower()
 
 
-def _resize_and_crop(frames: np.ndarray, options: Augmentation, files: Sequence[str]) -> np.ndarray:
-    """One random (rescale and) crop, identical for all frames; the offset's upper bound is inclusive."""
+def _resize_and_crop(frames: FrameStack, options: Augmentation, files: Sequence[str]) -> np.ndarray:
+    """One random (rescale and) crop, identical for all frames; the offset's upper bound is inclusive.
+
+    Without a rescale only the crop window is read, which for memory-mapped frames means only
+    those pixels leave the page cache.
+    """
     crop_h, crop_w = options.random_crop
     height, width = frames.shape[1:3]
     if crop_h > height or crop_w > width:
@@ -179,11 +269,14 @@ def _resize_and_crop(frames: np.ndarray, options: Augmentation, files: Sequence[
     # (the original crashed there, e.g. 1/4 of 720p is narrower than a 192 crop).
     scale = max(scale, crop_h / height, crop_w / width)
     new_h, new_w = max(round(height * scale), crop_h), max(round(width * scale), crop_w)
-    if (new_h, new_w) != (height, width):
-        frames = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC)) for f in frames])
+    if (new_h, new_w) == (height, width):
+        y0 = np.random.randint(0, height - crop_h + 1)
+        x0 = np.random.randint(0, width - crop_w + 1)
+        return frames.crop(y0, x0, crop_h, crop_w)
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC)) for f in frames.full()])
     y0 = np.random.randint(0, new_h - crop_h + 1)
     x0 = np.random.randint(0, new_w - crop_w + 1)
-    return frames[:, y0:y0 + crop_h, x0:x0 + crop_w]
+    return resized[:, y0:y0 + crop_h, x0:x0 + crop_w]
 
 
 def _geometric(frames: np.ndarray, options: Augmentation) -> np.ndarray:
@@ -223,11 +316,15 @@ def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
     return images
 
 
-def augment_sample(frames: np.ndarray, num_inputs: int, options: Augmentation,
+def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
                    files: Sequence[str]) -> torch.Tensor:
     """One augmented sample of an example's frames (M,H,W,3 uint8; inputs first) as float (M,3,h,w) in [0,1]."""
+    if not isinstance(frames, FrameStack):
+        frames = FrameStack(list(frames))
     if options.random_crop is not None:
         frames = _resize_and_crop(frames, options, files)
+    else:
+        frames = frames.full()
     if options.random_multiplicative_colors:
         factors = np.random.uniform(*MULTIPLICATIVE_COLOR_RANGE, size=3)
         frames = (np.clip(frames.astype(np.float64) / 255.0 * factors, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -252,7 +349,8 @@ class GoProSequenceDataset(Dataset):
 
     def __init__(self, *, sequences: Sequence[FrameSequence], centres: Optional[Dict[str, Sequence[int]]],
                  sequence_length: int, num_samples_per_example: int, num_examples: int, num_workers: int,
-                 random_reverse: bool, augmentation: Augmentation, description: str) -> None:
+                 random_reverse: bool, augmentation: Augmentation, description: str,
+                 cache_dir: Optional[str] = None, dataset_root: Optional[str] = None) -> None:
         if sequence_length < 1 or sequence_length % 2 == 0:
             raise ValueError(f"{description}: sequence_length must be a positive odd number, got {sequence_length}")
         if num_samples_per_example < 1:
@@ -264,6 +362,10 @@ class GoProSequenceDataset(Dataset):
         self.random_reverse = bool(random_reverse)
         self.augmentation = augmentation
         self.with_gt = all(s.targets is not None for s in self.sequences)
+        # The cache must stay out of the dataset root and out of every folder holding frames.
+        frame_folders = {os.path.dirname(f) for s in self.sequences for f in s.inputs + (s.targets or ())}
+        roots = sorted(frame_folders | ({str(dataset_root)} if dataset_root is not None else set()))
+        self.cache = FrameCache(cache_dir, roots) if cache_dir else None
         examples = []
         for seq_index, sequence in enumerate(self.sequences):
             frames = range(len(sequence)) if centres is None else centres[sequence.name]
@@ -286,20 +388,20 @@ class GoProSequenceDataset(Dataset):
         basename = f"{sequence.name}/{Path(sequence.inputs[centre]).stem}"
         return inputs, target, basename
 
-    def _read_frames(self, files: Sequence[str]) -> np.ndarray:
-        """Decode each distinct file once and stack (M,H,W,3); frames of different sizes are an error."""
-        decoded: Dict[str, np.ndarray] = {}
+    def _read_frames(self, files: Sequence[str]) -> FrameStack:
+        """Each distinct file decoded (or memory-mapped from the cache) once; different sizes are an error."""
+        loaded: Dict[str, np.ndarray] = {}
         for path in files:
-            if path not in decoded:
-                decoded[path] = read_image(path)
+            if path not in loaded:
+                loaded[path] = self.cache.load(path) if self.cache is not None else read_image(path)
         first = files[0]
         for path in files[1:]:
-            if decoded[path].shape != decoded[first].shape:
-                h0, w0 = decoded[first].shape[:2]
-                h1, w1 = decoded[path].shape[:2]
+            if loaded[path].shape != loaded[first].shape:
+                h0, w0 = loaded[first].shape[:2]
+                h1, w1 = loaded[path].shape[:2]
                 raise ValueError(f"frames of one example differ in size: '{first}' is {w0}x{h0} but "
                                  f"'{path}' is {w1}x{h1} (width x height)")
-        return np.stack([decoded[path] for path in files])
+        return FrameStack([loaded[path] for path in files])
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         index = index % len(self._examples)

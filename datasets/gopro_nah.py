@@ -48,7 +48,7 @@ class GoProNah(GoProSequenceDataset):
                  random_multiplicative_colors: bool, random_noise: bool, random_reverse: bool,
                  random_rotate: bool, random_saturation: bool, random_scales: Optional[str],
                  random_scales_min: float, sequence_length: int, num_samples_per_example: int,
-                 num_workers: int, num_examples: int) -> None:
+                 num_workers: int, num_examples: int, cache_dir: Optional[str]) -> None:
         augmentation = Augmentation(
             random_crop=parse_random_crop(random_crop), random_scales=parse_random_scales(random_scales),
             random_scales_min=random_scales_min, random_flips=bool(random_flips), random_rotate=bool(random_rotate),
@@ -62,7 +62,8 @@ class GoProNah(GoProSequenceDataset):
         super().__init__(sequences=nah_sequences(root, dstype, bool(gamma_corrected_data)), centres=None,
                          sequence_length=sequence_length, num_samples_per_example=num_samples_per_example,
                          num_examples=num_examples, num_workers=num_workers, random_reverse=random_reverse,
-                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})")
+                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})",
+                         cache_dir=cache_dir, dataset_root=self.root)
 
 
 @DATASETS.register("GoProNahTrain")
@@ -75,7 +76,8 @@ class GoProNahTrain(GoProNah):
                  random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
                  random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "train", **_flags(locals()))
 
 
@@ -89,7 +91,8 @@ class GoProNahTest(GoProNah):
                  random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = False, random_rotate: bool = False, random_saturation: bool = False,
                  random_scales: Optional[str] = None, random_scales_min: float = 1.0, sequence_length: int = 5,
-                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "test", **_flags(locals()))
 
 
@@ -103,7 +106,8 @@ class GoProNahFull(GoProNah):
                  random_hue: bool = True, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
                  random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "full", **_flags(locals()))
 
 
@@ -117,7 +121,8 @@ class GoProNahGammaTrain(GoProNah):
                  random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
                  random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "train", **_flags(locals()))
 
 
@@ -131,7 +136,8 @@ class GoProNahGammaTest(GoProNah):
                  random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = False, random_rotate: bool = False, random_saturation: bool = False,
                  random_scales: Optional[str] = None, random_scales_min: float = 1.0, sequence_length: int = 5,
-                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "test", **_flags(locals()))
 
 
@@ -145,6 +151,7 @@ class GoProNahGammaFull(GoProNah):
                  random_hue: bool = True, random_multiplicative_colors: bool = False, random_noise: bool = False,
                  random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
                  random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1) -> None:
+                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "full", **_flags(locals()))
 

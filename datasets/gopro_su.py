@@ -74,7 +74,8 @@ class GoProSu(GoProSequenceDataset):
                  random_channel_permutation: bool, random_contrast: bool, random_crop: Optional[Sequence[int]],
                  random_flips: bool, random_hue: bool, random_multiplicative_colors: bool, random_noise: bool,
                  random_reverse: bool, random_rotate: bool, random_saturation: bool, random_scales: Optional[str],
-                 sequence_length: int, num_samples_per_example: int, num_workers: int, num_examples: int) -> None:
+                 sequence_length: int, num_samples_per_example: int, num_workers: int, num_examples: int,
+                 cache_dir: Optional[str]) -> None:
         augmentation = Augmentation(
             random_crop=parse_random_crop(random_crop), random_scales=parse_random_scales(random_scales),
             random_scales_min=STRONG_SCALES_MIN, random_flips=bool(random_flips), random_rotate=bool(random_rotate),
@@ -88,7 +89,8 @@ class GoProSu(GoProSequenceDataset):
         super().__init__(sequences=sequences, centres=validation_centres(sequences) if dstype == "valid" else None,
                          sequence_length=sequence_length, num_samples_per_example=num_samples_per_example,
                          num_examples=num_examples, num_workers=num_workers, random_reverse=random_reverse,
-                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})")
+                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})",
+                         cache_dir=cache_dir, dataset_root=self.root)
 
 
 @DATASETS.register("GoProSuQuantitativeTrain")
@@ -101,7 +103,8 @@ class GoProQuantitativeTrain(GoProSu):
                  random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
                  random_rotate: bool = True, random_saturation: bool = False, random_scales: Optional[str] = "none",
                  sequence_length: int = 5, num_samples_per_example: int = 8, num_workers: int = 12,
-                 num_examples: int = -1) -> None:
+                 num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "train", **_flags(locals()))
 
 
@@ -115,7 +118,8 @@ class GoProQuantitativeValid(GoProSu):
                  random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
                  random_rotate: bool = False, random_saturation: bool = False, random_scales: Optional[str] = None,
                  sequence_length: int = 5, num_samples_per_example: int = 1, num_workers: int = 12,
-                 num_examples: int = -1) -> None:
+                 num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "valid", **_flags(locals()))
 
 
@@ -129,7 +133,8 @@ class GoProQuantitativeFull(GoProSu):
                  random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = True,
                  random_rotate: bool = True, random_saturation: bool = False, random_scales: Optional[str] = "none",
                  sequence_length: int = 5, num_samples_per_example: int = 8, num_workers: int = 12,
-                 num_examples: int = -1) -> None:
+                 num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "full", **_flags(locals()))
 
 
@@ -143,5 +148,6 @@ class GoProQualitative(GoProSu):
                  random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
                  random_rotate: bool = False, random_saturation: bool = False, random_scales: Optional[str] = None,
                  sequence_length: int = 5, num_samples_per_example: int = 1, num_workers: int = 12,
-                 num_examples: int = -1) -> None:
+                 num_examples: int = -1,
+                 cache_dir: Optional[str] = None) -> None:
         super().__init__(args, root, "qualitative", **_flags(locals()))

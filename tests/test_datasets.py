@@ -562,6 +562,118 @@ def test_nothing_is_written_into_the_dataset_trees(nah, su):
     assert (snapshot(nah), snapshot(su)) == before
 
 
+# ------------------------------------------------------------------------------------ frame cache
+CACHE_KWARGS = {"random_crop": [16, 16], "num_samples_per_example": 3, "random_noise": True,
+                "random_multiplicative_colors": True}
+
+
+def _all_examples(dataset, value: int) -> List[dict]:
+    seed(value)
+    return [dataset[index] for index in range(len(dataset))]
+
+
+def _assert_same_examples(first: List[dict], second: List[dict]) -> None:
+    for a, b in zip(first, second, strict=True):
+        assert sorted(a) == sorted(b)
+        for key, value in a.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, b[key]), key
+            else:
+                assert value == b[key], key
+
+
+@pytest.mark.parametrize("name, kwargs", [("GoProNahFull", CACHE_KWARGS), ("GoProNahTest", {}),
+                                          ("GoProNahTrain", {"random_crop": [16, 32], "random_scales": "weak"})])
+def test_cached_samples_are_bit_identical_to_decoded_ones(nah, tmp_path, name, kwargs):
+    plain = DATASETS.get(name)(None, root=str(nah), **kwargs)
+    cached = DATASETS.get(name)(None, root=str(nah), cache_dir=str(tmp_path / "cache"), **kwargs)
+    expected = _all_examples(plain, 7)
+    _assert_same_examples(_all_examples(cached, 7), expected)  # cold: every frame decoded and written
+    _assert_same_examples(_all_examples(cached, 7), expected)  # warm: every frame memory-mapped
+
+
+def test_cache_holds_one_uint8_file_per_frame_outside_the_tree_and_is_reused(nah, tmp_path, monkeypatch):
+    import datasets.gopro_common as common
+
+    decoded = []
+    real_read = common.read_image
+    monkeypatch.setattr(common, "read_image", lambda path: decoded.append(path) or real_read(path))
+    before = snapshot(nah)
+    cache_dir = tmp_path / "cache"
+    dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), cache_dir=str(cache_dir), **CACHE_KWARGS)
+    _all_examples(dataset, 1)
+    # 7 training frames, blur + sharp: each decoded exactly once in the whole epoch.
+    assert len(decoded) == len(set(decoded)) == 14
+    files = sorted(cache_dir.rglob("*.npy"))
+    assert len(files) == 14 and not list(cache_dir.rglob("*.tmp"))
+    for path in decoded:
+        array = np.load(dataset.cache.entry(path))
+        assert array.dtype == np.uint8 and array.shape == (H, W, 3)
+        np.testing.assert_array_equal(array, np.asarray(Image.open(path).convert("RGB")))
+    assert dataset.cache.size_bytes() == sum(f.stat().st_size for f in files) < 14 * (H * W * 3 + 200)
+    stats = {f: f.stat().st_mtime_ns for f in files}
+    decoded.clear()
+    _all_examples(dataset, 2)  # second epoch: nothing decoded, nothing rewritten
+    assert decoded == []
+    assert {f: f.stat().st_mtime_ns for f in sorted(cache_dir.rglob("*.npy"))} == stats
+    assert snapshot(nah) == before
+
+
+def test_a_changed_frame_gets_a_new_cache_entry(nah, tmp_path):
+    dataset = DATASETS.get("GoProNahTest")(None, root=str(nah), cache_dir=str(tmp_path / "cache"))
+    assert red_codes(dataset[0])[2] == BLUR + 20
+    frame = nah / "test" / "SEQT" / "blur" / "000001.png"
+    old_entry = dataset.cache.entry(str(frame))
+    Image.fromarray(coded_frame(99)).save(frame)
+    os.utime(frame, ns=(1, 1))  # a different mtime even on file systems with coarse timestamps
+    assert dataset.cache.entry(str(frame)) != old_entry
+    assert red_codes(dataset[0])[2] == 99
+
+
+def test_crops_read_only_the_window_from_memory_maps(nah, tmp_path):
+    from datasets.gopro_common import FrameStack, augment_sample
+
+    dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), cache_dir=str(tmp_path / "cache"),
+                                            random_crop=[8, 16], num_samples_per_example=1)
+    inputs, target, _ = dataset.example_files(0)
+    dataset._read_frames(inputs + [target])  # fill the cache
+    stack = dataset._read_frames(inputs + [target])
+    assert all(isinstance(a, np.memmap) for a in stack.arrays)
+    seed(3)
+    sample = augment_sample(stack, len(inputs), dataset.augmentation, inputs + [target])
+    assert stack._full is None and sample.shape in ((6, 3, 8, 16), (6, 3, 16, 8))
+    full = FrameStack(stack.arrays).full()
+    assert full.shape == (6, H, W, 3) and not isinstance(full, np.memmap)
+
+
+def test_cache_dir_inside_the_dataset_tree_is_an_error(nah):
+    for inside in (nah, nah / "train" / "cache", nah / "test" / "SEQT" / "blur"):
+        with pytest.raises(ValueError, match="lies inside the dataset tree"):
+            DATASETS.get("GoProNahTrain")(None, root=str(nah), cache_dir=str(inside))
+    assert not (nah / "train" / "cache").exists()
+
+
+def _worker_batches(dataset, torch_seed: int, epochs: int) -> List[List[dict]]:
+    """The batches of a 2-worker loader that loads example 0 four times per epoch."""
+    torch.manual_seed(torch_seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=[0, 0, 0, 0], num_workers=2)
+    return [list(loader) for _ in range(epochs)]
+
+
+def test_workers_draw_different_crops_per_worker_and_epoch_and_a_seed_reproduces_them(nah):
+    dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), random_crop=[16, 16], num_samples_per_example=4)
+    run = _worker_batches(dataset, 11, epochs=2)
+    # Crop offsets come from numpy's RNG (flips from python's): every batch needs its own numpy stream.
+    # Batches 0 and 1 come from different workers, epochs 1 and 2 from freshly seeded ones.
+    examples = [{k: v[0] for k, v in batch.items() if torch.is_tensor(v)} for epoch in run for batch in epoch]
+    offsets = [tuple(position_transform(frames_of(example, s)[0])[1:] for s in range(4)) for example in examples]
+    assert len(set(offsets)) == len(offsets) == 8, offsets
+    again = _worker_batches(dataset, 11, epochs=2)
+    for epoch_a, epoch_b in zip(run, again):
+        for a, b in zip(epoch_a, epoch_b):
+            assert torch.equal(a["input1"], b["input1"]) and torch.equal(a["target1"], b["target1"])
+
+
 # ------------------------------------------------------------------------------------ generator
 def test_generator_is_deterministic_and_writes_both_layouts(tmp_path):
     kwargs = dict(width=64, height=48, num_frames=3, seed=3, sub_frames=5)
