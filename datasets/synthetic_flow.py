@@ -19,9 +19,10 @@ Layouts written (what datasets/flyingchairs.py and datasets/sintel.py read):
 Deterministic for a given seed. Usage: python -m datasets.synthetic_flow --help
 """
 import argparse
+import functools
 import math
 import os
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import skimage.data
@@ -32,16 +33,27 @@ from PIL import Image
 
 from utils.flow_io import write_flo
 
-# Colour photographs shipped inside scikit-image (no download needed).
-PHOTOS: Tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+# Textured photographs shipped inside scikit-image (no download needed); camera is grey.
+_PHOTO_LOADERS: Dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": skimage.data.astronaut,
+    "chelsea": skimage.data.chelsea,
+    "coffee": skimage.data.coffee,
+    "motorcycle": lambda: skimage.data.stereo_motorcycle()[0],
+    "camera": lambda: np.repeat(skimage.data.camera()[..., None], 3, axis=2),
+}
+PHOTOS: Tuple[str, ...] = tuple(_PHOTO_LOADERS)
 SPLIT_FILENAME = "FlyingChairs_train_val.txt"
 
 
+@functools.lru_cache(maxsize=None)
 def load_photo(name: str, short_side: int) -> torch.Tensor:
-    """A scikit-image sample photograph as float64 (3, H, W) in [0, 1], short side resized to `short_side`."""
-    if name not in PHOTOS:
+    """A scikit-image sample photograph as float64 (3, H, W) in [0, 1], short side resized to `short_side`.
+
+    Cached: callers must not modify the returned tensor.
+    """
+    if name not in _PHOTO_LOADERS:
         raise ValueError(f"unknown photograph '{name}'; expected one of {PHOTOS}")
-    image = torch.from_numpy(getattr(skimage.data, name)()[..., :3].copy()).permute(2, 0, 1)
+    image = torch.from_numpy(_PHOTO_LOADERS[name]()[..., :3].copy()).permute(2, 0, 1)
     image = image.to(torch.float64).div(255.0).unsqueeze(0)
     height, width = image.shape[-2:]
     scale = short_side / min(height, width)
