@@ -5,9 +5,10 @@ RGB in [0, 1], `target1` (2, H, W) flow in pixels, `index` and `basename` ("NNNN
 
 Train/validation split: the original hard-codes 640 validation indices that the specification does
 not list. This project reads the official split file `FlyingChairs_train_val.txt` instead (one
-line per pair in file order, 1 = training, 2 = validation; it marks the same 640 pairs), looked up
-in the root and in its parent folder (the release unpacks to FlyingChairs_release/data/, the split
-file is a separate download). FlyingChairsFull needs no split file.
+line per pair in file order, 1 = training, 2 = validation), looked up in the root and in its parent
+folder (the release unpacks to FlyingChairs_release/data/, the split file is a separate download).
+The official file also marks 640 validation pairs; that they are the original's 640 is assumed, not
+verified. FlyingChairsFull needs no split file. `num_examples` > 0 keeps the first pairs of a split.
 
 Optional per-pair augmentation: a random crop (same window for both images and the flow) and
 photometric jitter applied identically to both images (brightness, contrast and saturation factors
