@@ -22,7 +22,7 @@ import argparse
 import functools
 import math
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import skimage.data
@@ -205,7 +205,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
     return pairs
 
 
-def main(argv: Sequence[str] = None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m datasets.synthetic_flow", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
