@@ -1,6 +1,7 @@
 """The released launchers: each command line is the original's (script-args.json) and parses to the same
 arguments, DRY_RUN checks without data, common.sh's defaults and GPU wait, and a training and a test
 script really run on tiny generated data."""
+import csv
 import json
 import os
 import subprocess
@@ -96,3 +97,106 @@ def test_common_defaults_and_gpu_wait(tmp_path):
     completed = _bash("source scripts/common.sh >/dev/null; wait-for-gpu; echo done",
                       _environment(tmp_path, PATH="/usr/bin:/bin"))
     assert completed.returncode == 0 and completed.stdout.strip() == "done"
+
+
+# ---------------------------------------------------------------- real runs on tiny generated data
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory):
+    """DATASETS_HOME with a 32x32 GOPRO_Large (3 training, 3 test frames) and EXPERIMENTS_HOME with a
+    random PWC-Net prewarping checkpoint."""
+    import argparse
+
+    import torch
+
+    from datasets.synthetic_gopro import make_gopro_nah
+    from models.pwcnet import PWCNet
+
+    base = tmp_path_factory.mktemp("homes")
+    make_gopro_nah(str(base / "datasets"), width=32, height=32, num_frames=3, train_sequences=1, test_sequences=1)
+    torch.manual_seed(0)
+    pwcnet = PWCNet(argparse.Namespace())
+    (base / "experiments" / "prewarping_networks").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}},
+               base / "experiments" / "prewarping_networks" / "pwcnet.ckpt")
+    return base
+
+
+TINY_TRAINING = ["--total_epochs=1", "--batch_size=1", "--training_dataset_num_samples_per_example=1",
+                 "--training_dataset_num_workers=0", "--training_dataset_num_examples=1",
+                 "--training_dataset_random_crop=[32, 32]", "--cuda=False", "--visualizer=GoProVisualizer",
+                 "--visualizer_track_epochs=True", "--visualizer_keep_num_training_steps=1"]
+
+
+def _run_script(homes, script, time_stamp, arguments, **extra_env):
+    env = _environment(homes, DATASETS_HOME=str(homes / "datasets"), EXPERIMENTS_HOME=str(homes / "experiments"),
+                       TIME=time_stamp, **extra_env)
+    completed = _bash(" ".join([f"bash {script}"] + [f"'{a}'" for a in arguments]), env, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed
+
+
+def _image_tags(save):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(save / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_training_script_runs_with_the_visualizer(homes):
+    # N=7 with the real FlowDBN is covered in-process by test_visualizers (one interpreter start less).
+    n_frames = 5
+    _run_script(homes, SCRIPTS[0], "train5", TINY_TRAINING)
+    save = homes / "experiments" / "train5-flowdbn128-5-nah-FlowDBN"
+    assert (save / "checkpoint_latest_.ckpt").is_file() and (save / "args.json").is_file()
+    events = _image_tags(save)
+    assert [e.step for e in events.Scalars("train/lr")] == [1]
+    assert events.Scalars("train/lr")[0].value == pytest.approx(0.005)
+    assert [e.step for e in events.Scalars("train/total_loss")] == [1]
+    tags = events.Tags()["images"]
+    reference = n_frames // 2 + 1
+    expected = [f"input{i}" for i in range(1, n_frames + 1)] + ["gt", "output", "error", "summary"] + \
+        [f"warped{i}" for i in range(1, n_frames + 1) if i != reference]
+    assert sorted(t.split("/", 1)[1] for t in tags) == sorted(expected)
+    assert all(t.startswith("GOPR9000_00_00_0000") and t.split("/")[0].endswith("_train") for t in tags)
+    warped = events.Images(next(t for t in tags if t.endswith("/warped1")))[0]
+    assert (warped.height, warped.width) == (32, 32)
+
+
+def test_test_script_writes_every_frame_from_the_trained_checkpoint(homes):
+    import argparse
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from datasets.gopro_nah import GoProNahTest
+    from models.flowdbn import FlowDBN
+    from utils import checkpoints
+
+    trained = homes / "experiments" / "train5-flowdbn128-5-nah-FlowDBN" / "checkpoint_latest_.ckpt"
+    if not trained.is_file():
+        _run_script(homes, SCRIPTS[0], "train5", TINY_TRAINING)
+    _run_script(homes, SCRIPTS[2], "test5", ["--validation_dataset_num_workers=0", "--cuda=False"],
+                CHECKPOINT=str(trained))
+    save = homes / "experiments" / "test5-flowdbn-128-5-nah-FlowDBN-inference"
+    model = FlowDBN(argparse.Namespace(validation_dataset_sequence_length=5),
+                    pretrained_pwcnet=str(homes / "experiments" / "prewarping_networks" / "pwcnet.ckpt"))
+    state = {k[len("model."):]: v for k, v in checkpoints.load_file(str(trained))["state_dict"].items()}
+    model.load_state_dict(state)
+    model.eval()
+    dataset = GoProNahTest(None, root=str(homes / "datasets" / "GOPRO_Large"), sequence_length=5)
+    assert len(dataset) == 3
+    for index in range(len(dataset)):
+        example = {k: v for k, v in dataset[index].items()}
+        with torch.no_grad():
+            output = model(example)["output1"][0]
+        expected = np.clip(np.floor(output.permute(1, 2, 0).numpy() * 255 + 0.5), 0, 255)
+        written = np.asarray(Image.open(save / "inference" / f"{example['basename'][0]}.png")).astype(float)
+        assert written.shape == (32, 32, 3)
+        # The script runs one thread per process: float sums may round a rare pixel the other way.
+        assert np.abs(written - expected).max() <= 1 and np.mean(written != expected) < 0.01
+    rows = list(csv.DictReader(open(save / "inference_metrics.csv")))
+    assert [(r["sequence"], r["frames"]) for r in rows] == [("GOPR9500_00_00", "3"), ("overall", "3")]
+    evaluation = list(csv.DictReader(open(save / "csv" / "GoProNahTest_evaluation_losses.csv")))
+    assert float(rows[-1]["psnr"]) == pytest.approx(float(evaluation[0]["psnr"]), abs=1e-3)

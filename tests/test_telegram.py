@@ -2,10 +2,9 @@
 one warning for every kind of failure, and no token anywhere in logs (or, end to end, under --save)."""
 import json
 import logging
-import os
+import re
+import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -17,9 +16,9 @@ import pytest
 from utils import telegram
 from utils.logger import configure_logging
 
-TOKEN = "123456:FAKE-secret-token-for-tests"
+# Made at run time: a literal would be found in src.zip, which holds this very file.
+TOKEN = f"{secrets.randbelow(10 ** 9)}:{secrets.token_urlsafe(24)}"
 CHAT_ID = "4242"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FakeBotApi:
@@ -165,3 +164,58 @@ def test_every_configuration_failure_logs_one_warning(tmp_path, server, logbook,
     assert len(warnings) == 1 and expected in warnings[0], warnings
     assert TOKEN not in text
     assert "dropped" not in server.texts()
+
+
+def _files_contain(folder, secret):
+    """Paths of files under `folder` (and members of zip archives) whose bytes contain `secret`."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        if secret in path.read_bytes():
+            found.append(str(path))
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                found += [f"{path}:{name}" for name in archive.namelist() if secret in archive.read(name)]
+    return found
+
+
+def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tmp_path, server, monkeypatch):
+    import constants
+    import main
+    from datasets.synthetic_gopro import make_gopro_nah
+    from utils import summary
+
+    root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
+                          test_sequences=0)
+    machines = tmp_path / "home" / ".machines.json"
+    machines.parent.mkdir()
+    machines.write_text(json.dumps({"chat_id": CHAT_ID, "base_url": server.base_url,
+                                    "machines": {telegram.short_hostname(): TOKEN}}))
+    monkeypatch.setattr(constants, "LOGGING_TELEGRAM_MACHINES_FILENAME", str(machines))
+    save = tmp_path / "run"
+    argv = [f"--save={save}", "--model=DBN", "--loss=DBNLoss", "--optimizer=SGD",
+            "--training_dataset=GoProNahTrain", f"--training_dataset_root={root}",
+            "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_samples_per_example=1",
+            "--training_dataset_num_workers=0", "--training_dataset_num_examples=1", "--total_epochs=2",
+            "--cuda=False", "--prefix=tg"]
+    try:
+        assert main.main(argv) == 0
+    finally:
+        summary.close()
+        telegram._notifier = None
+        configure_logging(None)
+    texts = server.texts()
+    # The start message goes out at once; the epoch messages wait for the 600 s interval, i.e. the final flush.
+    assert len(texts) == 2, texts
+    start = texts[0].splitlines()
+    assert start[0] == "tg:DBN on cpu @0/2"
+    for line in ("  model: DBN", "  prefix: tg", "  total_epochs: 2", "  training_dataset: GoProNahTrain"):
+        assert line in start
+    epochs = texts[1].splitlines()
+    assert re.fullmatch(r"tg:DBN on cpu \[1/2<\d\dm:\d\ds\]: lr: 0\.001", epochs[0]), epochs
+    assert re.fullmatch(r"tg:DBN on cpu \[2/2<00m:00s\]: lr: 0\.001", epochs[1]), epochs
+    assert "Telegram: notifications enabled" in (save / "logbook.txt").read_text()
+    assert {"args.json", "args.txt", "logbook.txt", "src.zip", "checkpoint_latest_.ckpt"} <= \
+        {p.name for p in save.iterdir()}
+    assert _files_contain(save, TOKEN.encode()) == []

@@ -189,6 +189,42 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
     assert error.shape == (16, 24, 3) and error.max() > 100
 
 
+def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
+    from datasets.gopro_nah import GoProNahTrain
+    from datasets.synthetic_gopro import make_gopro_nah
+    from losses.dbn_loss import DBNLoss
+    from models.flowdbn import FlowDBN
+    from models.pwcnet import PWCNet
+
+    torch.manual_seed(0)
+    root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
+                          test_sequences=0)
+    pwcnet_file = tmp_path / "pwcnet.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in PWCNet(argparse.Namespace()).state_dict().items()}},
+               pwcnet_file)
+    args = _args(tmp_path, total_epochs=1, training_dataset_sequence_length=7)
+    dataset = GoProNahTrain(args, root=str(root), sequence_length=7, num_samples_per_example=1, num_examples=1,
+                            random_crop=[32, 32], num_workers=0)
+    model_and_loss = runtime.ModelAndLoss(FlowDBN(args, pretrained_pwcnet=str(pwcnet_file)), DBNLoss(args))
+    optimizer = torch.optim.SGD([p for p in model_and_loss.parameters() if p.requires_grad], lr=0.005)
+    summary.open_writer(str(tmp_path / "tb"))
+    visualizer = GoProVisualizer(args, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
+    runtime.Trainer(args, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
+                    save_checkpoints=False).run()
+    summary.close()
+    events = _events(tmp_path / "tb")
+    assert [e.value for e in events.Scalars("train/lr")] == [pytest.approx(0.005)]
+    assert sorted(events.Tags()["scalars"]) == ["train/lr", "train/psnr", "train/psnr_rgb", "train/ssim",
+                                                "train/total_loss"]
+    tags = events.Tags()["images"]
+    prefix = "GOPR9000_00_00_000001_train/"
+    expected = [f"input{i}" for i in range(1, 8)] + ["gt", "output", "error", "summary"] + \
+        [f"warped{i}" for i in (1, 2, 3, 5, 6, 7)]
+    assert sorted(tags) == sorted(prefix + name for name in expected)
+    warped = _decode(events.Images(prefix + "warped7")[0])
+    assert warped.shape == (32, 32, 3) and warped.std() > 5  # a real image, not a blank
+
+
 def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
     summary.open_writer(str(tmp_path / "tb"))
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5, warped=False), _Loss())
