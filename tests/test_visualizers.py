@@ -389,3 +389,13 @@ def test_plot_records_draws_every_key_of_every_record(tmp_path):
         pixels = image[:, panel * 400:(panel + 1) * 400].reshape(-1, 3).astype(int)
         assert (np.abs(pixels - blue).sum(1) < 30).sum() > 50
     assert (np.abs(image.reshape(-1, 3).astype(int) - orange).sum(1) < 30).sum() > 100  # second record
+
+
+def test_resumed_run_continues_the_training_step_axis(tmp_path):
+    loader = _loader(_Sequences(5), 2)  # 3 steps per epoch
+    visualizer = GoProVisualizer(_args(tmp_path, start_epoch=4), train_loader=loader)
+    assert visualizer.global_train_step == 9
+    with pytest.raises(ValueError, match="--visualizer_images_every_n_epochs must be positive"):
+        GoProVisualizer(_args(tmp_path), images_every_n_epochs=0)
+    with pytest.raises(ValueError, match="--visualizer_keep_num_validation_steps must be >= 0"):
+        FlowVisualizer(_args(tmp_path), keep_num_validation_steps=-1)

@@ -60,7 +60,9 @@ def plot_records(save_dir: str) -> Optional[str]:
         axes = figure.add_subplot(rows, columns, index + 1)
         for name, (epochs, values) in sorted(curves[key].items()):
             # A dot per epoch keeps short runs readable; long runs are clearer as lines only.
-            axes.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=name)
+            # matplotlib hides legend labels that start with '_' (e.g. a dataset class named _Frames).
+            axes.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3,
+                      label=name.lstrip("_") or name)
         axes.set_title(key)
         axes.set_xlabel("epoch")
         axes.grid(True, alpha=0.3)

@@ -57,7 +57,7 @@ class FlowVisualizer(TrackedStepsVisualizer):
                  validation_loader: Optional[Any] = None, images_every_n_epochs: int = 8,
                  keep_num_training_steps: int = 30, keep_num_validation_steps: int = 30) -> None:
         super().__init__(args, images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
-                         track_epochs=True)
+                         track_epochs=True, train_loader=train_loader)
         self.div_flow = float(getattr(args, "loss_div_flow", 1.0))
 
     def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, step: int,

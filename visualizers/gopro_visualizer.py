@@ -63,19 +63,21 @@ class TrackedStepsVisualizer(Visualizer, abc.ABC):
     for `keep_num_*_steps` random steps of every tracked epoch via `write_images`."""
 
     def __init__(self, args: argparse.Namespace, images_every_n_epochs: int, keep_num_training_steps: int,
-                 keep_num_validation_steps: int, track_epochs: bool) -> None:
+                 keep_num_validation_steps: int, track_epochs: bool, train_loader: Optional[Any] = None) -> None:
         super().__init__()
-        for flag, value in (("images_every_n_epochs", images_every_n_epochs),
-                            ("keep_num_training_steps", keep_num_training_steps),
+        if images_every_n_epochs < 1:
+            raise ValueError(f"--visualizer_images_every_n_epochs must be positive, got {images_every_n_epochs}")
+        for flag, value in (("keep_num_training_steps", keep_num_training_steps),
                             ("keep_num_validation_steps", keep_num_validation_steps)):
-            if value < 0 or (flag == "images_every_n_epochs" and value == 0):
-                raise ValueError(f"--visualizer_{flag} must be {'positive' if flag.startswith('images') else '>= 0'}, "
-                                 f"got {value}")
+            if value < 0:
+                raise ValueError(f"--visualizer_{flag} must be >= 0, got {value}")
         self.images_every_n_epochs = images_every_n_epochs
         self.keep_num_training_steps = keep_num_training_steps
         self.keep_num_validation_steps = keep_num_validation_steps
         self.track_epochs = track_epochs
-        self.global_train_step = 0
+        # A resumed run continues the step axis where the earlier run's curves end.
+        start_epoch = int(getattr(args, "start_epoch", 1) or 1)
+        self.global_train_step = (start_epoch - 1) * len(train_loader) if train_loader is not None else 0
         self.epoch = 0
         self.track_epoch = False
         self.selected_steps: Optional[List[int]] = None
@@ -149,7 +151,7 @@ class GoProVisualizer(TrackedStepsVisualizer):
                  keep_num_training_steps: int = 30, keep_num_validation_steps: int = 30,
                  track_epochs: bool = False) -> None:
         super().__init__(args, images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
-                         track_epochs)
+                         track_epochs, train_loader)
 
     def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, step: int,
                      image_step: int) -> None:
