@@ -2,7 +2,7 @@
 import logging
 import os
 from argparse import Namespace
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -98,15 +98,51 @@ class WarpingNetwork(nn.Module):
         self.network.eval()
         return self
 
-    @torch.no_grad()
-    def forward(self, frames: List[torch.Tensor], reference: int) -> List[torch.Tensor]:
-        """Warp every non-reference frame into the reference view, in increasing frame order."""
+    @property
+    def reuses_pyramids(self) -> bool:
+        """Whether per-frame feature pyramids can be computed once and shared by every pair (PWC-Net)."""
+        return isinstance(self.network, PWCNet)
+
+    def pyramid(self, frame: torch.Tensor) -> List[torch.Tensor]:
+        """PWC-Net's feature pyramid of one batch of frames, for `forward(..., pyramids=...)`."""
+        if not self.reuses_pyramids:
+            raise ValueError("feature pyramids exist only for a PWC-Net prewarping network, not FlowNet1S")
+        with torch.inference_mode():
+            return self.network.pyramid(frame)
+
+    def forward(self, frames: List[torch.Tensor], reference: int,
+                pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> List[torch.Tensor]:
+        """Warp every non-reference frame into the reference view, in increasing frame order.
+
+        With PWC-Net every frame's feature pyramid is computed once (or taken from `pyramids`, one per
+        frame, e.g. kept by a sliding window over a video) and shared by all pairs it appears in.
+        """
         self.network.eval()
-        neighbours = [frame for i, frame in enumerate(frames) if i != reference]
-        x1 = torch.cat([frames[reference]] * len(neighbours), dim=0)
-        x2 = torch.cat(neighbours, dim=0)
-        flow = self.network({"input1": x1, "input2": x2})["flow1"]
-        return list(warp_border(x2, flow).chunk(len(neighbours), dim=0))
+        # torch.compile cannot trace inference mode; under compile no_grad gives the same savings.
+        compiling = torch.compiler.is_compiling()
+        outside_inference_mode = not compiling and not torch.is_inference_mode_enabled()
+        with torch.no_grad() if compiling else torch.inference_mode():
+            neighbours = [i for i in range(len(frames)) if i != reference]
+            x2 = torch.cat([frames[i] for i in neighbours], dim=0)
+            if self.reuses_pyramids:
+                if pyramids is None:
+                    pyramids = [self.network.pyramid(frame) for frame in frames]
+                if len(pyramids) != len(frames):
+                    raise ValueError(f"got {len(pyramids)} feature pyramids for {len(frames)} frames")
+                levels = range(len(pyramids[reference]))
+                pyramid1 = [torch.cat([pyramids[reference][level]] * len(neighbours), dim=0) for level in levels]
+                pyramid2 = [torch.cat([pyramids[i][level] for i in neighbours], dim=0) for level in levels]
+                flow = self.network.flow1_from_pyramids(pyramid1, pyramid2, frames[reference])
+            else:
+                x1 = torch.cat([frames[reference]] * len(neighbours), dim=0)
+                flow = self.network({"input1": x1, "input2": x2})["flow1"]
+            # Sampling positions in reduced precision (--amp) would be off by pixels at 1280 px.
+            precise = torch.promote_types(flow.dtype, torch.float32)
+            warped = warp_border(x2.to(precise), flow.to(precise)).to(x2.dtype).chunk(len(neighbours), dim=0)
+        if outside_inference_mode:
+            # Normal tensors again, so that training code and visualizers may use them freely.
+            return [image.clone() for image in warped]
+        return list(warped)
 
 
 class FlowDBNImpl(nn.Module):
@@ -120,10 +156,11 @@ class FlowDBNImpl(nn.Module):
                                init_type="fan_max")
         self.warping_network = WarpingNetwork(args, pretrained_flownet, pretrained_pwcnet)
 
-    def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, example_dict: Dict[str, torch.Tensor],
+                pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
         frames = input_frames(example_dict, self.sequence_length)
         reference = reference_index(self.sequence_length)
-        warped = self.warping_network(frames, reference)
+        warped = self.warping_network(frames, reference, pyramids)
         f15 = self.dbn_net(frames + warped)["f15"]
         output = f15 + frames[reference]
         if not self.training:
@@ -146,5 +183,12 @@ class FlowDBN(nn.Module):
         self.flowdbn = FlowDBNImpl(args, sequence_length_from_args(args), pretrained_flownet,
                                    pretrained_pwcnet)
 
-    def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return self.flowdbn(example_dict)
+    def forward(self, example_dict: Dict[str, torch.Tensor],
+                pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+        """model_dict of one batch; `pyramids` (one per input frame, see `frame_pyramid`) skip recomputing them."""
+        return self.flowdbn(example_dict, pyramids)
+
+    def frame_pyramid(self, frame: torch.Tensor) -> Optional[List[torch.Tensor]]:
+        """The prewarping PWC-Net's feature pyramid of a frame (None for FlowNet1S, which has none)."""
+        network = self.flowdbn.warping_network
+        return network.pyramid(frame) if network.reuses_pyramids else None

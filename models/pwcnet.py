@@ -1,6 +1,6 @@
 """PWC-Net with a dense flow estimator and a dilated context network (spec §3.5)."""
 from argparse import Namespace
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -87,10 +87,12 @@ def warp_level(x: torch.Tensor, flow: torch.Tensor, height_im: int, width_im: in
     The flow is converted to this level's pixel units (u · W_level / W_image, v · H_level / H_image)
     and applied with zero padding and the `>= 1.0` validity mask.
     """
-    flow = flow / div_flow
+    # Sampling positions in at least float32 even under autocast: bfloat16 is off by pixels at 1/4 of 720p.
+    precise = torch.promote_types(flow.dtype, torch.float32)
+    flow = flow.to(precise) / div_flow
     height, width = x.shape[-2:]
-    scale = torch.tensor([width / width_im, height / height_im], dtype=flow.dtype, device=flow.device)
-    return warp_with_mask(x, flow * scale.view(1, 2, 1, 1))
+    scale = torch.tensor([width / width_im, height / height_im], dtype=precise, device=flow.device)
+    return warp_with_mask(x.to(precise), flow * scale.view(1, 2, 1, 1)).to(x.dtype)
 
 
 class PWCNetImpl(nn.Module):
@@ -109,14 +111,21 @@ class PWCNetImpl(nn.Module):
         self.context_network = ContextNetwork(estimator_inputs[-1] + 448 + 2)
         initialize_msra_leaky(self)
 
-    def forward(self, im1: torch.Tensor, im2: torch.Tensor) -> List[torch.Tensor]:
-        batch = im1.size(0)
-        height_im, width_im = im1.shape[-2:]
-        pyramid = self.feature_pyramid_extractor(torch.cat((im1, im2), dim=0))
+    def pyramid(self, images: torch.Tensor) -> List[torch.Tensor]:
+        """Feature pyramid of a batch of images, coarsest (1/64) first; reusable for every pair of a frame."""
+        return self.feature_pyramid_extractor(images)
+
+    def flow_from_pyramids(self, pyramid1: Sequence[torch.Tensor], pyramid2: Sequence[torch.Tensor],
+                           image_size: Sequence[int]) -> List[torch.Tensor]:
+        """Flows 1 → 2 at 1/64, 1/32, 1/16, 1/8 and the refined 1/4 from the two images' pyramids.
+
+        `image_size` (H, W) of the images converts the flow (full-resolution pixels × div_flow) to
+        each level's pixel units for warping.
+        """
+        height_im, width_im = int(image_size[0]), int(image_size[1])
         flows = []
         flow = None
-        for level, features in enumerate(pyramid):
-            x1, x2 = features[:batch], features[batch:]
+        for level, (x1, x2) in enumerate(zip(pyramid1, pyramid2)):
             if level == 0:
                 x2_warp = x2
             else:
@@ -134,6 +143,13 @@ class PWCNetImpl(nn.Module):
             flows.append(flow)
         return flows
 
+    def forward(self, im1: torch.Tensor, im2: torch.Tensor) -> List[torch.Tensor]:
+        # Both images go through the pyramid in one batch, as in the original.
+        batch = im1.size(0)
+        features = self.pyramid(torch.cat((im1, im2), dim=0))
+        return self.flow_from_pyramids([f[:batch] for f in features], [f[batch:] for f in features],
+                                       im1.shape[-2:])
+
 
 @MODELS.register("PWCNet")
 class PWCNet(nn.Module):
@@ -150,5 +166,21 @@ class PWCNet(nn.Module):
         flow6, flow5, flow4, flow3, flow2 = self.pwcnet_impl(im1, im2)
         if self.training:
             return {"flow2": flow2, "flow3": flow3, "flow4": flow4, "flow5": flow5, "flow6": flow6}
-        flow1 = resize2d_as(flow2, im1, mode="bilinear", align_corners=True)
-        return {"flow1": flow1 / self.div_flow}
+        return {"flow1": self.full_resolution_flow(flow2, im1)}
+
+    def full_resolution_flow(self, flow2: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The 1/4-resolution flow (× div_flow) as the eval output 'flow1': size of `image`, pixel units."""
+        return resize2d_as(flow2, image, mode="bilinear", align_corners=True) / self.div_flow
+
+    def pyramid(self, images: torch.Tensor) -> List[torch.Tensor]:
+        """Feature pyramid of a batch of images (see PWCNetImpl.pyramid)."""
+        return self.pwcnet_impl.pyramid(images)
+
+    def flow1_from_pyramids(self, pyramid1: Sequence[torch.Tensor], pyramid2: Sequence[torch.Tensor],
+                            image: torch.Tensor) -> torch.Tensor:
+        """Eval-mode 'flow1' (image 1 → image 2, full resolution, pixels) from precomputed pyramids.
+
+        Only the spatial size of `image` (one of the input images, any batch size) is used.
+        """
+        flow2 = self.pwcnet_impl.flow_from_pyramids(pyramid1, pyramid2, image.shape[-2:])[-1]
+        return self.full_resolution_flow(flow2, image)
