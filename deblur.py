@@ -33,6 +33,7 @@ import tqdm
 from PIL import Image
 
 import runtime
+from contrib.fusion import fold_batchnorm
 from models import MODELS
 from utils import checkpoints
 from visualizers.gopro_inference import to_uint8
@@ -217,20 +218,35 @@ class FrameWriter:
 
 
 def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray]], length: int, multiple: int,
-                  device: torch.device, writer: FrameWriter, total: Optional[int] = None) -> int:
-    """Deblur every frame of the stream and hand it to the writer; returns the number of frames."""
-    def padded(items: Iterator[Tuple[str, np.ndarray]]) -> Iterator[Tuple[str, Tuple[torch.Tensor, Tuple[int, int]]]]:
+                  device: torch.device, writer: FrameWriter, total: Optional[int] = None,
+                  reuse_pyramids: bool = True) -> int:
+    """Deblur every frame of the stream and hand it to the writer; returns the number of frames.
+
+    Each frame is decoded and padded once. For FlowDBN with PWC-Net (and `reuse_pyramids`), each
+    frame's feature pyramid is also computed once, when the frame enters the window, and shared by
+    all N windows it belongs to; the outputs are the same as recomputing every window from scratch.
+    """
+    frame_pyramid = getattr(model, "frame_pyramid", None) if reuse_pyramids else None
+
+    def padded(items: Iterator[Tuple[str, np.ndarray]]) -> Iterator[Tuple[str, Tuple[Any, ...]]]:
         for name, frame in items:
             image = torch.tensor(frame, dtype=torch.uint8).to(device).permute(2, 0, 1).unsqueeze(0)
-            yield name, (pad_to_multiple(image.float() / 255.0, multiple), frame.shape[:2])
+            image = pad_to_multiple(image.float() / 255.0, multiple)
+            pyramid = frame_pyramid(image) if frame_pyramid is not None else None
+            yield name, (image, frame.shape[:2], pyramid)
 
     count = 0
     with torch.inference_mode(), tqdm.tqdm(total=total, desc="Deblur", unit="frame", ascii=True,
                                            dynamic_ncols=True) as bar:
         for name, window in sliding_windows(padded(frames), length):
             height, width = window[0][1]
-            example = {f"input{i + 1}": image for i, (image, _) in enumerate(window)}
-            output = model(example)["output1"][0, :, :height, :width]
+            example = {f"input{i + 1}": image for i, (image, _, _) in enumerate(window)}
+            pyramids = [pyramid for _, _, pyramid in window]
+            if pyramids[0] is None:
+                model_dict = model(example)
+            else:
+                model_dict = model(example, pyramids=pyramids)
+            output = model_dict["output1"][0, :, :height, :width]
             writer.write(name, to_uint8(output))
             count += 1
             bar.update()
@@ -266,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame rate of the output video (default: the input video's; with a folder "
                              "of frames, giving it also writes a video)")
     parser.add_argument("--no_frames", action="store_true", help="video input: write the video only")
+    parser.add_argument("--fold_batchnorm", action="store_true",
+                        help="fold DBN's BatchNorm layers into the convolutions before them (slightly faster; "
+                             "outputs change only by float rounding, about 1e-6)")
     return parser
 
 
@@ -283,6 +302,8 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
     device = torch.device(options.device)
     model, name, length = load_model(options)
     model.eval().to(device)
+    if options.fold_batchnorm:
+        fold_batchnorm(model)
     multiple = options.pad_multiple or PAD_MULTIPLE[name]
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
     reader = None
