@@ -112,7 +112,8 @@ def read_image(path: str) -> np.ndarray:
         raise FileNotFoundError(f"image file '{path}' does not exist")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            # An RGB image is used as decoded; convert() would copy all of it once more.
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a (complete) image"
         raise ValueError(f"cannot decode image '{path}': {error}") from None
 
