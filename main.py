@@ -7,7 +7,7 @@ import random
 import socket
 import sys
 import traceback
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import colorama
 import numpy as np
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 import commandline
 import constants
 import runtime
+from optim.groups import ParameterScheduler, parameter_groups
 from utils import checkpoints, distributed, logger, summary, system, telegram
 from utils.logger import block
 
@@ -118,7 +119,7 @@ def build_and_run(argv: List[str]) -> None:
                                       exclude=[args.save])
             logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
     args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
-    runtime._set_proctitle(args.proctitle_name)
+    runtime.set_proctitle(args.proctitle_name)
     with block("Random Seeds"):
         seed_everything(args.seed)
         logging.info("seed: %s", args.seed)
@@ -204,8 +205,6 @@ def build_and_run(argv: List[str]) -> None:
     with block("Optimizer"):
         named = list(model_and_loss.named_parameters())
         if args.optimizer is not None and any(p.requires_grad for _, p in named):
-            from optim.groups import parameter_groups
-
             groups = parameter_groups(named, args.optimizer_group)
             optimizer = commandline.instance_from_args(args, "optimizer", params=groups)
             if args.loshchilov_weight_decay > 0 and getattr(args, "optimizer_weight_decay", 0) > 0:
@@ -228,8 +227,6 @@ def build_and_run(argv: List[str]) -> None:
     param_scheduler = None
     if args.param_scheduler_group:
         with block("Parameter Scheduler"):
-            from optim.groups import ParameterScheduler
-
             param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
                                                  args.param_scheduler_group, _lr_scheduler_value)
     grad_scaler = None

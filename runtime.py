@@ -2,14 +2,13 @@
 import argparse
 import logging
 import math
-import os
 import socket
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
+import setproctitle
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import constants
 from utils import checkpoints, distributed, plots, summary, telegram
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
@@ -324,7 +323,7 @@ class Trainer:
             progress["lr"] = format_learning_rate(current_learning_rates(self.optimizer))
             telegram.send_message("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
                                   args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
-            _set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
+            set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
             if self.save_checkpoints and self.is_main:
                 written = checkpoints.save(args.save, stats, epoch, unwrap(self.model_and_loss), best_keys,
                                            extra=self.resume_state())
@@ -336,7 +335,6 @@ class Trainer:
             return stats
 
 
-def _set_proctitle(title: str) -> None:
-    import setproctitle
-
+def set_proctitle(title: str) -> None:
+    """Set the process title shown by ps/top/nvidia-smi."""
     setproctitle.setproctitle(title)
