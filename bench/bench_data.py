@@ -131,7 +131,7 @@ def main() -> None:
     if options.quick:
         width, height, frames, sequences, options.crop, options.samples = 160, 96, 6, 1, 32, 2
     else:
-        width, height, frames, sequences, options.crop, options.samples = 1280, 720, 12, 2, 128, 8
+        width, height, frames, sequences, options.crop, options.samples = 1280, 720, 24, 2, 128, 8
     scratch = tempfile.mkdtemp(prefix="bench_data_")
     try:
         root = generate(options.data_dir or scratch, width, height, frames, sequences)

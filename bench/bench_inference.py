@@ -149,6 +149,7 @@ def main() -> None:
                              "(default 6 24; quick 4 8; none to skip)")
     parser.add_argument("--pad_multiple", type=int, default=8, help="pad frames to multiples of this")
     parser.add_argument("--no_memory", action="store_true", help="skip the per-variant memory processes")
+    parser.add_argument("--no_speed", action="store_true", help="skip the interleaved speed measurement")
     parser.add_argument("--variant", choices=VARIANTS, default=None, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--frames", type=int, default=None, help=argparse.SUPPRESS)  # child process
     options = finish_parsing(parser)
@@ -158,7 +159,7 @@ def main() -> None:
         return
     variants = options.variants or (["naive", "streaming"] if options.quick else list(VARIANTS))
     lengths = options.lengths if options.lengths is not None else ([4, 8] if options.quick else [6, 24])
-    speed = interleaved(options, variants)
+    speed = None if options.no_speed else interleaved(options, variants)
     common = ["--device", str(options.device), "--warmup", str(options.warmup), "--repeats", str(options.repeats),
               "--sequence_length", str(options.sequence_length), "--pad_multiple", str(options.pad_multiple)]
     if options.threads:
@@ -173,11 +174,12 @@ def main() -> None:
     full_hd = (options.width, options.height) == (1280, 720)
     rows = []
     for name in variants:
-        row: Dict[str, Any] = {"variant": name, "frame_s": speed["frame_s"][name],
-                               "frames_per_s": 1.0 / speed["frame_s"][name]["median"],
-                               "speedup_vs_naive": speed.get("speedup_vs_naive", {}).get(name),
-                               "speedup_vs_reference": (REFERENCE_FRAME_S / speed["frame_s"][name]["median"]
-                                                        if full_hd else None)}
+        row: Dict[str, Any] = {"variant": name}
+        if speed is not None:
+            row.update({"frame_s": speed["frame_s"][name], "frames_per_s": 1.0 / speed["frame_s"][name]["median"],
+                        "speedup_vs_naive": speed.get("speedup_vs_naive", {}).get(name),
+                        "speedup_vs_reference": (REFERENCE_FRAME_S / speed["frame_s"][name]["median"]
+                                                 if full_hd else None)})
         stream = next((m for m in memory if m["variant"] == name), None)
         if stream is not None:
             row["stream"] = stream
@@ -192,9 +194,10 @@ def main() -> None:
     emit(document, options.json)
     print_table(["variant", "s/frame median (min-max)", "frames/s", "vs naive (paired)", "vs 27 s reference",
                  "stream s/frame", memory_key.replace("_", " ")],
-                [[row["variant"], format_range(row["frame_s"]), f"{row['frames_per_s']:.4f}",
-                  f"{row['speedup_vs_naive']:.3f}x" if row["speedup_vs_naive"] else "-",
-                  f"{row['speedup_vs_reference']:.2f}x" if row["speedup_vs_reference"] else "-",
+                [[row["variant"], format_range(row["frame_s"]) if "frame_s" in row else "-",
+                  f"{row['frames_per_s']:.4f}" if "frames_per_s" in row else "-",
+                  f"{row['speedup_vs_naive']:.3f}x" if row.get("speedup_vs_naive") else "-",
+                  f"{row['speedup_vs_reference']:.2f}x" if row.get("speedup_vs_reference") else "-",
                   format_range(row["stream"]["frame_s"]) if "stream" in row else "-",
                   f"{row['stream'][memory_key]:.0f}" if "stream" in row else "-"] for row in rows])
     if growth:

@@ -130,8 +130,19 @@ def machine(device: torch.device) -> Dict[str, Any]:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process so far, MiB.
+
+    Linux's VmHWM belongs to the process image and starts afresh at exec; ru_maxrss (the fallback)
+    would carry over the parent's peak into a child started by fork + exec.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def reset_peak_memory(device: torch.device) -> None:
