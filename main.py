@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 import colorama
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 import commandline
 import constants
@@ -71,9 +71,8 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
         # shards are disjoint and unpadded, so the reduced means cover every example exactly once.
         sampler = (DistributedSampler(dataset, shuffle=shuffle, drop_last=drop_last) if train
                    else distributed.ShardSampler(len(dataset)))
-        shuffle = False
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
-                        num_workers=workers, pin_memory=constants.DATALOADER_PIN_MEMORY and args.device.type == "cuda")
+    loader = runtime.make_data_loader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                      num_workers=workers, device=args.device, sampler=sampler)
     collate = hasattr(args, f"{prefix}_num_samples_per_example")
     logging.info("%s: %s, %d examples, %d steps per epoch, %d workers", prefix, type(dataset).__name__,
                  len(dataset), len(loader), workers)

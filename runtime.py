@@ -7,7 +7,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import setproctitle
 import torch
-from torch.utils.data import DataLoader, Dataset
+
+import constants
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+
+from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
 
 from utils import checkpoints, distributed, plots, summary, telegram
 from utils.logger import ProgressBar, block
@@ -67,16 +71,37 @@ def collate_samples(example_dict: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def to_device(example_dict: Dict[str, Any], device: torch.device, channels_last: bool = False) -> Dict[str, Any]:
-    """Move tensors whose key starts with 'input' or 'target' to the device; leave the rest."""
+    """Move tensors whose key starts with 'input' or 'target' to the device (uint8 images become float there)."""
     non_blocking = device.type == "cuda"
     result = {}
     for key, value in example_dict.items():
         if torch.is_tensor(value) and key.startswith(DEVICE_KEY_PREFIXES):
-            value = value.to(device, non_blocking=non_blocking)
+            value = images_to_float(value.to(device, non_blocking=non_blocking))
             if channels_last and value.dim() == 4:
                 value = value.contiguous(memory_format=torch.channels_last)
         result[key] = value
     return result
+
+
+def make_data_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int,
+                     device: torch.device, sampler: Optional[Sampler] = None) -> DataLoader:
+    """The DataLoader main.py trains and validates with.
+
+    A `KeyedDataset` gets its keys from a `SeededSampler`: every example's augmentation is seeded by the
+    epoch's seed and its index, and its images travel as uint8. Its workers are then persistent, which
+    cannot change what they load; their own base seed comes from a private generator, so that the
+    main process's RNG (kept by checkpoints for --resume) advances the same with or without them.
+    """
+    if sampler is None:
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    keyed = isinstance(dataset, KeyedDataset)
+    generator = None
+    if keyed:
+        sampler = SeededSampler(sampler)
+        generator = torch.Generator().manual_seed(torch.initial_seed())
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      pin_memory=constants.DATALOADER_PIN_MEMORY and device.type == "cuda",
+                      persistent_workers=keyed and num_workers > 0, generator=generator)
 
 
 class Loader:

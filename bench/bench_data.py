@@ -3,17 +3,21 @@
 
 Pipelines (every one with the same augmentation: crops, flips, rotations, reversal):
   original  every frame of every example decoded from PNG on every load, through matplotlib's imread
-            (float32, then x255 truncated to uint8), as the original read its frames when it had no cache
-  decode    this project without a cache: each distinct frame of an example decoded once (PIL, uint8)
-  cache     this project with --training_dataset_cache_dir: one uint8 .npy per frame, memory-mapped,
-            crops read only their window; "cold" = first epoch with an empty cache folder, "warm" = later
-Each pipeline runs for 0, 1 and 2 DataLoader workers (non-persistent, batch size 2, shuffled, as
-main.py builds it). One epoch = every example once; the time includes starting the workers. Protocol:
-`--warmup` untimed epochs (the cache's cold epoch is timed separately instead), then `--repeats`
-timed epochs; the median with min–max is reported, as examples/s and crops/s (= examples/s x S).
-Because workers are started afresh every epoch, short epochs are dominated by their start-up; the
-rate after the first batch ("steady") is reported as well: it is what a real epoch (2103 examples
-in GOPRO_Large's training split) sees.
+            (float32, then x255 truncated to uint8), float32 samples out of the workers, and workers
+            started afresh every epoch (a plain DataLoader), as the original ran without its cache
+  decode    this project without a cache, through main.py's loader (`runtime.make_data_loader`): each
+            distinct frame of an example decoded once (libspng), uint8 samples out of persistent
+            workers, converted to float by `runtime.Loader` (on the device; here the CPU)
+  cache     the same with --training_dataset_cache_dir: one uint8 .npy per frame, memory-mapped, crops
+            read only their window; "cold" = first epoch with an empty cache folder, "warm" = later
+Each pipeline runs for 0, 1 and 2 DataLoader workers (batch size 2, shuffled), and every batch goes
+through `runtime.Loader` (collated over samples, images on the device as float32), as in training.
+One epoch = every example once; the time includes starting the workers wherever a pipeline starts
+them (the original every epoch; this project's persistent workers in the first epoch only). Protocol:
+`--warmup` untimed epochs (the cache's cold epoch is timed separately instead, on a fresh loader),
+then `--repeats` timed epochs; the median with min–max is reported, as examples/s and crops/s
+(= examples/s x S). The rate after the first batch ("steady") is reported as well: in a real epoch
+(2103 examples in GOPRO_Large's training split) starting the workers hardly counts.
 The OS page cache is not dropped (that would need root and disturb other processes): "cold" means
 a cold frame cache, not a cold disk. Cache sizes are compared with the original's, which stored one
 float32 array of the N+1 frames per example.
@@ -33,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from common import base_parser, emit, finish_parsing, machine, measure, print_table, stats  # noqa: I100
 
+import runtime  # noqa: E402
 from datasets.gopro_common import FrameStack  # noqa: E402
 from datasets.gopro_nah import GoProNahTrain  # noqa: E402
 from datasets.synthetic_gopro import make_gopro_nah  # noqa: E402
@@ -69,21 +74,32 @@ def dataset(pipeline: str, root: Path, crop: int, samples: int, cache_dir: str =
                cache_dir=cache_dir if pipeline == "cache" else None)
 
 
-def epoch(data, workers: int, batch_size: int, first_batch: List[float]) -> None:
-    """Load every example once, as main.py's training loader does; appends the time to the first batch."""
+def make_loader(pipeline: str, data, workers: int, batch_size: int) -> runtime.Loader:
+    """The original's plain DataLoader, or main.py's; both wrapped in the training loop's `runtime.Loader`."""
+    cpu = torch.device("cpu")
+    if pipeline == "original":
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=False, num_workers=workers)
+    else:
+        loader = runtime.make_data_loader(data, batch_size=batch_size, shuffle=True, drop_last=False,
+                                          num_workers=workers, device=cpu)
+    return runtime.Loader(loader, cpu, collate=True)
+
+
+def epoch(loader: runtime.Loader, first_batch: List[float]) -> None:
+    """Load every example once, as a training epoch does; appends the time to the first batch."""
     start = time.perf_counter()
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=False, num_workers=workers)
     for index, _ in enumerate(loader):
         if index == 0:
             first_batch.append(time.perf_counter() - start)
 
 
-def timed_epochs(data, workers: int, batch_size: int, repeats: int, warmup: int) -> Dict[str, Any]:
-    """Epoch times, and the steady rate after the first batch (which waits for the workers to start)."""
+def timed_epochs(loader: runtime.Loader, repeats: int, warmup: int) -> Dict[str, Any]:
+    """Epoch times, and the steady rate after the first batch."""
     first: List[float] = []
-    totals = measure(lambda: epoch(data, workers, batch_size, first), torch.device("cpu"), repeats, warmup)
+    totals = measure(lambda: epoch(loader, first), torch.device("cpu"), repeats, warmup)
     first = first[warmup:]
-    steady = [(len(data) - batch_size) / (total - start) for total, start in zip(totals, first)]
+    examples, batch_size = len(loader.dataset), loader.loader.batch_size
+    steady = [(examples - batch_size) / (total - start) for total, start in zip(totals, first)]
     return {"epoch_s": stats(totals), "first_batch_s": stats(first), "steady_examples_per_s": stats(steady)}
 
 
@@ -97,13 +113,15 @@ def run(options, root: Path, scratch: str) -> List[Dict[str, Any]]:
             row: Dict[str, Any] = {"pipeline": pipeline, "workers": workers, "examples": len(data),
                                    "samples_per_example": options.samples}
             torch.manual_seed(0)
+            loader = make_loader(pipeline, data, workers, options.batch_size)
             if pipeline == "cache":
                 # The first epoch fills the cache; it is the cold measurement, the later ones are warm.
-                row["cold"] = timed_epochs(data, workers, options.batch_size, 1, 0)
-                row["warm"] = timed_epochs(data, workers, options.batch_size, options.repeats, options.warmup)
+                row["cold"] = timed_epochs(loader, 1, 0)
+                row["warm"] = timed_epochs(loader, options.repeats, options.warmup)
                 row["cache_bytes"] = data.cache.size_bytes()
             else:
-                row["every"] = timed_epochs(data, workers, options.batch_size, options.repeats, options.warmup)
+                row["every"] = timed_epochs(loader, options.repeats, options.warmup)
+            del loader  # stops persistent workers before the next pipeline starts its own
             rows.append(row)
     return rows
 

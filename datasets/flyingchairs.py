@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
-from torch.utils.data import Dataset
 
 from datasets.registry import DATASETS
+from datasets.sampling import KeyedDataset
 from utils.flow_io import read_flo
 
 SPLIT_FILENAME = "FlyingChairs_train_val.txt"
@@ -81,7 +81,7 @@ def crop_size(random_crop: Optional[Sequence[int]], flag: str) -> Optional[Tuple
     return int(random_crop[0]), int(random_crop[1])
 
 
-class FlowPairDataset(Dataset):
+class FlowPairDataset(KeyedDataset):
     """Image pairs with optional flow; optional random crop and photometric jitter (shared by both images)."""
 
     def __init__(self, args: Namespace, pairs: List[Pair], num_examples: int = -1,
@@ -119,7 +119,8 @@ class FlowPairDataset(Dataset):
         both = both.clamp(0.0, 1.0).pow(gamma)
         return both[0], both[1]
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def example(self, index: int, uint8_images: bool = False) -> Dict[str, Any]:
+        """input1, input2 (float, photometric jitter is float), target1 flow if known, index, basename."""
         index = index % len(self.pairs)
         image1, image2, flow_file, basename = self.pairs[index]
         im1, im2 = read_rgb(image1), read_rgb(image2)

@@ -6,11 +6,13 @@ dataset tree (the original wrote 66 MB float32 `-seqN.npy` caches per example th
 optional `cache_dir` chosen by the user holds one uint8 .npy per frame (`FrameCache`), memory-mapped
 on later reads so that a crop copies only the pixels it needs. Randomness follows the original: crop
 offsets, scales, reversal, multiplicative colours and noise draw from numpy's global RNG; flips,
-rotations, photometric jitter and channel permutations from python's `random`, so a run seeded by
-the framework is reproducible.
+rotations, photometric jitter and channel permutations from python's `random`. The framework's
+loader seeds those RNGs per example and epoch (`datasets.sampling`), so a run seeded by the framework
+is reproducible with any number of workers.
 """
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import random
@@ -19,10 +21,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pyspng
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import Dataset
+
+from datasets.sampling import KeyedDataset, images_to_float
 
 RANDOM_SCALES_MODES = ("none", "weak", "strong")
 WEAK_SCALES = (1.0 / 4.0, 1.0 / 3.0, 1.0 / 2.0)
@@ -106,12 +110,31 @@ def subset_indices(num_total: int, num_examples: int) -> List[int]:
     return sorted(indices[:num_examples])
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_rgb8_png(data: bytes) -> bool:
+    """Whether `data` starts a PNG of 8-bit RGB samples (IHDR bit depth 8, colour type 2)."""
+    return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2
+
+
 def read_image(path: str) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array; unreadable files raise an error naming them."""
+    """Decode an image file to an HxWx3 uint8 RGB array; unreadable files raise an error naming them.
+
+    8-bit RGB PNGs (all GoPro frames) are decoded by libspng (pyspng), about twice as fast as PIL with
+    the same samples, since nothing is converted; every other file goes through PIL.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file '{path}' does not exist")
+    with open(path, "rb") as stream:
+        data = stream.read()
+    if is_rgb8_png(data):
+        try:
+            return pyspng.load(data)
+        except RuntimeError as error:  # pyspng's way of saying "not a (complete) PNG"
+            raise ValueError(f"cannot decode image '{path}': {error}") from None
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             # An RGB image is used as decoded; convert() would copy all of it once more.
             return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a (complete) image"
@@ -317,9 +340,19 @@ def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
     return images
 
 
+def _channel_permutation() -> List[int]:
+    permutation = [0, 1, 2]
+    random.shuffle(permutation)
+    return permutation
+
+
 def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
-                   files: Sequence[str]) -> torch.Tensor:
-    """One augmented sample of an example's frames (M,H,W,3 uint8; inputs first) as float (M,3,h,w) in [0,1]."""
+                   files: Sequence[str], uint8_images: bool = False) -> torch.Tensor:
+    """One augmented sample of an example's frames (M,H,W,3 uint8; inputs first) as float (M,3,h,w) in [0,1].
+
+    With `uint8_images` and no augmentation that needs floats (photometric jitter, noise), the sample
+    stays uint8 in [0, 255]; `datasets.sampling.images_to_float` later gives the same floats.
+    """
     if not isinstance(frames, FrameStack):
         frames = FrameStack(list(frames))
     if options.random_crop is not None:
@@ -331,13 +364,16 @@ def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
         frames = (np.clip(frames.astype(np.float64) / 255.0 * factors, 0.0, 1.0) * 255.0).astype(np.uint8)
     frames = _geometric(frames, options)
     # Reorder to CHW while still uint8 (a quarter of the bytes), then convert once.
-    images = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float().div_(255.0)
+    images = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
+    if uint8_images and not (options.photometric or options.random_noise):
+        if options.random_channel_permutation:
+            images = images[:, _channel_permutation()]
+        return images.contiguous()
+    images = images_to_float(images)
     if options.photometric:
         images = _photometric(images, options)
     if options.random_channel_permutation:
-        permutation = [0, 1, 2]
-        random.shuffle(permutation)
-        images = images[:, permutation]
+        images = images[:, _channel_permutation()]
     if options.random_noise:
         sigma = np.random.uniform(0.0, MAX_NOISE_SIGMA)
         noise = np.random.normal(0.0, sigma, size=(num_inputs,) + tuple(images.shape[1:])).astype(np.float32)
@@ -346,7 +382,7 @@ def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
     return images.contiguous()
 
 
-class GoProSequenceDataset(Dataset):
+class GoProSequenceDataset(KeyedDataset):
     """Examples = centre frames of sequences; an example holds S augmented samples of an N-frame window."""
 
     def __init__(self, *, sequences: Sequence[FrameSequence], centres: Optional[Dict[str, Sequence[int]]],
@@ -405,7 +441,8 @@ class GoProSequenceDataset(Dataset):
                                  f"'{path}' is {w1}x{h1} (width x height)")
         return FrameStack([loaded[path] for path in files])
 
-    def __getitem__(self, index: int) -> Dict[str, object]:
+    def example(self, index: int, uint8_images: bool = False) -> Dict[str, object]:
+        """S augmented samples of example `index`: input1..N, target1 (if known), index, basename."""
         index = index % len(self._examples)
         inputs, target, basename = self.example_files(index)
         # Only the inputs are reversed; the ground truth stays the (unchanged) centre frame's.
@@ -413,7 +450,7 @@ class GoProSequenceDataset(Dataset):
             inputs = inputs[::-1]
         files = inputs + ([target] if target is not None else [])
         frames = self._read_frames(files)
-        samples = [augment_sample(frames, len(inputs), self.augmentation, files)
+        samples = [augment_sample(frames, len(inputs), self.augmentation, files, uint8_images)
                    for _ in range(self.num_samples_per_example)]
         num = self.num_samples_per_example
         example: Dict[str, object] = {f"input{i + 1}": torch.stack([s[i] for s in samples])

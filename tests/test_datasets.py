@@ -15,8 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+import runtime
 from datasets import DATASETS
+from datasets.gopro_common import is_rgb8_png, read_image
 from datasets.gopro_su import VALIDATION_FRAMES, VALIDATION_SEQUENCES
+from datasets.sampling import LoaderKey, images_to_float, seeded_randomness
 from datasets.synthetic_gopro import main as generator_main
 from datasets.synthetic_gopro import make_gopro_nah, make_gopro_su, psnr
 
@@ -508,6 +511,25 @@ def _resize(path: Path) -> None:
     Image.fromarray(coded_frame(0, W, H - 8)).save(path)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_read_image_gives_pils_rgb_samples_for_every_png_kind(tmp_path, mode):
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    image = {"P": lambda: image.quantize(64), "I;16": lambda: image.convert("L").convert("I;16")}.get(
+        mode, lambda: image.convert(mode))()
+    path = tmp_path / "frame.png"
+    image.save(path)
+    # 8-bit RGB takes libspng's path, everything else PIL's; both must give PIL's RGB samples.
+    assert is_rgb8_png(path.read_bytes()) == (mode == "RGB")
+    with Image.open(path) as reference:
+        expected = np.asarray(reference.convert("RGB"))
+    decoded = read_image(str(path))
+    assert decoded.dtype == np.uint8 and decoded.shape == (20, 30, 3)
+    np.testing.assert_array_equal(decoded, expected)
+    if mode == "RGB":
+        np.testing.assert_array_equal(decoded, rgb)
+
+
 @pytest.mark.parametrize("damage,file,message", [
     (_corrupt, "blur/000002.png", "cannot decode image '.*SEQT/blur/000002.png'"),
     (_truncate, "sharp/000001.png", "cannot decode image '.*SEQT/sharp/000001.png'"),
@@ -672,6 +694,47 @@ def test_workers_draw_different_crops_per_worker_and_epoch_and_a_seed_reproduces
     for epoch_a, epoch_b in zip(run, again):
         for a, b in zip(epoch_a, epoch_b):
             assert torch.equal(a["input1"], b["input1"]) and torch.equal(a["target1"], b["target1"])
+
+
+def _loader_epochs(dataset, workers: int, epochs: int = 2) -> List[List[dict]]:
+    torch.manual_seed(5)
+    loader = runtime.make_data_loader(dataset, batch_size=2, shuffle=True, drop_last=False, num_workers=workers,
+                                      device=torch.device("cpu"))
+    assert loader.persistent_workers == (workers > 0)
+    return [list(loader) for _ in range(epochs)]
+
+
+def test_loader_keys_give_the_same_batches_with_any_number_of_persistent_workers(nah):
+    dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), random_crop=[16, 16], num_samples_per_example=3)
+    without = _loader_epochs(dataset, 0)
+    with_workers = _loader_epochs(dataset, 2)
+    for epoch_a, epoch_b in zip(without, with_workers):
+        for a, b in zip(epoch_a, epoch_b):
+            assert a["basename"] == b["basename"] and torch.equal(a["index"], b["index"])
+            for key in ("input1", "input5", "target1"):
+                assert a[key].dtype == torch.uint8 and torch.equal(a[key], b[key]), key
+    # Every epoch draws new crops for the same example.
+    first, second = ({int(batch["index"][i, 0]): batch["input1"][i] for batch in epoch for i in range(len(batch["index"]))}
+                     for epoch in without)
+    assert all(not torch.equal(first[index], second[index]) for index in first)
+
+
+def test_a_loader_key_seeds_the_sample_and_asks_for_uint8_images(nah):
+    dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), random_crop=[16, 16], num_samples_per_example=3)
+    seed(3)
+    state = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+    keyed = dataset[LoaderKey(1, 7)]
+    assert random.getstate() == state[0] and np.array_equal(np.random.get_state()[1], state[1])
+    assert torch.equal(torch.get_rng_state(), state[2])  # the caller's RNGs are untouched
+    with seeded_randomness(7, 1):
+        plain = dataset[1]
+    for key in ("input1", "input3", "target1"):
+        assert keyed[key].dtype == torch.uint8 and plain[key].dtype == torch.float32
+        assert torch.equal(images_to_float(keyed[key]), plain[key]), key
+    assert torch.equal(images_to_float(dataset[LoaderKey(1, 7)]["input1"]), plain["input1"])
+    assert not torch.equal(dataset[LoaderKey(1, 8)]["input1"], keyed["input1"])
+    jittered = DATASETS.get("GoProNahTrain")(None, root=str(nah), random_crop=[16, 16], random_brightness=True)
+    assert jittered[LoaderKey(1, 7)]["input1"].dtype == torch.float32  # photometric jitter needs floats
 
 
 # ------------------------------------------------------------------------------------ generator

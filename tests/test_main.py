@@ -16,12 +16,12 @@ from utils.records import read_csv_rows
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _dbn_flags(root, save, epochs=2, validation=True):
+def _dbn_flags(root, save, epochs=2, validation=True, workers=0):
     flags = ["--model=DBN", "--loss=DBNLoss", "--optimizer=Adam", "--optimizer_lr=0.001", "--batch_size=2",
              f"--total_epochs={epochs}", "--lr_scheduler=MultiStepLR", "--lr_scheduler_milestones=[1, 2]",
              "--lr_scheduler_gamma=0.5", "--training_dataset=GoProNahTrain", f"--training_dataset_root={root}",
              "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_samples_per_example=2",
-             "--training_dataset_num_workers=0", "--training_dataset_num_examples=4", f"--save={save}",
+             f"--training_dataset_num_workers={workers}", "--training_dataset_num_examples=4", f"--save={save}",
              "--cuda=false", "--proctitle=test"]
     if validation:
         flags += ["--validation_dataset=GoProNahTest", f"--validation_dataset_root={root}",
@@ -90,7 +90,8 @@ def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_pat
 
 
 def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
-    flags = _dbn_flags(nah_root, None, epochs=3)
+    # Two persistent loader workers: the resumed run starts new ones, which must not change a sample.
+    flags = _dbn_flags(nah_root, None, epochs=3, workers=2)
     flags = [f for f in flags if not f.startswith("--save")]
     straight = tmp_path / "straight"
     _main(*flags, f"--save={straight}")
