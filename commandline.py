@@ -192,6 +192,9 @@ def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
                       help="channels-last memory format for the model and its inputs")
     ours.add_argument("--compile", type=_checked(strings.as_bool_or_none), default=False,
                       help="torch.compile the model (first steps are slow while it compiles)")
+    ours.add_argument("--fold_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
+                      help="evaluation-only runs: fold BatchNorm into the convolutions after loading the checkpoint "
+                           "(faster; same results up to float rounding)")
     ours.add_argument("--sync_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
                       help="with torchrun: batch-norm statistics over all processes (SyncBatchNorm)")
 

@@ -17,6 +17,7 @@ from torch.utils.data import DistributedSampler
 import commandline
 import constants
 import runtime
+from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
 from utils import checkpoints, distributed, logger, summary, system, telegram
 from utils.logger import block
@@ -192,6 +193,11 @@ def build_and_run(argv: List[str]) -> None:
     if evaluation_only:
         args.start_epoch, args.total_epochs = 1, 1
         args.optimizer, args.lr_scheduler = None, None
+    if args.fold_batchnorm:
+        if not evaluation_only:
+            raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
+                             "network has no BatchNorm left to train")
+        fold_batchnorm(model_and_loss.model.eval())
     if distributed.is_main_process():
         with block("Tensorboard"):
             summary.open_writer(os.path.join(args.save, "tb"))

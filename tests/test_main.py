@@ -79,6 +79,16 @@ def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     assert float(rows_eval[0]["psnr"]) == pytest.approx(float(rows[-1]["psnr"]), abs=1e-4)
     assert not list(evaluation.glob("*.ckpt"))
 
+    # The same evaluation with DBN's 22 BatchNorms folded into its convolutions.
+    folded = tmp_path / "folded"
+    _main("--model=DBN", "--loss=DBNLoss", f"--checkpoint={save}", "--validation_dataset=GoProNahTest",
+          f"--validation_dataset_root={nah_root}", "--validation_dataset_num_workers=0",
+          "--validation_dataset_num_examples=2", "--validation_keys=psnr", "--validation_modes=max",
+          f"--save={folded}", "--cuda=false", "--batch_size=2", "--fold_batchnorm=true")
+    assert "folded 22 BatchNorm layers into convolutions" in (folded / "logbook.txt").read_text()
+    rows_folded = read_csv_rows(str(folded / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert float(rows_folded[0]["psnr"]) == pytest.approx(float(rows_eval[0]["psnr"]), abs=1e-3)
+
 
 def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_path):
     save = tmp_path / "run"
@@ -121,7 +131,8 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
 
 
-@pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "wrong_checkpoint"])
+@pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "wrong_checkpoint",
+                                  "fold_while_training"])
 def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path, case):
     import shutil
 
@@ -148,6 +159,9 @@ def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path
         torch.save({"state_dict": {"model.something.weight": torch.zeros(1)}}, tmp_path / "bad.ckpt")
         flags.append(f"--checkpoint={tmp_path / 'bad.ckpt'}")
         expected = "unexpected keys: model.something.weight"
+    elif case == "fold_while_training":
+        flags.append("--fold_batchnorm=true")
+        expected = "--fold_batchnorm is for evaluation-only runs"
     result = _main(*flags, check=False)
     assert result.returncode != 0
     error_lines = [line for line in result.stdout.splitlines() if "error:" in line]
