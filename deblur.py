@@ -6,8 +6,8 @@
 Input is a folder of frames (png/jpg/bmp/tif, in natural name order) or a video file. Every frame is
 deblurred at full resolution from the window of N frames around it (the first and last frames are
 repeated at the ends, as in the GoPro datasets); frames are padded (replicating the border) to a
-multiple of what the model needs (DBN: 8; FlowDBN: 64, for the flow network's pyramid) and cropped
-back. Only the N frames of the current window are held in memory, so memory does not grow with the
+multiple of 8, what DBN's three down-samplings need (the flow networks resize between their levels),
+and cropped back: 1280x720 frames are deblurred exactly as main.py's evaluation does. Only the N frames of the current window are held in memory, so memory does not grow with the
 length of the video. Output: `<output>/<input frame name>.png` for a folder; for a video
 `<output>/<000000>.png ...` and `<output>/<video name>_deblurred.mp4` at the input's frame rate.
 
@@ -40,7 +40,7 @@ from visualizers.gopro_inference import to_uint8
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
-PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 64}
+PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 8}
 FLOW_PREFIX = "model.flowdbn.warping_network.network."
 SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
 
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained_flownet", default=None,
                         help="FlowDBN: FlowNet1S checkpoint (default: the weights inside --checkpoint)")
     parser.add_argument("--pad_multiple", type=int, default=None,
-                        help="pad frames to multiples of this (default: DBN 8, FlowDBN 64)")
+                        help="pad frames to multiples of this (default 8)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device")
     parser.add_argument("--fps", type=float, default=None,

@@ -16,8 +16,8 @@ Two measurements, because other processes on a shared machine change the speed f
            frames/s over the steady-state outputs are reported. With --lengths, the streaming
            variant's peak memory is also measured for videos of several lengths at 256x128: it must not
            grow with the video.
-Frames are padded to multiples of --pad_multiple (default 8, what DBN needs and what main.py's
-evaluation runs at; deblur.py pads FlowDBN to 64 by default, i.e. 768 instead of 720 rows, +6.7%).
+Frames are padded to multiples of --pad_multiple (default 8, what DBN needs, what main.py's evaluation
+runs at and deblur.py's default).
 Reference (issue 5): the original's code took about 27 s per 1280x720 frame on this 2-core machine;
 target >= 1.5x faster in fp32 at the default settings.
 
