@@ -15,6 +15,8 @@ SEARCH_RANGE = 4
 NUM_CHANNELS = (3, 16, 32, 64, 96, 128, 196)
 OUTPUT_LEVEL = 4
 DIM_CORR = (2 * SEARCH_RANGE + 1) ** 2
+# Without autograd, dense estimators on levels of at least this many pixels write into one buffer.
+BUFFER_MIN_PIXELS = 64 * 64
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
@@ -23,7 +25,7 @@ def conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int 
     layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
                         padding=((kernel_size - 1) * dilation) // 2, bias=True)]
     if is_relu:
-        layers.append(nn.LeakyReLU(0.1))
+        layers.append(nn.LeakyReLU(0.1, inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -57,9 +59,35 @@ class FlowEstimatorDense(nn.Module):
         self.conv_last = conv(in_channels + 448, 2, is_relu=False)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        for layer in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
-            x = torch.cat((layer(x), x), dim=1)
-        return x, self.conv_last(x)
+        if torch.is_grad_enabled() or not x.is_contiguous() or x.shape[-2] * x.shape[-1] < BUFFER_MIN_PIXELS:
+            for layer in self.dense_layers():
+                x = torch.cat((layer(x), x), dim=1)
+            return x, self.conv_last(x)
+        return self._forward_into_buffer(x)
+
+    def dense_layers(self) -> Tuple[nn.Sequential, ...]:
+        """conv1..conv5, whose outputs are prepended to their inputs."""
+        return self.conv1, self.conv2, self.conv3, self.conv4, self.conv5
+
+    def _forward_into_buffer(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """`forward` without autograd, minus the growing copies of torch.cat.
+
+        The final features [out5, ..., out1, x] are one buffer filled from the back: every layer reads
+        the channels behind its slot and writes its output once. One sample at a time, because only
+        then is a channel suffix contiguous; that pays from BUFFER_MIN_PIXELS per level on (the 1/4 and
+        1/8 levels of 1280x720 video: 8% faster FlowDBN evaluation on the CPU). The values equal those of
+        the batched convolutions (bit for bit on the machines measured; oneDNN may in principle pick
+        other kernels for one sample than for several, a float-rounding difference).
+        """
+        batch, channels = x.shape[:2]
+        buffer = x.new_empty(batch, self.conv_last[0].in_channels, *x.shape[2:])
+        start = buffer.size(1) - channels
+        buffer[:, start:] = x
+        for layer in self.dense_layers():
+            end, start = start, start - layer[0].out_channels
+            for sample in range(batch):
+                buffer[sample:sample + 1, start:end] = layer(buffer[sample:sample + 1, end:])
+        return buffer, self.conv_last(buffer)
 
 
 class ContextNetwork(nn.Module):

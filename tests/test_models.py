@@ -13,7 +13,7 @@ import models
 from models.dbn import DBN, sequence_length_from_args
 from models.flowdbn import FlowDBN
 from models.flownet1s import FlowNet1S
-from models.pwcnet import PWCNet, warp_level
+from models.pwcnet import BUFFER_MIN_PIXELS, FlowEstimatorDense, PWCNet, warp_level
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
@@ -220,6 +220,26 @@ def test_pwc_resizes_flow_with_align_corners_false_between_levels_and_true_at_th
     assert calls == [((1, 2), (2, 4), "bilinear", False), ((2, 4), (4, 8), "bilinear", False),
                      ((4, 8), (8, 16), "bilinear", False), ((8, 16), (16, 32), "bilinear", False),
                      ((16, 32), (64, 128), "bilinear", True)]
+
+
+@pytest.mark.parametrize("in_channels,height,width", [(81, 2, 3), (179, 6, 10), (117, 64, 80)])
+def test_pwc_dense_estimator_without_autograd_gives_the_same_values(in_channels, height, width, monkeypatch):
+    torch.manual_seed(0)
+    estimator = FlowEstimatorDense(in_channels).eval()
+    x = torch.randn(3, in_channels, height, width)
+    features, flow = estimator(x)  # autograd on: the torch.cat path
+    buffered = height * width >= BUFFER_MIN_PIXELS
+    if buffered:
+        monkeypatch.setattr(torch, "cat", None)  # large levels are written into one buffer, never concatenated
+    with torch.inference_mode():
+        features_without_grad, flow_without_grad = estimator(x)
+    monkeypatch.undo()
+    assert features_without_grad.shape == features.shape == (3, in_channels + 448, height, width)
+    if buffered:  # one sample at a time: oneDNN could round differently than for the batch
+        torch.testing.assert_close(features_without_grad, features, rtol=0, atol=1e-6)
+        torch.testing.assert_close(flow_without_grad, flow, rtol=0, atol=1e-6)
+    else:
+        assert torch.equal(features_without_grad, features) and torch.equal(flow_without_grad, flow)
 
 
 def test_pwc_level_warp_converts_full_resolution_flow_to_level_pixels():
