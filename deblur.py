@@ -35,7 +35,7 @@ from PIL import Image
 import runtime
 from contrib.fusion import fold_batchnorm
 from models import MODELS
-from utils import checkpoints
+from utils import allocator, checkpoints
 from visualizers.gopro_inference import to_uint8
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
@@ -346,6 +346,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = build_parser().parse_args(argv)
+    logging.info("%s", allocator.keep_freed_memory())
     try:
         run(options)
     except (OSError, ValueError, KeyError) as error:

@@ -19,7 +19,7 @@ import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
-from utils import checkpoints, distributed, logger, summary, system, telegram
+from utils import allocator, checkpoints, distributed, logger, summary, system, telegram
 from utils.logger import block
 
 
@@ -292,6 +292,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0
     logger.configure_logging(os.path.join(save, constants.LOGGING_LOGBOOK_FILENAME) if main_process else None,
                              console_level=logging.INFO if main_process else logging.WARNING)
+    logging.info("%s", allocator.keep_freed_memory())
     try:
         if distributed.launched_by_torchrun():
             distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())

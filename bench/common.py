@@ -24,6 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from utils.allocator import ENVIRONMENT_VARIABLE, keep_freed_memory  # noqa: E402
+
 
 def base_parser(description: str, default_repeats: int, default_warmup: int = 1) -> argparse.ArgumentParser:
     """The flags every bench script shares."""
@@ -51,6 +53,8 @@ def finish_parsing(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]
         parser.error(f"--repeats must be >= 1 and --warmup >= 0, got {options.repeats} and {options.warmup}")
     if options.threads:
         torch.set_num_threads(options.threads)
+    # As main.py and deblur.py run (utils/allocator.py); DEBLUR_DEVIL_KEEP_FREED_MEMORY=0 measures without.
+    options.malloc = keep_freed_memory()
     options.device = torch.device(options.device)
     if options.device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
@@ -123,6 +127,7 @@ def machine(device: torch.device) -> Dict[str, Any]:
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
         "commit": git_commit(), "device": str(device),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "malloc": "unchanged" if os.environ.get(ENVIRONMENT_VARIABLE, "1").strip() == "0" else "keeps freed memory",
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
