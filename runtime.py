@@ -7,12 +7,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import setproctitle
 import torch
-
-import constants
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+import constants
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-
 from utils import checkpoints, distributed, plots, summary, telegram
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
