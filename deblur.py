@@ -7,9 +7,10 @@ Input is a folder of frames (png/jpg/bmp/tif, in natural name order) or a video 
 deblurred at full resolution from the window of N frames around it (the first and last frames are
 repeated at the ends, as in the GoPro datasets); frames are padded (replicating the border) to a
 multiple of 8, what DBN's three down-samplings need (the flow networks resize between their levels),
-and cropped back: 1280x720 frames are deblurred exactly as main.py's evaluation does. Only the N frames of the current window are held in memory, so memory does not grow with the
-length of the video. Output: `<output>/<input frame name>.png` for a folder; for a video
-`<output>/<000000>.png ...` and `<output>/<video name>_deblurred.mp4` at the input's frame rate.
+and cropped back: 1280x720 frames are deblurred exactly as main.py's evaluation does. Only the N
+frames of the current window are held in memory, so memory does not grow with the length of the video.
+Output: `<output>/<input frame name>.png` for a folder; for a video `<output>/<000000>.png ...` and
+`<output>/<video name>_deblurred.mp4` at the input's frame rate.
 
 The model comes from the checkpoint: its stored arguments (checkpoints of this project) or, for
 checkpoints of the original framework, the state-dict keys (FlowDBN or DBN, the sequence length from

@@ -75,7 +75,7 @@ class FlowEstimatorDense(nn.Module):
         The final features [out5, ..., out1, x] are one buffer filled from the back: every layer reads
         the channels behind its slot and writes its output once. One sample at a time, because only
         then is a channel suffix contiguous; that pays from BUFFER_MIN_PIXELS per level on (the 1/4 and
-        1/8 levels of 1280x720 video: 8% faster FlowDBN evaluation on the CPU). The values equal those of
+        1/8 levels of 1280x720 video: about 3% faster FlowDBN evaluation on the CPU). The values equal those of
         the batched convolutions (bit for bit on the machines measured; oneDNN may in principle pick
         other kernels for one sample than for several, a float-rounding difference).
         """
