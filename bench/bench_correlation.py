@@ -11,14 +11,11 @@ Usage: python bench/bench_correlation.py [--quick] [--device cpu|cuda] [--repeat
 """
 import argparse
 import json
-import os
-import sys
-import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import keep_freed_memory, measure, median, synchronize  # noqa: I100 (puts the repository on sys.path)
 
 from contrib.correlation import correlation, sampler_available  # noqa: E402
 
@@ -44,22 +41,9 @@ def analytic_temporaries(batch: int, channels: int, height: int, width: int, ele
             "naive_product_mib": mib(DISPLACEMENTS * product * element_size)}
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_call(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
     """Median wall time in milliseconds after one warm-up call."""
-    fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return sorted(times)[len(times) // 2]
+    return median(measure(fn, device, repeats, warmup=1)) * 1000.0
 
 
 def peak_cuda_mib(fn: Callable[[], None], device: torch.device) -> Optional[float]:
@@ -138,6 +122,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, quick 1)")
     parser.add_argument("--json", default=None, help="also write the JSON rows to this file")
     options = parser.parse_args()
+    keep_freed_memory()  # as main.py and deblur.py run
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")

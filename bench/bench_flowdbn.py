@@ -15,42 +15,16 @@ import json
 import os
 import platform
 import resource
-import sys
 import tempfile
-import time
 from argparse import Namespace
-from typing import Callable, Dict, List
+from typing import Dict
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import keep_freed_memory, measure, median  # noqa: I100 (common puts the repository on sys.path)
 
 from models.flowdbn import FlowDBN  # noqa: E402
 from models.pwcnet import PWCNet  # noqa: E402
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> List[float]:
-    """Wall times in seconds of `repeats` calls after one warm-up call."""
-    fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def median(values: List[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
 def build_model(sequence_length: int, directory: str) -> FlowDBN:
@@ -80,8 +54,8 @@ def run(width: int, height: int, sequence_length: int, repeats: int, device: tor
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    total = timed(full, device, repeats)
-    warping = timed(prewarp, device, repeats)
+    total = measure(full, device, repeats, warmup=1)
+    warping = measure(prewarp, device, repeats, warmup=1)
     result: Dict[str, object] = {
         "width": width, "height": height, "sequence_length": sequence_length, "repeats": repeats,
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -122,6 +96,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the JSON result to this file")
     options = parser.parse_args()
+    keep_freed_memory()  # as main.py and deblur.py run
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
