@@ -12,6 +12,7 @@ Because a sample's randomness depends on the epoch's seed and the example index 
 worker that loads it or on what that worker loaded before, a run gives the same batches with 0, 1
 or 12 workers, persistent workers are safe, and `--resume` continues exactly.
 """
+import abc
 import contextlib
 import random
 from typing import Any, Dict, Iterator, NamedTuple, Union
@@ -44,12 +45,12 @@ def seeded_randomness(seed: int, index: int) -> Iterator[None]:
         torch.set_rng_state(saved[2])
 
 
-class KeyedDataset(Dataset):
+class KeyedDataset(Dataset, abc.ABC):
     """Map-style dataset that also answers `LoaderKey`s; subclasses implement `example`."""
 
+    @abc.abstractmethod
     def example(self, index: int, uint8_images: bool) -> Dict[str, Any]:
         """Example `index`; with `uint8_images` its images may stay uint8 in [0, 255] instead of float."""
-        raise NotImplementedError(f"{type(self).__name__} must implement example(index, uint8_images)")
 
     def __getitem__(self, key: Union[int, LoaderKey]) -> Dict[str, Any]:
         if isinstance(key, LoaderKey):
