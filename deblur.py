@@ -35,6 +35,7 @@ from PIL import Image
 
 import runtime
 from contrib.fusion import fold_batchnorm
+from datasets.gopro_common import read_image
 from models import MODELS
 from utils import allocator, checkpoints
 from visualizers.gopro_inference import to_uint8
@@ -63,8 +64,7 @@ def read_folder(files: List[str]) -> Iterator[Tuple[str, np.ndarray]]:
     """(name, HxWx3 uint8 frame) for every file; all frames must have the size of the first."""
     size = None
     for filename in files:
-        with Image.open(filename) as image:
-            frame = np.asarray(image.convert("RGB"))
+        frame = read_image(filename)
         if size is None:
             size = frame.shape
         elif frame.shape != size:
