@@ -31,12 +31,12 @@ class LoaderKey(NamedTuple):
 
 @contextlib.contextmanager
 def seeded_randomness(seed: int, index: int) -> Iterator[None]:
-    """Seed python's, numpy's and torch's global RNGs from (seed, index); restore them afterwards."""
+    """Seed python's, numpy's and torch's global CPU RNGs from (seed, index); restore them afterwards."""
     python_seed, numpy_seed, torch_seed = np.random.SeedSequence([seed, index]).generate_state(3)
     saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(int(python_seed))
     np.random.seed(int(numpy_seed))
-    torch.manual_seed(int(torch_seed))
+    torch.default_generator.manual_seed(int(torch_seed))  # the CPU's only: CUDA generators stay untouched
     try:
         yield
     finally:
