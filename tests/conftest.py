@@ -1,15 +1,20 @@
-"""Shared fixtures: tiny generated GoPro-like data, made once per test session."""
-import os
-import sys
+"""Shared fixtures: every test starts from the same random state; tiny generated GoPro-like data and
+prewarping checkpoints are made once per test session."""
+import random
 
+import numpy as np
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from tests import helpers
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+@pytest.fixture(autouse=True)
+def seeded_random_state() -> None:
+    """Each test starts from seed 0 of Python's, NumPy's and torch's generators, whatever ran before it."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +25,17 @@ def nah_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("gopro")
     return str(make_gopro_nah(str(root), width=64, height=48, num_frames=6, train_sequences=2, test_sequences=1,
                               seed=0, sub_frames=5))
+
+
+@pytest.fixture(scope="session")
+def constant_flow_pwcnet_checkpoint(tmp_path_factory) -> str:
+    """Prewarping checkpoint of helpers.constant_flow_pwcnet (flow exactly helpers.CONSTANT_FLOW)."""
+    path = tmp_path_factory.mktemp("prewarping") / "pwcnet_constant_flow.ckpt"
+    return helpers.save_model_checkpoint(path, helpers.constant_flow_pwcnet().state_dict())
+
+
+@pytest.fixture(scope="session")
+def random_pwcnet_checkpoint(tmp_path_factory) -> str:
+    """Prewarping checkpoint of helpers.random_pwcnet (tamed random weights)."""
+    path = tmp_path_factory.mktemp("prewarping") / "pwcnet_random.ckpt"
+    return helpers.save_model_checkpoint(path, helpers.random_pwcnet().state_dict())

@@ -1,5 +1,4 @@
 """The generated command line: naming rules, converters, the original's scripts, help and errors."""
-import json
 import os
 import subprocess
 import sys
@@ -8,24 +7,18 @@ import pytest
 
 import commandline
 
+from tests.helpers import reference_json, script_args
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(os.path.dirname(REPO), "shared", "reference")
-needs_reference = pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is not present")
 
 
 def _parse(*argv):
     return commandline.parse_arguments(list(argv))
 
 
-def _script_args():
-    with open(os.path.join(REFERENCE, "script-args.json")) as handle:
-        return {k: v for k, v in json.load(handle).items() if not k.startswith("_")}
-
-
-@needs_reference
-@pytest.mark.parametrize("script", sorted(_script_args()) if os.path.isdir(REFERENCE) else [])
-def test_original_scripts_parse_to_the_same_arguments(script):
-    expected = _script_args()[script]
+@pytest.mark.parametrize("script", sorted(script_args("", "")))
+def test_original_scripts_parse_to_the_same_arguments(tmp_path, script):
+    expected = script_args(str(tmp_path / "datasets"), str(tmp_path / "experiments"))[script]
     args, defaults = _parse(*expected["argv"])
     ours = vars(args)
     for key, value in expected["args"].items():
@@ -42,10 +35,8 @@ def test_original_scripts_parse_to_the_same_arguments(script):
     assert commandline.non_default_arguments(args, defaults) == expected["non_default"]
 
 
-@needs_reference
 def test_class_flags_match_the_original_per_class():
-    with open(os.path.join(REFERENCE, "cli-flags-per-class.json")) as handle:
-        reference = json.load(handle)
+    reference = reference_json("cli-flags-per-class.json")
     checked = 0
     for entry, rows in reference.items():
         if "=" not in entry:

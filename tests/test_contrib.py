@@ -15,12 +15,6 @@ from contrib.warping import warp_border, warp_with_mask
 from contrib.weight_init import fan_max_std, initialize_dbn, initialize_msra_leaky
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    np.random.seed(0)
-
-
 # --------------------------------------------------------------------------------------------
 # resize2d
 # --------------------------------------------------------------------------------------------

@@ -14,22 +14,12 @@ import deblur
 import runtime
 from models.dbn import DBN
 from models.flowdbn import FlowDBN
-from models.pwcnet import PWCNet
+from tests.helpers import random_pwcnet, save_model_checkpoint, tame
 from utils import checkpoints
 
 
-def _tame(model):
-    """Random weights with activations of order 1 and a small residual, so outputs are not saturated."""
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-    return model
-
-
 def _dbn_checkpoint(directory, length=3):
-    model = _tame(DBN(argparse.Namespace(validation_dataset_sequence_length=length), init_type="fan_in"))
-    model.dbn_net.f15[1].weight.data.fill_(0.02)
+    model = tame(DBN(argparse.Namespace(validation_dataset_sequence_length=length), init_type="fan_in"), residual=0.02)
     stored = {"model": "DBN", "training_dataset_sequence_length": length}
     checkpoints.save(str(directory), {"psnr": 30.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
                      extra={"args": stored})
@@ -122,15 +112,11 @@ def test_video_from_the_command_line(tmp_path, caplog):
 
 
 def test_flowdbn_checkpoint_of_the_original_layout_pads_to_8_like_evaluation(tmp_path):
-    pwcnet = _tame(PWCNet(argparse.Namespace()))
-    flow_file = tmp_path / "pwcnet.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}}, flow_file)
-    model = _tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=3),
-                          pretrained_pwcnet=str(flow_file)))
-    model.flowdbn.dbn_net.f15[1].weight.data.fill_(0.02)
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    checkpoint = tmp_path / "original.ckpt"
-    torch.save({"total_loss": 1.0, "psnr": 30.0, "epoch": 3, "state_dict": state}, checkpoint)  # no "args"
+    flow_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", random_pwcnet(seed=0).state_dict())
+    model = tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=3), pretrained_pwcnet=flow_file),
+                 residual=0.02)
+    checkpoint = save_model_checkpoint(tmp_path / "original.ckpt", model.state_dict(), total_loss=1.0, psnr=30.0,
+                                       epoch=3)  # no "args"
     os.remove(flow_file)  # the flow weights inside the checkpoint are enough
     frames = _frames(4, 20, 28, seed=2)
     (tmp_path / "in").mkdir()

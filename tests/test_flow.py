@@ -27,11 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 ARGS = Namespace(training_dataset="FlyingChairsTrain", validation_dataset="SintelTrainingCleanFull")
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
 @pytest.fixture(scope="module")
 def chairs_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("FlyingChairs") / "data")

@@ -1,9 +1,7 @@
 """Losses: DBNLoss and MultiScaleEPE against hand-computed numbers."""
 import inspect
-import json
 import math
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,22 +12,16 @@ from contrib.psnr import koehler_psnr, ssim
 from losses.dbn_loss import DBNLoss
 from losses.multiscale_epe import MultiScaleEPE, scale_weights
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+from tests.helpers import reference_json
 
 
 def test_registered_names():
     assert {"DBNLoss", "MultiScaleEPE"} <= set(losses.LOSSES.names())
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference folder {REFERENCE} is absent")
 @pytest.mark.parametrize("name,cls", [("DBNLoss", DBNLoss), ("MultiScaleEPE", MultiScaleEPE)])
 def test_constructor_parameters_match_original_flags(name, cls):
-    flags = json.loads((REFERENCE / "cli-flags-per-class.json").read_text())[f"loss={name}"]
+    flags = reference_json("cli-flags-per-class.json")[f"loss={name}"]
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "args")]
     assert [(f"--loss_{p.name}", type(p.default).__name__, p.default) for p in params] == \
            [tuple(flag) for flag in flags]

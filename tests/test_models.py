@@ -1,6 +1,5 @@
 """Models: state-dict compatibility with the original, CLI signatures, shapes and wiring numerics."""
 import inspect
-import json
 from argparse import Namespace
 from pathlib import Path
 
@@ -15,14 +14,7 @@ from models.flowdbn import FlowDBN
 from models.flownet1s import FlowNet1S
 from models.pwcnet import BUFFER_MIN_PIXELS, FlowEstimatorDense, PWCNet, warp_level
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
-                                     reason=f"reference folder {REFERENCE} is absent")
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+from tests.helpers import reference_json, save_model_checkpoint
 
 
 def make_args(sequence_length: int = 5) -> Namespace:
@@ -34,9 +26,8 @@ def frames(sequence_length: int, batch: int = 2, height: int = 32, width: int = 
 
 
 def write_checkpoint(path: Path, state_dict: dict, prefix: str) -> str:
-    """A checkpoint in the framework's format: dict with 'state_dict' and loss statistics."""
-    torch.save({"epe": 1.5, "epoch": 216, "state_dict": {prefix + k: v for k, v in state_dict.items()}}, path)
-    return str(path)
+    """A prewarping checkpoint as the original's flow training wrote it: loss statistics, epoch, state_dict."""
+    return save_model_checkpoint(path, state_dict, prefix, epe=1.5, epoch=216)
 
 
 def shapes(module: nn.Module) -> dict:
@@ -71,39 +62,35 @@ def test_registered_names():
     assert models.MODELS.get("FlowDBN") is FlowDBN
 
 
-@needs_reference
 @pytest.mark.parametrize("name,cls", [("DBN", DBN), ("FlowDBN", FlowDBN), ("FlowNet1S", FlowNet1S),
                                       ("PWCNet", PWCNet)])
 def test_constructor_parameters_match_original_flags(name, cls):
-    flags = json.loads((REFERENCE / "cli-flags-per-class.json").read_text())[f"model={name}"]
+    flags = reference_json("cli-flags-per-class.json")[f"model={name}"]
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "args")]
     assert [(f"--model_{p.name}", type(p.default).__name__, p.default) for p in params] == \
            [tuple(flag) for flag in flags]
 
 
-@needs_reference
 @pytest.mark.parametrize("sequence_length", [5, 7])
 def test_dbn_state_dict_matches_original(sequence_length):
     model = DBN(make_args(sequence_length))
-    expected = json.loads((REFERENCE / "state-dict-keys" / f"DBN_seq{sequence_length}.json").read_text())
-    summary = json.loads((REFERENCE / "state-dict-keys" / "_summary.json").read_text())[f"DBN_seq{sequence_length}"]
+    expected = reference_json(f"state-dict-keys/DBN_seq{sequence_length}.json")
+    summary = reference_json("state-dict-keys/_summary.json")[f"DBN_seq{sequence_length}"]
     assert shapes(model) == expected
     assert parameter_counts(model) == (summary["total_parameters"], summary["trainable_parameters_requires_grad"])
     assert all(m.eps == 1e-3 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert all(m.bias is None for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
 
 
-@needs_reference
 @pytest.mark.parametrize("name,cls", [("FlowNet1S", FlowNet1S), ("PWCNet", PWCNet)])
 def test_flow_net_state_dict_matches_original(name, cls):
     model = cls(make_args())
-    expected = json.loads((REFERENCE / "state-dict-keys" / f"{name}.json").read_text())
-    summary = json.loads((REFERENCE / "state-dict-keys" / "_summary.json").read_text())[name]
+    expected = reference_json(f"state-dict-keys/{name}.json")
+    summary = reference_json("state-dict-keys/_summary.json")[name]
     assert shapes(model) == expected
     assert parameter_counts(model) == (summary["total_parameters"], summary["trainable_parameters_requires_grad"])
 
 
-@needs_reference
 @pytest.mark.parametrize("flow_net", ["pwcnet", "flownet1s"])
 @pytest.mark.parametrize("sequence_length", [5, 7])
 def test_flowdbn_state_dict_matches_original(flow_net, sequence_length, pwc_checkpoint, flownet_checkpoint):
@@ -112,8 +99,8 @@ def test_flowdbn_state_dict_matches_original(flow_net, sequence_length, pwc_chec
     else:
         model = FlowDBN(make_args(sequence_length), pretrained_flownet=flownet_checkpoint)
     name = f"FlowDBN_{flow_net}_seq{sequence_length}"
-    expected = json.loads((REFERENCE / "state-dict-keys" / f"{name}.json").read_text())
-    summary = json.loads((REFERENCE / "state-dict-keys" / "_summary.json").read_text())[name]
+    expected = reference_json(f"state-dict-keys/{name}.json")
+    summary = reference_json("state-dict-keys/_summary.json")[name]
     assert shapes(model) == expected
     total, trainable = parameter_counts(model)
     assert (total, trainable, total - trainable) == (summary["total_parameters"],
@@ -339,9 +326,8 @@ def test_flowdbn_flow_net_is_frozen_and_dbn_trains(pwc_checkpoint):
 
 def test_flowdbn_state_dict_round_trip_through_framework_checkpoint(tmp_path, pwc_checkpoint):
     source = FlowDBN(make_args(5), pretrained_pwcnet=pwc_checkpoint)
-    path = tmp_path / "checkpoint_latest_.ckpt"
-    torch.save({"total_loss": 12.5, "psnr": 30.1, "epoch": 3,
-                "state_dict": {"model." + k: v for k, v in source.state_dict().items()}}, path)
+    path = save_model_checkpoint(tmp_path / "checkpoint_latest_.ckpt", source.state_dict(), total_loss=12.5,
+                                 psnr=30.1, epoch=3)
 
     other = FlowDBN(make_args(5), pretrained_pwcnet=constant_flow_pwc_checkpoint(tmp_path / "z.ckpt", 1, 1))
     loaded = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 import commandline
+from tests.helpers import constant_flow_pwcnet, save_model_checkpoint, script_args, tame
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = "/work/shared/reference/script-args.json"
 SCRIPTS = [f"scripts/deblurring/gopro_{data}/{kind}_flowdbn_{size}_on_{data}.sh"
            for data in ("nah", "su") for kind in ("train", "test") for size in ("128_5", "192_7")]
 
@@ -38,7 +38,8 @@ def _without_cuda(dictionary):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_command_line_and_arguments_are_the_originals(tmp_path, script):
-    reference = json.load(open(REFERENCE))[os.path.basename(script)]
+    datasets_home, experiments_home = str(tmp_path / "datasets"), str(tmp_path / "experiments")
+    reference = script_args(datasets_home, experiments_home)[os.path.basename(script)]
     # A stand-in python records how main.py is called; a stand-in nvidia-smi reports an idle GPU.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -47,7 +48,7 @@ def test_command_line_and_arguments_are_the_originals(tmp_path, script):
     for name in ("recorder", "nvidia-smi"):
         (bin_dir / name).chmod(0o755)
     env = _environment(tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=str(bin_dir / "recorder"),
-                       DATASETS_HOME="/DATASETS", EXPERIMENTS_HOME="/EXPERIMENTS", TIME="TIME")
+                       DATASETS_HOME=datasets_home, EXPERIMENTS_HOME=experiments_home, TIME="TIME")
     # Started from an unrelated folder: the launcher finds the repository from its own location.
     completed = _bash(f"bash {os.path.join(REPO, script)}", env, cwd=str(tmp_path))
     assert completed.returncode == 0, completed.stderr
@@ -103,21 +104,14 @@ def test_common_defaults_and_gpu_wait(tmp_path):
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     """DATASETS_HOME with a 32x32 GOPRO_Large (3 training, 3 test frames) and EXPERIMENTS_HOME with a
-    random PWC-Net prewarping checkpoint."""
-    import argparse
-
-    import torch
-
+    constant-flow PWC-Net prewarping checkpoint (exact flows, so outputs do not hinge on float rounding)."""
     from datasets.synthetic_gopro import make_gopro_nah
-    from models.pwcnet import PWCNet
 
     base = tmp_path_factory.mktemp("homes")
     make_gopro_nah(str(base / "datasets"), width=32, height=32, num_frames=3, train_sequences=1, test_sequences=1)
-    torch.manual_seed(0)
-    pwcnet = PWCNet(argparse.Namespace())
     (base / "experiments" / "prewarping_networks").mkdir(parents=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}},
-               base / "experiments" / "prewarping_networks" / "pwcnet.ckpt")
+    save_model_checkpoint(base / "experiments" / "prewarping_networks" / "pwcnet.ckpt",
+                          constant_flow_pwcnet().state_dict())
     return base
 
 
@@ -174,19 +168,14 @@ def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
     from models.flowdbn import FlowDBN
 
     # A checkpoint whose outputs are not saturated (the original's fan_max init gives 0/255 images):
-    # kaiming-initialised convolutions and a small residual.
-    torch.manual_seed(1)
-    model = FlowDBN(argparse.Namespace(validation_dataset_sequence_length=5),
-                    pretrained_pwcnet=str(homes / "experiments" / "prewarping_networks" / "pwcnet.ckpt"))
-    for module in model.flowdbn.dbn_net.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-    model.flowdbn.dbn_net.f15[1].weight.data.fill_(0.02)
-    checkpoint = homes / "experiments" / "flowdbn5.ckpt"
-    torch.save({"psnr": 0.0, "epoch": 1, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               checkpoint)
+    # kaiming-initialised convolutions and a small residual, behind the constant-flow prewarping network.
+    model = tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=5),
+                         pretrained_pwcnet=str(homes / "experiments" / "prewarping_networks" / "pwcnet.ckpt")),
+                 seed=1, residual=0.02)
+    checkpoint = save_model_checkpoint(homes / "experiments" / "flowdbn5.ckpt", model.state_dict(), psnr=0.0, epoch=1)
+    # The script computes with as many threads as this process, so that its sums round as they do here.
     _run_script(homes, SCRIPTS[2], "test5", ["--validation_dataset_num_workers=0", "--cuda=False"],
-                CHECKPOINT=str(checkpoint))
+                CHECKPOINT=checkpoint, OMP_NUM_THREADS=str(torch.get_num_threads()))
     save = homes / "experiments" / "test5-flowdbn-128-5-nah-FlowDBN-inference"
     model.eval()
     dataset = GoProNahTest(None, root=str(homes / "datasets" / "GOPRO_Large"), sequence_length=5)
@@ -199,7 +188,7 @@ def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
         assert 20 < expected.std() and np.mean((expected == 0) | (expected == 255)) < 0.05
         written = np.asarray(Image.open(save / "inference" / f"{example['basename'][0]}.png")).astype(float)
         assert written.shape == (32, 32, 3)
-        # The script runs one thread per process: float sums may round a rare pixel the other way.
+        # The script sets MKL_NUM_THREADS=1 (common.sh): float sums may round a rare pixel the other way.
         assert np.abs(written - expected).max() <= 1 and np.mean(written != expected) < 0.01
     rows = list(csv.DictReader(open(save / "inference_metrics.csv")))
     assert [(r["sequence"], r["frames"]) for r in rows] == [("GOPR9500_00_00", "3"), ("overall", "3")]

@@ -3,7 +3,6 @@ colour maps against matplotlib and the Middlebury wheel's known colours."""
 import argparse
 import csv
 import io
-import json
 import logging
 
 import matplotlib
@@ -24,9 +23,8 @@ from utils import summary
 from utils.logger import configure_logging
 from visualizers.flow_visualizer import FlowVisualizer
 from visualizers.gopro_inference import GoProInference
+from tests.helpers import reference_json, save_model_checkpoint
 from visualizers.gopro_visualizer import GoProVisualizer
-
-REFERENCE = "/work/shared/reference/cli-flags-per-class.json"
 
 
 # ---------------------------------------------------------------- colours
@@ -199,13 +197,11 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
     torch.manual_seed(0)
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
                           test_sequences=0)
-    pwcnet_file = tmp_path / "pwcnet.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in PWCNet(argparse.Namespace()).state_dict().items()}},
-               pwcnet_file)
+    pwcnet_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", PWCNet(argparse.Namespace()).state_dict())
     args = _args(tmp_path, total_epochs=1, training_dataset_sequence_length=7)
     dataset = GoProNahTrain(args, root=str(root), sequence_length=7, num_samples_per_example=1, num_examples=1,
                             random_crop=[32, 32], num_workers=0)
-    model_and_loss = runtime.ModelAndLoss(FlowDBN(args, pretrained_pwcnet=str(pwcnet_file)), DBNLoss(args))
+    model_and_loss = runtime.ModelAndLoss(FlowDBN(args, pretrained_pwcnet=pwcnet_file), DBNLoss(args))
     optimizer = torch.optim.SGD([p for p in model_and_loss.parameters() if p.requires_grad], lr=0.005)
     summary.open_writer(str(tmp_path / "tb"))
     visualizer = GoProVisualizer(args, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
@@ -352,7 +348,7 @@ def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path)
 
 # ---------------------------------------------------------------- flags
 def test_visualizer_flags_match_the_original():
-    reference = json.load(open(REFERENCE))
+    reference = reference_json("cli-flags-per-class.json")
     category = commandline.CATEGORY_BY_NAME["visualizer"]
     for name in ("GoProVisualizer", "GoProInference", "FlowVisualizer"):
         cls = commandline.category_class(category, name)
