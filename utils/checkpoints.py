@@ -6,7 +6,6 @@ project adds `optimizer`, `lr_scheduler`, `rng`, `best` and `args` entries, whic
 """
 import fnmatch
 import glob
-import logging
 import os
 import random
 import shutil
@@ -15,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from utils import jsonfile
+from utils import files, jsonfile
 
 LATEST = "checkpoint_latest_.ckpt"
 
@@ -27,18 +26,6 @@ class CheckpointError(ValueError):
 def best_filename(key: str) -> str:
     """File name of the best checkpoint for a validation key."""
     return f"checkpoint_best_{key}.ckpt"
-
-
-def _atomic_torch_save(obj: Any, filename: str) -> None:
-    temporary = f"{filename}.tmp"
-    torch.save(obj, temporary)
-    os.replace(temporary, filename)
-
-
-def _atomic_copy(source: str, destination: str) -> None:
-    temporary = f"{destination}.tmp"
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
 
 
 def rng_state() -> Dict[str, Any]:
@@ -68,58 +55,74 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def save(directory: str, stats: Dict[str, float], epoch: int, model_and_loss: torch.nn.Module,
          best_keys: Sequence[str] = (), extra: Optional[Dict[str, Any]] = None) -> List[str]:
-    """Write checkpoint_latest_.ckpt/.json and copy them to checkpoint_best_<key> for every key in best_keys."""
+    """Write checkpoint_latest_.ckpt/.json and copies of them as checkpoint_best_<key> for every key in best_keys.
+
+    All files are written under temporary names first and renamed only when every one is complete, so a
+    failure (a full disk, a kill) leaves the previous checkpoints as they were and no temporary file behind.
+    """
     os.makedirs(directory, exist_ok=True)
     state_dict = {key: value.detach().cpu() for key, value in model_and_loss.state_dict().items()}
     checkpoint = {key: float(value) for key, value in stats.items()}
     checkpoint["epoch"] = int(epoch)
     checkpoint["state_dict"] = state_dict
     checkpoint.update(extra or {})
-    latest = os.path.join(directory, LATEST)
-    _atomic_torch_save(checkpoint, latest)
     summary = {key: value for key, value in checkpoint.items() if key in stats or key == "epoch"}
-    latest_json = latest.replace(".ckpt", ".json")
-    jsonfile.write(latest_json + ".tmp", summary, sort_keys=False)
-    os.replace(latest_json + ".tmp", latest_json)
-    written = [latest]
-    for key in best_keys:
-        best = os.path.join(directory, best_filename(key))
-        _atomic_copy(latest, best)
-        _atomic_copy(latest_json, best.replace(".ckpt", ".json"))
-        written.append(best)
+    summary_text = jsonfile.dumps(summary, sort_keys=False) + "\n"
+    written = [os.path.join(directory, LATEST)] + [os.path.join(directory, best_filename(key)) for key in best_keys]
+    destinations = [name for filename in written for name in (filename, _summary_filename(filename))]
+    try:
+        with files.staged(destinations) as temporaries:
+            torch.save(checkpoint, temporaries[0])
+            for index in range(0, len(temporaries), 2):
+                if index > 0:
+                    shutil.copyfile(temporaries[0], temporaries[index])
+                with open(temporaries[index + 1], "w", encoding="utf-8") as handle:
+                    handle.write(summary_text)
+    except files.WriteError as error:
+        raise files.WriteError(f"{error}; the previous checkpoints are intact") from error
     return written
 
 
-def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = ()) -> str:
+def _summary_filename(filename: str) -> str:
+    return filename[:-len(".ckpt")] + ".json"
+
+
+def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = (), flag: str = "--checkpoint") -> str:
     """The checkpoint file for `path`: the file itself, or a run folder's latest/best checkpoint."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
-        raise CheckpointError(f"--checkpoint: no such file or directory: {path}")
+        raise CheckpointError(f"{flag}: no such file or directory: {path}")
     if mode == "latest":
         filename = os.path.join(path, LATEST)
         if not os.path.isfile(filename):
-            raise CheckpointError(f"--checkpoint: {path} holds no {LATEST}")
+            raise CheckpointError(f"{flag}: {path} holds no {LATEST}")
         return filename
     candidates = [os.path.join(path, best_filename(key)) for key in keys]
     candidates = [c for c in candidates if os.path.isfile(c)] or sorted(
         glob.glob(os.path.join(glob.escape(path), "checkpoint_best_*.ckpt")))
     if len(candidates) != 1 and not (candidates and keys):
         found = ", ".join(os.path.basename(c) for c in candidates) or "none"
-        raise CheckpointError(f"--checkpoint_mode=best: expected one checkpoint_best_<key>.ckpt in {path}, "
+        raise CheckpointError(f"{flag}_mode=best: expected one checkpoint_best_<key>.ckpt in {path}, "
                               f"found {found}; give --validation_keys or the file itself")
     return candidates[0]
 
 
-def load_file(filename: str) -> Dict[str, Any]:
-    """Load a checkpoint dict safely (weights_only) and check it has a state_dict."""
+def load_file(filename: str, flag: str = "--checkpoint") -> Dict[str, Any]:
+    """Load a checkpoint dict safely (weights_only) and check it has a state_dict; errors name `flag`."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{flag}: checkpoint file '{filename}' does not exist")
     try:
         checkpoint = torch.load(filename, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 -- any unpickling failure means the file is unusable
-        raise CheckpointError(f"cannot read checkpoint {filename}: {type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if "Weights only load failed" in str(error):
+            reason = "it holds Python objects other than tensors and plain values (refused for safety)"
+        raise CheckpointError(f"{flag}: cannot read checkpoint '{filename}': {type(error).__name__}: "
+                              f"{reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{filename} is not a checkpoint: expected a dict with a 'state_dict' entry")
+        raise CheckpointError(f"{flag}: '{filename}' is not a checkpoint of this framework "
+                              f"(expected a dict with a 'state_dict' entry)")
     return checkpoint
 
 
@@ -177,3 +180,82 @@ def load_state_dict(module: torch.nn.Module, state_dict: Dict[str, torch.Tensor]
     restored = {key: tensor for key, tensor in selected.items() if key in module_state}
     module.load_state_dict({**module_state, **restored}, strict=True)
     return sorted(restored), sorted(missing)
+
+
+class RunState:
+    """The one owner of what a checkpoint saves and `--resume` restores.
+
+    Model (with its loss), optimizer, LR scheduler, grad scaler, RNG states, the best validation values
+    and the run's arguments are saved together by `save` and restored together by `restore`, in the
+    spirit of fvcore's Checkpointer and its checkpointables.
+    """
+
+    def __init__(self, model_and_loss: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                 lr_scheduler: Optional[Any] = None, grad_scaler: Optional[Any] = None,
+                 validation_keys: Sequence[str] = (), validation_modes: Sequence[str] = (),
+                 arguments: Optional[Dict[str, Any]] = None) -> None:
+        self.model_and_loss = model_and_loss
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.grad_scaler = grad_scaler
+        self.validation_keys = list(validation_keys)
+        self.validation_modes = list(validation_modes)
+        self.best_values = [float("inf") if mode == "min" else -float("inf") for mode in self.validation_modes]
+        self.arguments = dict(arguments or {})
+
+    def extra(self) -> Dict[str, Any]:
+        """What, beyond the original's checkpoint content, a resumed run needs."""
+        state: Dict[str, Any] = {"rng": rng_state(), "best": {"values": list(self.best_values),
+                                                              "keys": list(self.validation_keys)},
+                                 "args": dict(self.arguments)}
+        for name in ("optimizer", "lr_scheduler", "grad_scaler"):
+            if getattr(self, name) is not None:
+                state[name] = getattr(self, name).state_dict()
+        return state
+
+    def save(self, directory: str, stats: Dict[str, float], epoch: int, best_keys: Sequence[str] = ()) -> List[str]:
+        """Write the latest (and best) checkpoints; see `save`."""
+        return save(directory, stats, epoch, self.model_and_loss, best_keys, extra=self.extra())
+
+    def restore(self, checkpoint: Dict[str, Any], filename: str) -> List[str]:
+        """Restore every part from a checkpoint loaded by `load_file`; returns the parts that start fresh.
+
+        Raises CheckpointError, before changing anything, when the optimizer state was saved by another
+        optimizer or for other parameter groups.
+        """
+        if self.optimizer is not None and "optimizer" in checkpoint:
+            _check_optimizer_state(self.optimizer, checkpoint["optimizer"], filename)
+        load_state_dict(self.model_and_loss, checkpoint["state_dict"], filename)
+        fresh = []
+        for name in ("optimizer", "lr_scheduler", "grad_scaler"):
+            part = getattr(self, name)
+            if part is None:
+                continue
+            if name in checkpoint:
+                part.load_state_dict(checkpoint[name])
+            else:
+                fresh.append(name.replace("_", " "))
+        best = checkpoint.get("best")
+        if best is not None and best.get("keys") == self.validation_keys:
+            self.best_values = [float(value) for value in best["values"]]
+        elif self.validation_keys:
+            fresh.append("best validation values")
+        if "rng" in checkpoint:
+            set_rng_state(checkpoint["rng"])
+        else:
+            fresh.append("random number generators")
+        return fresh
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any], filename: str) -> None:
+    saved_groups = state.get("param_groups", [])
+    if len(saved_groups) != len(optimizer.param_groups) or any(
+            len(saved["params"]) != len(group["params"]) for saved, group in zip(saved_groups, optimizer.param_groups)):
+        raise CheckpointError(f"--resume: the optimizer state in {filename} has other parameter groups than "
+                              f"this run's (--optimizer_group differs)")
+    # Settings this optimizer does not have mean another optimizer saved the state (a torch release may
+    # add settings, which load_state_dict fills in, so missing ones alone prove nothing).
+    foreign = set(saved_groups[0]) - set(optimizer.param_groups[0]) - {"initial_lr"} if saved_groups else set()
+    if foreign:
+        raise CheckpointError(f"--resume: the optimizer state in {filename} was saved by another optimizer "
+                              f"(settings {', '.join(sorted(foreign))} are not {type(optimizer).__name__}'s)")

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from utils import files
 from utils.records import read_csv_rows
 
 PLOT_FILENAME = "training_curves.png"
@@ -69,7 +70,5 @@ def plot_records(save_dir: str) -> Optional[str]:
         axes.legend(fontsize="x-small")
     figure.tight_layout()
     filename = os.path.join(save_dir, PLOT_FILENAME)
-    temporary = filename + ".tmp.png"
-    figure.savefig(temporary, dpi=DPI)
-    os.replace(temporary, filename)
+    files.write_atomically(filename, lambda path: figure.savefig(path, dpi=DPI, format="png"))
     return filename

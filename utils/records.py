@@ -8,6 +8,8 @@ from typing import Dict, List
 import numpy as np
 import scipy.io
 
+from utils import files
+
 
 class EpochRecorder:
     """Appends one epoch's averaged losses to `<root>/csv/<dataset>_<name>.csv` and `<root>/mat/...mat`."""
@@ -43,12 +45,14 @@ class EpochRecorder:
         rows.append({"epoch": str(self._epoch), "step": "", **{k: repr(float(v)) for k, v in scalars.items()}})
         columns = header + [key for row in rows for key in row if key not in header]
         columns = list(dict.fromkeys(columns))
-        temporary = filename + ".tmp"
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, filename)
+
+        def write(path: str) -> None:
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+
+        files.write_atomically(filename, write)
 
     def _append_mat(self, name: str, scalars: Dict[str, float]) -> None:
         filename = self._filename("mat", name)
@@ -64,9 +68,14 @@ class EpochRecorder:
                 continue
             previous = record.get(key, np.full(len(epochs), math.nan))[keep]
             updated[key] = np.append(previous, float(scalars.get(key, math.nan)))
-        temporary = filename + ".tmp.mat"
-        scipy.io.savemat(temporary, {k: v.reshape(1, -1) for k, v in updated.items()})
-        os.replace(temporary, filename)
+        arrays = {k: v.reshape(1, -1) for k, v in updated.items()}
+        # savemat writes to an open file as it is (given a name, it would append '.mat' to it).
+        files.write_atomically(filename, lambda path: _save_mat(path, arrays))
+
+
+def _save_mat(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        scipy.io.savemat(handle, arrays)
 
 
 def read_csv_rows(filename: str) -> List[Dict[str, str]]:

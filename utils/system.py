@@ -3,7 +3,9 @@ import os
 import random
 import subprocess
 import zipfile
-from typing import Iterable, List
+from typing import Dict, Iterable, List, Optional, Set
+
+from utils import files
 
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_EXTENSIONS = (".py", ".txt", ".md", ".sh", ".c", ".cpp", ".cu", ".cuh", ".h")
@@ -24,9 +26,42 @@ def git_hash(directory: str = REPOSITORY_ROOT) -> str:
         return "N/A"
 
 
+def _git_files(root: str) -> Optional[List[str]]:
+    """Files git tracks under `root`, plus those it would track (untracked, not ignored); None outside git."""
+    try:
+        result = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                                capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [name for name in result.stdout.decode("utf-8", "surrogateescape").split("\0") if name]
+    return [os.path.join(root, name) for name in names]
+
+
+def _inside_run_folder(path: str, root: str, excluded: Set[str], known: Dict[str, bool]) -> bool:
+    """Whether a folder between `root` and `path` is excluded or is a run folder (holds args.json)."""
+    folder = os.path.dirname(path)
+    while folder.startswith(root + os.sep):
+        if folder not in known:
+            known[folder] = folder in excluded or os.path.isfile(os.path.join(folder, "args.json"))
+        if known[folder]:
+            return True
+        folder = os.path.dirname(folder)
+    return False
+
+
 def source_files(root: str = REPOSITORY_ROOT, exclude: Iterable[str] = ()) -> List[str]:
-    """Source files under `root`: code only, never virtual envs, data, run folders or hidden folders."""
+    """Source files under `root`: code only, never virtual envs, data, run folders or hidden folders.
+
+    In a git checkout these are the source files git tracks or would track (so a token file or notes that
+    .gitignore keeps out stay out); elsewhere every source file outside skipped folders.
+    """
     excluded = {os.path.abspath(path) for path in exclude}
+    tracked = _git_files(root)
+    if tracked is not None:
+        run_folders: Dict[str, bool] = {}
+        return sorted(path for path in tracked
+                      if path.endswith(SOURCE_EXTENSIONS) and os.path.isfile(path)
+                      and not _inside_run_folder(os.path.abspath(path), os.path.abspath(root), excluded, run_folders))
     files = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories[:] = sorted(
@@ -41,11 +76,15 @@ def source_files(root: str = REPOSITORY_ROOT, exclude: Iterable[str] = ()) -> Li
 
 def zip_source(filename: str, root: str = REPOSITORY_ROOT, exclude: Iterable[str] = ()) -> int:
     """Write the source files into `filename` as src/<relative path>; returns how many were stored."""
-    files = source_files(root, exclude)
-    with zipfile.ZipFile(filename, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            archive.write(path, os.path.join("src", os.path.relpath(path, root)))
-    return len(files)
+    sources = source_files(root, exclude)
+
+    def write(path: str) -> None:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for source in sources:
+                archive.write(source, os.path.join("src", os.path.relpath(source, root)))
+
+    files.write_atomically(filename, write)
+    return len(sources)
 
 
 def random_fantasy_name() -> str:

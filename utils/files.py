@@ -1,0 +1,98 @@
+"""Writing run records safely: every file appears complete or not at all, under a temporary name of its own.
+
+A temporary file is named `<name>.<random>.tmp` beside its destination, so two writers never share one,
+and it is removed when its write fails. A failed write raises `WriteError`, one line that names the file
+and the cause in words ("no space left on device") instead of what the writing library said.
+"""
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from typing import Callable, Iterator, List, Tuple
+
+# What torch's zip writer says when the disk fills up: it reports its own stream position, not errno.
+_DISK_FULL_MESSAGES = ("unexpected pos", "file write failed", "No space left on device")
+# mkstemp creates files readable by their owner only; records get the permissions of any new file.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class WriteError(OSError):
+    """A record or checkpoint that could not be written; the message names the file and the cause."""
+
+
+def describe_write_failure(error: BaseException, directory: str) -> str:
+    """The cause of a failed write in words: 'no space left on device', 'permission denied', ..."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "no space left on device"
+    if isinstance(error, OSError) and error.errno == errno.EDQUOT:
+        return "disk quota exceeded"
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied" if error.errno != errno.EROFS else "read-only file system"
+    text = str(error)
+    if any(message in text for message in _DISK_FULL_MESSAGES):
+        return "no space left on device"
+    try:
+        if shutil.disk_usage(directory).free < 1 << 20:  # a library that hides errno: judge by what is left
+            return "no space left on device"
+    except OSError:
+        pass
+    first_line = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+
+
+def temporary_path(filename: str) -> str:
+    """A new, empty file beside `filename` whose name no other writer uses."""
+    directory, name = os.path.split(os.path.abspath(filename))
+    handle, path = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=directory)
+    os.close(handle)
+    os.chmod(path, 0o666 & ~_UMASK)
+    return path
+
+
+def remove_quietly(path: str) -> None:
+    """Remove a file if it exists."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def staged(filenames: List[str]) -> Iterator[List[str]]:
+    """Temporary paths for `filenames`; when the block succeeds, each replaces its destination in order.
+
+    The destinations change only after every temporary file is complete, one rename after the other, so
+    files that belong together (a checkpoint and its .json) disagree at most for the time between two
+    renames. When the block fails, the temporary files are removed and WriteError names the failing file.
+    """
+    pairs: List[Tuple[str, str]] = []
+    try:
+        for filename in filenames:
+            pairs.append((temporary_path(filename), filename))
+        yield [temporary for temporary, _ in pairs]
+    except BaseException as error:
+        for temporary, _ in pairs:
+            remove_quietly(temporary)
+        if isinstance(error, (KeyboardInterrupt, SystemExit, WriteError)):
+            raise
+        what = filenames[0] + (f" (and {len(filenames) - 1} more files)" if len(filenames) > 1 else "")
+        cause = describe_write_failure(error, os.path.dirname(os.path.abspath(filenames[0])))
+        raise WriteError(f"cannot write {what}: {cause}") from error
+    for temporary, filename in pairs:
+        os.replace(temporary, filename)
+
+
+def write_atomically(filename: str, write: Callable[[str], None]) -> None:
+    """Call `write(temporary_path)`, then rename the finished file to `filename`."""
+    with staged([filename]) as (temporary,):
+        write(temporary)
+
+
+def write_text(filename: str, text: str) -> None:
+    """Write a text file atomically."""
+
+    def write(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    write_atomically(filename, write)
