@@ -22,7 +22,7 @@ from datasets import DATASETS
 from losses import LOSSES
 from models import MODELS
 from optim import LR_SCHEDULERS, OPTIMIZERS
-from utils import jsonfile, strings
+from utils import files, jsonfile, strings
 from utils.records import EpochRecorder
 from utils.registry import Registry
 from visualizers import VISUALIZERS
@@ -288,9 +288,9 @@ def write_arguments(args: argparse.Namespace, directory: str) -> None:
     """Write args.txt ('key: value' lines) and args.json (the original's layout) into `directory`."""
     os.makedirs(directory, exist_ok=True)
     arguments = dict(sorted(vars(args).items()))
-    with open(os.path.join(directory, "args.txt"), "w", encoding="utf-8") as handle:
-        handle.writelines(f"{key}: {value}\n" for key, value in arguments.items())
-    jsonfile.write(os.path.join(directory, "args.json"), arguments)
+    lines = "".join(f"{key}: {value}\n" for key, value in arguments.items())
+    files.write_text(os.path.join(directory, "args.txt"), lines)
+    files.write_text(os.path.join(directory, "args.json"), jsonfile.dumps(arguments) + "\n")
 
 
 def kwargs_from_args(args: argparse.Namespace, category_name: str) -> Dict[str, Any]:
@@ -311,4 +311,58 @@ def instance_from_args(namespace: argparse.Namespace, category_name: str, **extr
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in extra.items() if k in accepted}
     kwargs.update(kwargs_from_args(namespace, category_name))
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        if str(error).startswith("--"):  # names its flag already
+            raise
+        # A constructor knows its parameters, not the flags they came from: name the class's flag.
+        raise ValueError(f"--{category_name}={getattr(namespace, category_name)}: {error}") from error
+
+
+# Not carried over from a stored run: where it ran (the machine, the folder, the epoch to start from) and
+# what initialised it (--checkpoint: the run's own checkpoint holds those weights now).
+RUN_SPECIFIC_FLAGS = frozenset({"help", "resume", "save", "cuda", "start_epoch"})
+
+
+def given_flags(argv: Sequence[str]) -> List[str]:
+    """Names of the flags `argv` sets, in order (`--optimizer_lr=0.1` and `--optimizer_lr 0.1` give 'optimizer_lr')."""
+    return [token[2:].split("=", 1)[0] for token in argv if token.startswith("--") and len(token) > 2]
+
+
+def format_flag_value(value: Any) -> str:
+    """A value as command-line text that the flag's converter turns back into the same value."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_flag_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return repr(value)
+    return str(value)
+
+
+def argv_from_arguments(stored: Dict[str, Any], argv: Sequence[str]) -> List[str]:
+    """Command line that recreates the stored arguments of a run, except those `argv` sets itself.
+
+    `argv` appended to the result gives the stored run with the user's changes: flags of the classes the
+    run chose, with the run's values wherever the user gives none.
+    """
+    given = set(given_flags(argv))
+    selectors = [f"--{category.name}={format_flag_value(stored[category.name])}" for category in CATEGORIES
+                 if category.registry is not None and category.name not in given
+                 and stored.get(category.name) is not None]
+    parser = build_parser(selectors + list(argv))
+    result = []
+    for action in parser._actions:  # the parser's own list: every flag it accepts, with its default
+        name = action.dest
+        if name in given or name not in stored or name in RUN_SPECIFIC_FLAGS or name.startswith("checkpoint") \
+                or not action.option_strings:
+            continue
+        value = stored[name]
+        if value == action.default:
+            continue
+        values = value if isinstance(action, argparse._AppendAction) and isinstance(value, list) else [value]
+        result += [f"--{name}={format_flag_value(item)}" for item in values]
+    return result

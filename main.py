@@ -1,5 +1,14 @@
-"""deblur-devil: parse the command line, build datasets, model, loss, optimizer and visualizer, run epochs."""
+"""deblur-devil: parse the command line, build and check the run, then open its folder and run epochs.
+
+A run starts in three steps, and nothing under --save is created or changed before the third:
+1. `resolve_arguments`: the command line (with --resume, on top of the run's stored arguments), checked.
+2. `build_run`: datasets, model and loss, optimizer and schedulers, visualizer and trainer, the weights of
+   --checkpoint and the state of --resume; files are only read.
+3. `open_run_folder`: lock --save (one run per folder), then write args, src.zip, logbook and TensorBoard.
+A command line that fails in steps 1 or 2 leaves the folder as it was.
+"""
 import argparse
+import dataclasses
 import logging
 import os
 import platform
@@ -7,7 +16,7 @@ import random
 import socket
 import sys
 import traceback
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import colorama
 import numpy as np
@@ -19,19 +28,39 @@ import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
-from utils import allocator, checkpoints, distributed, logger, summary, system, telegram
+from utils import allocator, checkpoints, distributed, logger, run_folder, summary, system, telegram
 from utils.logger import block
+
+# Flags a resumed run keeps: its weights, optimizer and scheduler states and data were made with them.
+# Start a new run with --checkpoint=<run folder> to begin from a run's weights with other settings.
+FIXED_ON_RESUME = frozenset({"model", "loss", "optimizer", "optimizer_group", "lr_scheduler", "training_dataset",
+                             "training_key", "seed", "param_scheduler_group"})
+
+
+def _fixed_on_resume(name: str) -> bool:
+    return (name in FIXED_ON_RESUME or name.endswith("_sequence_length") or name.startswith("lr_scheduler_")
+            or (name.startswith("model_") and not name.startswith("model_pretrained_")))
+
+
+@dataclasses.dataclass
+class Resumption:
+    """A run to continue: its checkpoint, and the flags this command line changes (name -> (run's, new))."""
+
+    filename: str
+    checkpoint: Dict[str, Any]
+    overrides: Dict[str, Tuple[Any, Any]]
+    folder: str
 
 
 def _early_arguments(argv: List[str]) -> argparse.Namespace:
-    """--save (or, when resuming a run folder without --save, that folder) and --cuda before the full parse."""
+    """--save (or, when resuming a run folder without --save, that folder), --resume and --cuda."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--save", type=str, default=None)
     parser.add_argument("--resume", type=str, default=None)
     parser.add_argument("--cuda", type=str, default="true")
     known, _ = parser.parse_known_args(argv)
-    if known.save is None and known.resume is not None and os.path.isdir(known.resume):
-        known.save = known.resume
+    if known.save is None and known.resume is not None:
+        known.save = known.resume if os.path.isdir(known.resume) else os.path.dirname(os.path.abspath(known.resume))
     known.cuda = known.cuda.strip().lower() in ("yes", "true", "t", "y", "1")
     return known
 
@@ -53,6 +82,109 @@ def seed_everything(seed: Optional[int]) -> None:
     torch.cuda.manual_seed_all(seed + 3)
 
 
+# ------------------------------------------------------------------------------------- 1. arguments
+def _stored_model_flags(argv: List[str]) -> List[str]:
+    """For --checkpoint without --model: the model flags stored in a checkpoint of this project (or none)."""
+    given = set(commandline.given_flags(argv))
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--checkpoint", type=str, default=None)
+    parser.add_argument("--checkpoint_mode", type=str, default="latest")
+    known, _ = parser.parse_known_args(argv)
+    if known.checkpoint is None or "model" in given or known.checkpoint.strip().lower() == "none":
+        return []
+    try:
+        filename = checkpoints.find_checkpoint(known.checkpoint, known.checkpoint_mode)
+        stored = checkpoints.load_file(filename).get("args") or {}
+    except checkpoints.CheckpointError:
+        return []  # reported where the checkpoint is loaded, with every flag known
+    if not stored.get("model"):
+        return []
+    logging.info("--checkpoint: no --model given; using the checkpoint's model %s", stored["model"])
+    return [f"--model={stored['model']}"] + [f"--{key}={commandline.format_flag_value(value)}"
+                                              for key, value in sorted(stored.items())
+                                              if key.startswith("model_") and key not in given]
+
+
+def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, Any], Optional[Resumption]]:
+    """Parse and check the command line; with --resume, on top of the resumed run's stored arguments."""
+    early = _early_arguments(argv)
+    resumption = None
+    stored: Optional[Dict[str, Any]] = None
+    full_argv = _stored_model_flags(argv) + list(argv)
+    if early.resume is not None:
+        filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
+        checkpoint = checkpoints.load_file(filename, "--resume")
+        stored = checkpoint.get("args")
+        if stored:
+            full_argv = commandline.argv_from_arguments(stored, argv) + list(argv)
+        resumption = Resumption(filename, checkpoint, {}, os.path.dirname(os.path.abspath(filename)))
+    args, defaults = commandline.parse_arguments(full_argv)
+    if args.save is None:
+        args.save = early.save
+    check_arguments(args)
+    if resumption is not None and stored:
+        resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
+    return args, defaults, resumption
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Values the parser cannot judge alone: epochs, batch sizes, sequence lengths."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size={args.batch_size}: expected a positive number of examples per step")
+    if args.training_dataset is not None and not 1 <= args.start_epoch <= args.total_epochs:
+        raise ValueError(f"--total_epochs={args.total_epochs} with --start_epoch={args.start_epoch}: nothing to "
+                         f"train; expected 1 <= start_epoch <= total_epochs")
+    train_n = getattr(args, "training_dataset_sequence_length", None)
+    valid_n = getattr(args, "validation_dataset_sequence_length", None)
+    if train_n is not None and valid_n is not None and train_n != valid_n:
+        raise ValueError(f"--training_dataset_sequence_length={train_n} and "
+                         f"--validation_dataset_sequence_length={valid_n} must be equal")
+
+
+def _resume_overrides(args: argparse.Namespace, stored: Dict[str, Any], argv: List[str],
+                      resume: str) -> Dict[str, Tuple[Any, Any]]:
+    """The flags the command line changes against the resumed run; refuses those a resumed run must keep."""
+    overrides = {}
+    for name in dict.fromkeys(commandline.given_flags(argv)):
+        if name in commandline.RUN_SPECIFIC_FLAGS or not hasattr(args, name):
+            continue
+        old, new = stored.get(name), getattr(args, name)
+        if old == new:
+            continue
+        if _fixed_on_resume(name):
+            raise ValueError(f"--resume={resume}: --{name}={commandline.format_flag_value(new)} differs from the "
+                             f"run's {commandline.format_flag_value(old)}, which a resumed run keeps; start a new "
+                             f"run with --checkpoint={resume} to begin from its weights")
+        overrides[name] = (old, new)
+    return overrides
+
+
+def _apply_optimizer_overrides(optimizer: Optional[torch.optim.Optimizer], lr_scheduler: Any,
+                               overrides: Dict[str, Tuple[Any, Any]]) -> None:
+    """Optimizer settings changed on resume replace the restored ones in every parameter group."""
+    for name, (old, new) in overrides.items():
+        if optimizer is None or not name.startswith("optimizer_"):
+            continue
+        setting = name[len("optimizer_"):]
+        if setting == "lr" and old:
+            factor = float(new) / float(old)  # keeps the ratios of extra groups and the decay so far
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+                if "initial_lr" in group:
+                    group["initial_lr"] *= factor
+            if hasattr(lr_scheduler, "base_lrs"):
+                lr_scheduler.base_lrs = [lr * factor for lr in lr_scheduler.base_lrs]
+                lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            logging.info("override: --optimizer_lr=%g instead of the run's %g: every group's learning rate x%g "
+                         "(now %s)", new, old, factor,
+                         runtime.format_learning_rate(runtime.current_learning_rates(optimizer)))
+        elif setting in optimizer.param_groups[0]:
+            for group in optimizer.param_groups:
+                group[setting] = tuple(new) if isinstance(group[setting], tuple) else new
+            logging.info("override: --%s=%s instead of the run's %s, in every parameter group", name, new, old)
+
+
+# ------------------------------------------------------------------------------------- 2. building
 def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional[runtime.Loader]:
     if getattr(args, prefix) is None:
         return None
@@ -60,6 +192,8 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
     batch_size = args.batch_size
     if not train and args.validation_batch_size > 0:
         batch_size = args.validation_batch_size
+    if len(dataset) == 0:
+        raise ValueError(f"--{prefix}={getattr(args, prefix)} has no examples")
     if batch_size > len(dataset):
         raise ValueError(f"--{'batch_size' if train else 'validation_batch_size'}={batch_size} is larger than "
                          f"--{prefix}={getattr(args, prefix)} with {len(dataset)} examples")
@@ -80,88 +214,43 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
     return runtime.Loader(loader, args.device, collate, channels_last=args.channels_last)
 
 
-def _sequence_length_check(args: argparse.Namespace) -> None:
-    train_n = getattr(args, "training_dataset_sequence_length", None)
-    valid_n = getattr(args, "validation_dataset_sequence_length", None)
-    if train_n is not None and valid_n is not None and train_n != valid_n:
-        raise ValueError(f"--training_dataset_sequence_length={train_n} and "
-                         f"--validation_dataset_sequence_length={valid_n} must be equal")
-
-
 def _lr_scheduler_value(scheduler: str, key: str, value: Any) -> Any:
     category = commandline.CATEGORY_BY_NAME["lr_scheduler"]
     converter = category.forced.get(key) or category.without_default.get(key)
     return converter(str(value)) if converter is not None and isinstance(value, str) else value
 
 
-def build_and_run(argv: List[str]) -> None:
-    """Everything main does after logging is configured."""
-    with block("Registering factories"):
-        for category in commandline.CATEGORIES:
-            if category.registry is not None:
-                logging.info("%s: %d registered", category.name, len(category.registry))
-    with block("Commandline Arguments"):
-        args, defaults = commandline.parse_arguments(argv)
-        if args.save is None:
-            args.save = _early_arguments(argv).save
-        if distributed.is_main_process():
-            commandline.write_arguments(args, args.save)
-        non_default = commandline.non_default_arguments(args, defaults)
-        log_arguments(args, non_default)
-        args.non_default_args = non_default
-        args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
-    if distributed.is_main_process():
-        with block("Telegram"):
-            telegram.configure()
-        with block("Source Code"):
-            logging.info("git hash: %s", system.git_hash())
-            count = system.zip_source(os.path.join(args.save, constants.LOGGING_ZIPSOURCE_FILENAME),
-                                      exclude=[args.save])
-            logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
-    args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
-    runtime.set_proctitle(args.proctitle_name)
-    with block("Random Seeds"):
-        seed_everything(args.seed)
-        logging.info("seed: %s", args.seed)
-    with block("Machine Statistics"):
-        if distributed.is_distributed():
-            args.device = torch.device("cuda", torch.cuda.current_device()) if args.cuda else torch.device("cpu")
-            args.actual_device = f"{'gpu' if args.cuda else 'cpu'}:rank{distributed.rank()}/{distributed.world_size()}"
-        elif args.cuda:
-            args.device = torch.device("cuda:0")
-            args.actual_device = f"gpu:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
-            logging.info("CUDA %s, cuDNN %s", torch.version.cuda, torch.backends.cudnn.version())
-        else:
-            args.device = torch.device("cpu")
-            args.actual_device = "cpu"
-            if _early_arguments(argv).cuda:
-                logging.info("CUDA is not available: running on the CPU")
-        logging.info("hostname: %s, python %s, torch %s", socket.gethostname(), platform.python_version(),
-                     torch.__version__)
-    _sequence_length_check(args)
-    with block("Datasets"):
-        train_loader = _make_loader(args, "training_dataset", train=True)
-        validation_loader = _make_loader(args, "validation_dataset", train=False)
-        if train_loader is None and validation_loader is None:
-            raise ValueError("no dataset given: pass --training_dataset and/or --validation_dataset")
-    with block("Runtime Augmentations"):
-        augmentations = {}
-        for name in ("training_augmentation", "validation_augmentation"):
-            if getattr(args, name) is not None:
-                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(args.device)
-                logging.info("%s: %s", name, getattr(args, name))
-    with block("Model and Loss"):
-        if args.loss is None:
-            raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
-        model = commandline.instance_from_args(args, "model", args=args)
-        loss = commandline.instance_from_args(args, "loss", args=args)
-        model_and_loss = runtime.ModelAndLoss(model, loss, runtime.AMP_DTYPES[args.amp])
-        trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
-        logging.info("batch_size: %d, loss: %s, model: %s, trainable parameters: %d", args.batch_size, args.loss,
-                     args.model, trainable)
-        logging.info("training_key: %s", args.training_key)
-        if validation_loader is not None:
-            logging.info("validation_keys: %s, validation_modes: %s", args.validation_keys, args.validation_modes)
+def choose_device(args: argparse.Namespace, cuda_requested: bool) -> None:
+    """Set args.device and args.actual_device (the label used in messages)."""
+    if distributed.is_distributed():
+        args.device = torch.device("cuda", torch.cuda.current_device()) if args.cuda else torch.device("cpu")
+        args.actual_device = f"{'gpu' if args.cuda else 'cpu'}:rank{distributed.rank()}/{distributed.world_size()}"
+    elif args.cuda:
+        args.device = torch.device("cuda:0")
+        args.actual_device = f"gpu:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
+        logging.info("CUDA %s, cuDNN %s", torch.version.cuda, torch.backends.cudnn.version())
+    else:
+        args.device = torch.device("cpu")
+        args.actual_device = "cpu"
+        if cuda_requested:
+            logging.info("CUDA is not available: running on the CPU")
+    logging.info("hostname: %s, python %s, torch %s", socket.gethostname(), platform.python_version(),
+                 torch.__version__)
+
+
+def build_model_and_loss(args: argparse.Namespace, validation: bool) -> runtime.ModelAndLoss:
+    """The model and loss chosen on the command line."""
+    if args.loss is None:
+        raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
+    model = commandline.instance_from_args(args, "model", args=args)
+    loss = commandline.instance_from_args(args, "loss", args=args)
+    model_and_loss = runtime.ModelAndLoss(model, loss, runtime.AMP_DTYPES[args.amp])
+    trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
+    logging.info("batch_size: %d, loss: %s, model: %s, trainable parameters: %d", args.batch_size, args.loss,
+                 args.model, trainable)
+    logging.info("training_key: %s", args.training_key)
+    if validation:
+        logging.info("validation_keys: %s, validation_modes: %s", args.validation_keys, args.validation_modes)
     if args.logging_model_graph:
         with block("Model Graph"):
             for line in str(model).splitlines():
@@ -170,26 +259,104 @@ def build_and_run(argv: List[str]) -> None:
         with block("Loss Graph"):
             for line in str(loss).splitlines():
                 logging.info(line)
-    with block("Checkpoint"):
-        if args.checkpoint is not None:
-            filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode,
-                                                   getattr(args, "validation_keys", []))
-            checkpoint = checkpoints.load_file(filename)
-            restored, untouched = checkpoints.load_state_dict(
-                model_and_loss, checkpoint["state_dict"], filename, args.checkpoint_include_params,
-                args.checkpoint_exclude_params, args.checkpoint_translations, args.checkpoint_fuzzy_translation_keys)
-            logging.info("restored %d tensors from %s (%d left as initialised)", len(restored), filename,
-                         len(untouched))
-            logging.values({k: v for k, v in checkpoint.items() if isinstance(v, (int, float, str))})
-    resume = None
-    if args.resume is not None:
-        with block("Resume"):
-            filename = checkpoints.find_checkpoint(args.resume, "latest")
-            resume = checkpoints.load_file(filename)
-            checkpoints.load_state_dict(model_and_loss, resume["state_dict"], filename)
-            args.start_epoch = int(resume["epoch"]) + 1
-            logging.info("resuming %s after epoch %d", filename, resume["epoch"])
+    return model_and_loss
+
+
+def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss) -> None:
+    """--checkpoint: initialise the model from a checkpoint file or run folder."""
+    filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode, getattr(args, "validation_keys", []))
+    checkpoint = checkpoints.load_file(filename)
+    restored, untouched = checkpoints.load_state_dict(
+        model_and_loss, checkpoint["state_dict"], filename, args.checkpoint_include_params,
+        args.checkpoint_exclude_params, args.checkpoint_translations, args.checkpoint_fuzzy_translation_keys)
+    logging.info("restored %d tensors from %s (%d left as initialised)", len(restored), filename, len(untouched))
+    logging.values({k: v for k, v in checkpoint.items() if isinstance(v, (int, float, str))})
+
+
+def build_optimizer(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss,
+                    training: bool) -> Optional[torch.optim.Optimizer]:
+    """The optimizer over the trainable parameters, with --optimizer_group groups (None when evaluating)."""
+    named = list(model_and_loss.named_parameters())
+    if args.optimizer is None or not any(p.requires_grad for _, p in named):
+        if training:
+            raise ValueError("training needs an optimizer: pass --optimizer (e.g. --optimizer=Adam)")
+        return None
+    groups = parameter_groups(named, args.optimizer_group)
+    optimizer = commandline.instance_from_args(args, "optimizer", params=groups)
+    if args.loshchilov_weight_decay > 0 and getattr(args, "optimizer_weight_decay", 0) > 0:
+        logging.warning("both --loshchilov_weight_decay and --optimizer_weight_decay are set")
+    for index, group in enumerate(optimizer.param_groups):
+        logging.info("group %d: %d tensors, lr %g", index, len(group["params"]), group["lr"])
+    return optimizer
+
+
+def build_lr_scheduler(args: argparse.Namespace, optimizer: Optional[torch.optim.Optimizer], validation: bool,
+                       resuming: bool) -> Any:
+    """The LR scheduler, stepped to --start_epoch for a new run that does not start at epoch 1."""
+    if args.lr_scheduler is None:
+        return None
+    if args.lr_scheduler == "ReduceLROnPlateau" and not validation:
+        raise ValueError("--lr_scheduler=ReduceLROnPlateau steps on a validation loss: pass --validation_dataset")
+    lr_scheduler = commandline.instance_from_args(args, "lr_scheduler", optimizer=optimizer)
+    if not resuming:
+        for _ in range(args.start_epoch - 1):  # LR of a later start epoch as if trained from epoch 1
+            lr_scheduler.step()
+    logging.info("%s", args.lr_scheduler)
+    return lr_scheduler
+
+
+def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: argparse.Namespace) -> None:
+    """--resume: restore every part of the run state and apply the flags the command line changes."""
+    fresh = run_state.restore(resumption.checkpoint, resumption.filename)
+    epoch = int(resumption.checkpoint["epoch"])
+    args.start_epoch = epoch + 1
+    if args.training_dataset is not None and args.start_epoch > args.total_epochs:
+        raise ValueError(f"--resume={resumption.folder}: the run finished its {epoch} epochs; pass "
+                         f"--total_epochs=<more than {epoch}> to extend it")
+    logging.info("resuming %s after epoch %d", resumption.filename, epoch)
+    if "args" not in resumption.checkpoint:
+        logging.warning("%s holds no run arguments (a checkpoint of the original framework): the command line "
+                        "alone describes the run", resumption.filename)
+    if fresh:
+        logging.warning("%s holds no %s: %s start fresh", resumption.filename, ", ".join(fresh),
+                        "they" if len(fresh) > 1 else "it")
+    _apply_optimizer_overrides(run_state.optimizer, run_state.lr_scheduler, resumption.overrides)
+    for name, (old, new) in resumption.overrides.items():
+        if not name.startswith("optimizer_"):
+            logging.info("override: --%s=%s instead of the run's %s", name, commandline.format_flag_value(new),
+                         commandline.format_flag_value(old))
+
+
+def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_requested: bool) -> runtime.Trainer:
+    """Everything the run needs, built and checked against each other; writes no file."""
+    if distributed.is_main_process():
+        with block("Telegram"):
+            telegram.configure()
+    args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
+    with block("Random Seeds"):
+        seed_everything(args.seed)
+        logging.info("seed: %s", args.seed)
+    with block("Machine Statistics"):
+        choose_device(args, cuda_requested)
+    with block("Datasets"):
+        train_loader = _make_loader(args, "training_dataset", train=True)
+        validation_loader = _make_loader(args, "validation_dataset", train=False)
+        if train_loader is None and validation_loader is None:
+            raise ValueError("no dataset given: pass --training_dataset and/or --validation_dataset")
     evaluation_only = train_loader is None
+    if resumption is not None and evaluation_only:
+        raise ValueError("--resume continues a training run: the run has no --training_dataset")
+    with block("Runtime Augmentations"):
+        augmentations = {}
+        for name in ("training_augmentation", "validation_augmentation"):
+            if getattr(args, name) is not None:
+                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(args.device)
+                logging.info("%s: %s", name, getattr(args, name))
+    with block("Model and Loss"):
+        model_and_loss = build_model_and_loss(args, validation_loader is not None)
+    if args.checkpoint is not None:
+        with block("Checkpoint"):
+            load_checkpoint_weights(args, model_and_loss)
     if evaluation_only:
         args.start_epoch, args.total_epochs = 1, 1
         args.optimizer, args.lr_scheduler = None, None
@@ -198,57 +365,28 @@ def build_and_run(argv: List[str]) -> None:
             raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
                              "network has no BatchNorm left to train")
         fold_batchnorm(model_and_loss.model.eval())
-    if distributed.is_main_process():
-        with block("Tensorboard"):
-            summary.open_writer(os.path.join(args.save, "tb"))
     model_and_loss.to(args.device)
     if args.channels_last:
         model_and_loss.to(memory_format=torch.channels_last)
     if args.compile:
         model_and_loss.model.compile()  # in place: state_dict keys stay those of the original
-    optimizer = None
     with block("Optimizer"):
-        named = list(model_and_loss.named_parameters())
-        if args.optimizer is not None and any(p.requires_grad for _, p in named):
-            groups = parameter_groups(named, args.optimizer_group)
-            optimizer = commandline.instance_from_args(args, "optimizer", params=groups)
-            if args.loshchilov_weight_decay > 0 and getattr(args, "optimizer_weight_decay", 0) > 0:
-                logging.warning("both --loshchilov_weight_decay and --optimizer_weight_decay are set")
-            for index, group in enumerate(optimizer.param_groups):
-                logging.info("group %d: %d tensors, lr %g", index, len(group["params"]), group["lr"])
-        elif train_loader is not None:
-            raise ValueError("training needs an optimizer: pass --optimizer (e.g. --optimizer=Adam)")
-    lr_scheduler = None
+        optimizer = build_optimizer(args, model_and_loss, training=not evaluation_only)
     with block("Learning Rate Scheduler"):
-        if args.lr_scheduler is not None:
-            if args.lr_scheduler == "ReduceLROnPlateau" and validation_loader is None:
-                raise ValueError("--lr_scheduler=ReduceLROnPlateau steps on a validation loss: "
-                                 "pass --validation_dataset")
-            lr_scheduler = commandline.instance_from_args(args, "lr_scheduler", optimizer=optimizer)
-            if resume is None:
-                for _ in range(args.start_epoch - 1):  # LR of a later start epoch as if trained from epoch 1
-                    lr_scheduler.step()
-            logging.info("%s", args.lr_scheduler)
+        lr_scheduler = build_lr_scheduler(args, optimizer, validation_loader is not None, resumption is not None)
     param_scheduler = None
     if args.param_scheduler_group:
         with block("Parameter Scheduler"):
             param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
                                                  args.param_scheduler_group, _lr_scheduler_value)
-    grad_scaler = None
-    if args.amp == "fp16" and optimizer is not None:
-        grad_scaler = torch.amp.GradScaler(args.device.type)
-    best_values = None
-    if resume is not None:
-        if optimizer is not None and "optimizer" in resume:
-            optimizer.load_state_dict(resume["optimizer"])
-        if lr_scheduler is not None and "lr_scheduler" in resume:
-            lr_scheduler.load_state_dict(resume["lr_scheduler"])
-        if "best" in resume and resume["best"]["keys"] == list(getattr(args, "validation_keys", [])):
-            best_values = list(resume["best"]["values"])
-        if grad_scaler is not None and "grad_scaler" in resume:
-            grad_scaler.load_state_dict(resume["grad_scaler"])
-        if "rng" in resume:
-            checkpoints.set_rng_state(resume["rng"])
+    grad_scaler = torch.amp.GradScaler(args.device.type) if args.amp == "fp16" and optimizer is not None else None
+    keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
+    modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
+    run_state = checkpoints.RunState(model_and_loss, optimizer, lr_scheduler, grad_scaler, keys, modes)
+    if resumption is not None:
+        with block("Resume"):
+            restore_run(run_state, resumption, args)
+    run_state.arguments = runtime.stored_arguments(args)
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK
     visualizer = None
@@ -267,16 +405,46 @@ def build_and_run(argv: List[str]) -> None:
             model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
         runner = torch.nn.parallel.DistributedDataParallel(
             model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
-    trainer = runtime.Trainer(
+    return runtime.Trainer(
         args, runner, train_loader, validation_loader, optimizer, lr_scheduler,
         augmentations.get("training_augmentation"), augmentations.get("validation_augmentation"), visualizer,
-        save_checkpoints=not evaluation_only, best_values=best_values,
+        save_checkpoints=not evaluation_only,
         before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
-        grad_scaler=grad_scaler)
-    trainer.run()
-    if distributed.is_distributed():
-        logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
-                        sum(float(p.double().sum()) for p in model_and_loss.parameters()))
+        grad_scaler=grad_scaler, run_state=run_state)
+
+
+# ------------------------------------------------------------------------------------- 3. run folder
+def lock_run_folder(folder: str, lock: Optional[run_folder.RunLock], continues_run: bool) -> run_folder.RunLock:
+    """Lock the run folder (unless `lock` holds it already) and check it may take this run."""
+    if lock is None:
+        run_folder.check_writable(folder)
+        lock = run_folder.RunLock(folder)
+        stale = lock.acquire()
+        if stale:
+            logging.warning("%s", run_folder.describe_stale_holder(stale))
+    if not continues_run:
+        run_folder.check_new_run(folder)
+    return lock
+
+
+def open_run_folder(args: argparse.Namespace, parsed: argparse.Namespace) -> None:
+    """Write the parsed arguments, source code snapshot and logbook, and open TensorBoard (the folder is locked)."""
+    logger.attach_logbook(os.path.join(args.save, constants.LOGGING_LOGBOOK_FILENAME))
+    commandline.write_arguments(parsed, args.save)
+    with block("Source Code"):
+        logging.info("git hash: %s", system.git_hash())
+        count = system.zip_source(os.path.join(args.save, constants.LOGGING_ZIPSOURCE_FILENAME), exclude=[args.save])
+        logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
+    with block("Tensorboard"):
+        summary.open_writer(os.path.join(args.save, "tb"))
+
+
+def error_line(error: BaseException) -> str:
+    """One line for a failure: its type and first line, or for a DataLoader worker's failure the worker's own."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if "Original Traceback (most recent call last)" in text:  # re-raised by the DataLoader from a worker
+        return text.strip().splitlines()[-1]
+    return f"{type(error).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -285,32 +453,66 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "-h" in argv or "--help" in argv:
         commandline.parse_arguments(argv)  # prints help and exits
     early = _early_arguments(argv)
-    save = early.save
-    if save is None:
+    if early.save is None:
         print("main.py: error: --save is required (the run folder for records and checkpoints)", file=sys.stderr)
         return 2
     main_process = int(os.environ.get("RANK", "0")) == 0
-    logger.configure_logging(os.path.join(save, constants.LOGGING_LOGBOOK_FILENAME) if main_process else None,
-                             console_level=logging.INFO if main_process else logging.WARNING)
+    logger.configure_logging(console_level=logging.INFO if main_process else logging.WARNING,
+                             keep_for_logbook=main_process)
     logging.info("%s", allocator.keep_freed_memory())
+    lock: Optional[run_folder.RunLock] = None
+    folder_open = False
     try:
+        continues_run = early.resume is not None and os.path.isdir(early.save) and (
+            os.path.abspath(early.save) == os.path.abspath(
+                early.resume if os.path.isdir(early.resume) else os.path.dirname(early.resume)))
+        if main_process:
+            run_folder.check_writable(early.save)
+            if os.path.isdir(early.save):
+                lock = lock_run_folder(early.save, None, continues_run)  # a second run on the folder stops here
         if distributed.launched_by_torchrun():
             distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())
-        build_and_run(argv)
+        with block("Registering factories"):
+            for category in commandline.CATEGORIES:
+                if category.registry is not None:
+                    logging.info("%s: %d registered", category.name, len(category.registry))
+        with block("Commandline Arguments"):
+            args, defaults, resumption = resolve_arguments(argv)
+            parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
+            non_default = commandline.non_default_arguments(args, defaults)
+            log_arguments(args, non_default)
+            args.non_default_args = non_default
+            args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
+        trainer = build_run(args, resumption, early.cuda)
+        if trainer.train_loader is not None:
+            trainer.check_validation_keys()
+        if main_process:
+            lock = lock_run_folder(args.save, lock, continues_run)
+            open_run_folder(args, parsed)
+            folder_open = True
+        runtime.set_proctitle(args.proctitle_name)
+        trainer.run()
+        if distributed.is_distributed():
+            logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
+                            sum(float(p.double().sum()) for p in runtime.unwrap(trainer.model_and_loss).parameters()))
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        logging.error("interrupted; records and checkpoints written so far are kept in %s", save)
+        logging.error("interrupted; records and checkpoints written so far are kept in %s", early.save)
         return 130
     except Exception as error:  # noqa: BLE001 -- every failure ends in one clear line (traceback in the logbook)
-        logging.log(logger.LOGBOOK, "".join(traceback.format_exception(error)))
-        message = str(error) if not isinstance(error, KeyError) else str(error.args[0] if error.args else error)
-        logging.error(f"{colorama.Fore.RED}error:{colorama.Style.RESET_ALL} {type(error).__name__}: {message}")
+        if folder_open:
+            logging.log(logger.LOGBOOK, "".join(traceback.format_exception(error)))
+        else:
+            logger.discard_buffered_records()  # the run never started: its folder stays as it was
+        logging.error(f"{colorama.Fore.RED}error:{colorama.Style.RESET_ALL} {error_line(error)}")
         return 1
     finally:
         telegram.flush()
         summary.close()
         distributed.shutdown()
+        if lock is not None:
+            lock.release(remove_if_created=not folder_open)
     return 0
 
 

@@ -1,13 +1,12 @@
 """The training/validation loop: example_dict -> model_dict -> loss_dict, epoch after epoch."""
 import argparse
 import logging
-import math
 import socket
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import setproctitle
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
 
 import constants
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
@@ -124,11 +123,15 @@ class Loader:
         """The wrapped dataset."""
         return self.loader.dataset
 
+    def prepare(self, example_dict: Dict[str, Any]) -> Dict[str, Any]:
+        """A batch as the model gets it: samples merged into the batch, inputs and targets on the device."""
+        if self.collate:
+            example_dict = collate_samples(example_dict)
+        return to_device(example_dict, self.device, self.channels_last)
+
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         for example_dict in self.loader:
-            if self.collate:
-                example_dict = collate_samples(example_dict)
-            yield to_device(example_dict, self.device, self.channels_last)
+            yield self.prepare(example_dict)
 
 
 def current_learning_rates(optimizer: Optional[torch.optim.Optimizer]) -> Optional[List[float]]:
@@ -145,6 +148,14 @@ def format_learning_rate(lr: Optional[List[float]]) -> str:
 
 def _format_postfix(means: Dict[str, float]) -> str:
     return ", ".join(f"{key}_avg={means[key]:1.4f}" for key in sorted(means))
+
+
+def require_loss_keys(loss_dict: Dict[str, Any], flag: str, keys: List[str]) -> None:
+    """Raise ValueError naming `flag` if one of `keys` is not in the loss_dict."""
+    missing = [key for key in keys if key not in loss_dict]
+    if missing:
+        raise ValueError(f"{flag}: {', '.join(repr(k) for k in missing)} is not a key of the loss's loss_dict; "
+                         f"available: {', '.join(sorted(loss_dict))}")
 
 
 class EpochRunner:
@@ -171,6 +182,7 @@ class EpochRunner:
             return self.model_and_loss(example_dict)
         self.optimizer.zero_grad(set_to_none=True)
         loss_dict, model_dict = self.model_and_loss(example_dict)
+        require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
         loss = loss_dict[self.args.training_key]
         if not torch.isfinite(loss).all():
             telegram.send_message("%s:%s on %s:\n  loss is NaN\n", self.args.prefix, self.args.model,
@@ -207,6 +219,8 @@ class EpochRunner:
             for step, example_dict in enumerate(self.loader):
                 self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
                 loss_dict, model_dict = self.step(example_dict)
+                if step == 0 and not self.train:  # checked before a whole epoch has run
+                    require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
                 self.visualizer.on_step_finished(example_dict, model_dict, loss_dict, self.train, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
@@ -228,9 +242,9 @@ class Trainer:
                  training_augmentation: Optional[torch.nn.Module] = None,
                  validation_augmentation: Optional[torch.nn.Module] = None,
                  visualizer: Optional[Visualizer] = None, save_checkpoints: bool = True,
-                 best_values: Optional[List[float]] = None,
                  before_epoch: Optional[Callable[[int], None]] = None,
-                 grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
+                 grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 run_state: Optional[checkpoints.RunState] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.train_loader = train_loader
@@ -248,7 +262,34 @@ class Trainer:
         modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
         self.validation_keys: List[str] = list(keys)
         self.validation_modes: List[str] = list(modes)
-        self.best_values = best_values or [math.inf if m == "min" else -math.inf for m in self.validation_modes]
+        self.run_state = run_state or checkpoints.RunState(
+            unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, stored_arguments(args))
+
+    @property
+    def best_values(self) -> List[float]:
+        """Best value so far of every validation key."""
+        return self.run_state.best_values
+
+    def check_validation_keys(self) -> None:
+        """Raise ValueError now, not after a training epoch, if a --validation_keys entry is not a loss key.
+
+        Runs the model and loss on the first validation example in evaluation mode; the random number
+        generators are restored afterwards, so the run's results do not change.
+        """
+        if self.validation_loader is None or not self.validation_keys or self.validation_loader.dataset is None:
+            return
+        model_and_loss = unwrap(self.model_and_loss)
+        was_training = model_and_loss.training
+        rng = checkpoints.rng_state()
+        try:
+            example_dict = self.validation_loader.prepare(default_collate([self.validation_loader.dataset[0]]))
+            model_and_loss.eval()
+            with torch.no_grad():
+                loss_dict, _ = model_and_loss(example_dict)
+        finally:
+            checkpoints.set_rng_state(rng)
+            model_and_loss.train(was_training)
+        require_loss_keys(loss_dict, "--validation_keys", self.validation_keys)
 
     def _is_better(self, index: int, value: float) -> bool:
         if self.validation_modes[index] == "min":
@@ -269,20 +310,6 @@ class Trainer:
             self.lr_scheduler.step(validation_stats[self.validation_keys[0]])
         else:
             self.lr_scheduler.step()
-
-    def resume_state(self) -> Dict[str, Any]:
-        """What, beyond the original's checkpoint content, a resumed run needs."""
-        state = {"rng": checkpoints.rng_state(), "best": {"values": list(self.best_values),
-                                                         "keys": list(self.validation_keys)},
-                 "args": {k: v for k, v in vars(self.args).items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))
-                          and not k.endswith("_class")}}
-        if self.optimizer is not None:
-            state["optimizer"] = self.optimizer.state_dict()
-        if self.lr_scheduler is not None:
-            state["lr_scheduler"] = self.lr_scheduler.state_dict()
-        if self.grad_scaler is not None:
-            state["grad_scaler"] = self.grad_scaler.state_dict()
-        return state
 
     def run(self) -> Dict[str, float]:
         """Run epochs start_epoch..total_epochs; returns the last epoch's statistics."""
@@ -330,10 +357,8 @@ class Trainer:
                                     self.validation_augmentation, self.visualizer).run("Valid")
                 self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
                 self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)
+                require_loss_keys(stats, "--validation_keys", self.validation_keys)
                 for index, key in enumerate(self.validation_keys):
-                    if key not in stats:
-                        raise KeyError(f"--validation_keys: '{key}' is not a loss_dict key; "
-                                       f"available: {', '.join(sorted(stats))}")
                     if self._is_better(index, stats[key]):
                         self.best_values[index] = stats[key]
                         best_keys.append(key)
@@ -348,14 +373,19 @@ class Trainer:
                                   args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
             set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
             if self.save_checkpoints and self.is_main:
-                written = checkpoints.save(args.save, stats, epoch, unwrap(self.model_and_loss), best_keys,
-                                           extra=self.resume_state())
+                written = self.run_state.save(args.save, stats, epoch, best_keys)
                 for filename in written[1:]:
                     logging.info("Save ckpt to %s", filename)
             if self.is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
                 plots.plot_records(args.save)
             summary.flush()
             return stats
+
+
+def stored_arguments(args: argparse.Namespace) -> Dict[str, Any]:
+    """The arguments a checkpoint keeps (plain values only), from which `--resume` rebuilds the run."""
+    plain = (str, int, float, bool, list, dict, type(None))
+    return {key: value for key, value in vars(args).items() if isinstance(value, plain) and not key.endswith("_class")}
 
 
 def set_proctitle(title: str) -> None:

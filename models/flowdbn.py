@@ -1,6 +1,5 @@
 """FlowDBN: DBN on the input frames plus neighbours pre-warped by a frozen flow network (spec §3.3)."""
 import logging
-import os
 from argparse import Namespace
 from typing import Dict, List, Optional, Sequence
 
@@ -12,6 +11,7 @@ from models.dbn import DBNImpl, input_frames, reference_index, sequence_length_f
 from models.flownet1s import FlowNet1S
 from models.pwcnet import PWCNet
 from models.registry import MODELS
+from utils import checkpoints
 
 NOT_GIVEN = "filename"
 PREWARPING_DIV_FLOW = 0.05
@@ -45,12 +45,7 @@ def _short_list(keys: List[str], limit: int = 8) -> str:
 
 def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate) -> None:
     """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag}: prewarping checkpoint '{path}' does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{flag}: '{path}' is not a checkpoint of this framework "
-                         f"(expected a dict with key 'state_dict')")
+    checkpoint = checkpoints.load_file(path, flag)
     state_dict = {translate(key): value for key, value in checkpoint["state_dict"].items()}
     expected = network.state_dict()
     missing = [key for key in expected if key not in state_dict]

@@ -130,10 +130,21 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     rows = read_csv_rows(str(killed / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
 
+    # A finished one-epoch run, extended by --resume=<folder> alone: every other flag comes from the run.
+    short = tmp_path / "short"
+    _main(*[f for f in flags if not f.startswith("--total_epochs")], "--total_epochs=1", f"--save={short}")
+    _main(f"--resume={short}", "--total_epochs=3")
+    c = torch.load(short / "checkpoint_latest_.ckpt", weights_only=True)
+    assert c["epoch"] == 3
+    assert "override: --total_epochs=3 instead of the run's 1" in (short / "logbook.txt").read_text()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], c["state_dict"][key]), key
 
-@pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "wrong_checkpoint",
-                                  "fold_while_training"])
+
+@pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "corrupt_png_in_a_worker",
+                                  "wrong_checkpoint", "fold_while_training"])
 def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path, case):
+    """A run that cannot start leaves its folder as it was; one that fails later keeps its traceback."""
     import shutil
 
     root = tmp_path / "data"
@@ -151,10 +162,13 @@ def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path
         for frame in (sequence / "blur").iterdir():
             frame.unlink()
         expected = str(sequence / "blur")
-    elif case == "corrupt_png":
-        for frame in (root / "test").glob("*/sharp/*.png"):
+    elif case.startswith("corrupt_png"):  # training frames: read by the first training step, after the start
+        for frame in (root / "train").glob("*/blur/*.png"):
             frame.write_bytes(b"\x89PNG broken")
-        expected = "/sharp/"
+        expected = "/blur/"
+        if case == "corrupt_png_in_a_worker":  # the worker's traceback becomes the worker's one error line
+            flags = [f.replace("training_dataset_num_workers=0", "training_dataset_num_workers=2") for f in flags]
+            expected = "ValueError: cannot decode image"
     elif case == "wrong_checkpoint":
         torch.save({"state_dict": {"model.something.weight": torch.zeros(1)}}, tmp_path / "bad.ckpt")
         flags.append(f"--checkpoint={tmp_path / 'bad.ckpt'}")
@@ -168,4 +182,98 @@ def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path
     assert len(error_lines) == 1 and expected in error_lines[0], result.stdout[-2000:]
     assert "Traceback" not in result.stdout + result.stderr
     assert (save / "keep.txt").read_text() == "earlier results"
-    assert "Traceback" in (save / "logbook.txt").read_text()  # the details are kept for debugging
+    if case.startswith("corrupt_png"):  # found in the first training step, after the run started
+        assert "Traceback" in (save / "logbook.txt").read_text()  # the details are kept for debugging
+    else:
+        assert sorted(p.name for p in save.iterdir()) == ["keep.txt"]
+
+
+def _error_lines(output: str):
+    return [line for line in output.splitlines() if "error:" in line]
+
+
+@pytest.mark.parametrize("change,expected", [
+    (["--total_epochs=-3"], "--total_epochs=-3 with --start_epoch=1: nothing to train"),
+    (["--training_dataset_num_examples=0"], "--training_dataset=GoProNahTrain: num_examples=0"),
+    (["--training_dataset_random_crop=[0, 0]"], "--training_dataset=GoProNahTrain: random_crop must be"),
+    (["--validation_keys=[psnr, l1]"], "--validation_keys: 'l1' is not a key of the loss's loss_dict"),
+    (["--model=FlowDBN", "--model_pretrained_pwcnet={truncated}"],
+     "--model_pretrained_pwcnet: cannot read checkpoint '{truncated}'"),
+    (["--save={file}"], "--save={file} is a file, not a folder"),
+])
+def test_a_run_that_cannot_start_says_why_in_one_line_and_writes_nothing(nah_root, tmp_path, capsys, change,
+                                                                          expected):
+    import main
+    from utils.logger import configure_logging
+
+    truncated = tmp_path / "pwcnet.ckpt"
+    truncated.write_bytes(b"PK\x03\x04 truncated")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    save = tmp_path / "run"
+    argv = _dbn_flags(nah_root, save, epochs=1) + [c.format(truncated=truncated, file=a_file) for c in change]
+    try:
+        assert main.main(argv) == 1
+    finally:
+        configure_logging(None)
+    lines = _error_lines(capsys.readouterr().out)
+    assert len(lines) == 1 and expected.format(truncated=truncated, file=a_file) in lines[0], lines
+    assert not save.exists() and a_file.read_text() == "mine"
+
+
+def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_path):
+    save = tmp_path / "run"
+    _main(*_dbn_flags(nah_root, save, epochs=1, validation=False))
+    before = {name: (save / name).read_bytes() for name in ("args.json", "args.txt", "src.zip", "logbook.txt")}
+
+    refused = _main(f"--resume={save}", "--total_epochs=2", "--optimizer=SGD", check=False)
+    lines = _error_lines(refused.stdout)
+    assert refused.returncode == 1 and len(lines) == 1
+    assert "--optimizer=SGD differs from the run's Adam" in lines[0] and f"--checkpoint={save}" in lines[0]
+    assert {name: (save / name).read_bytes() for name in before} == before  # the folder still describes its run
+    assert not list(save.glob("*.tmp"))
+
+    finished = _main(f"--resume={save}", check=False)
+    assert finished.returncode == 1 and "pass --total_epochs=<more than 1> to extend it" in finished.stdout
+
+    # lr 0.001 halved at milestone 1 is 0.0005 after epoch 1; x10 -> 0.005, halved at milestone 2 -> 0.0025.
+    _main(f"--resume={save}", "--total_epochs=2", "--optimizer_lr=0.01")
+    logbook = (save / "logbook.txt").read_text()
+    assert "override: --optimizer_lr=0.01 instead of the run's 0.001: every group's learning rate x10" in logbook
+    assert "lr: 0.005\n" in logbook
+    checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0025)
+    assert json.loads((save / "args.json").read_text())["optimizer_lr"] == 0.01
+
+    # A checkpoint of the original framework (no arguments, no optimizer or RNG state): the command line
+    # describes the run, and the log says what starts fresh.
+    original = tmp_path / "original"
+    original.mkdir()
+    torch.save({k: checkpoint[k] for k in ("total_loss", "epoch", "state_dict")}, original / "checkpoint_latest_.ckpt")
+    flags = [f for f in _dbn_flags(nah_root, original, epochs=3, validation=False) if not f.startswith("--save")]
+    _main(*flags, f"--resume={original}")
+    logbook = (original / "logbook.txt").read_text()
+    assert "holds no run arguments" in logbook and "holds no optimizer, lr scheduler, random number generators" \
+        in logbook
+    assert torch.load(original / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_root, tmp_path):
+    save = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *_dbn_flags(nah_root, save, epochs=3)],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
+    while not (save / "args.json").exists():  # the folder is locked before anything is written into it
+        assert first.poll() is None, "the first run ended before it wrote its arguments"
+        time.sleep(0.02)
+    second = _main(*_dbn_flags(nah_root, save, epochs=2), "--seed=7", check=False)
+    assert first.wait() == 0
+    lines = _error_lines(second.stdout)
+    # Refused while the first runs (the lock), or, had the first finished already, for the run it left.
+    assert second.returncode == 1 and len(lines) == 1 and (
+        f"--save={save} is in use by pid {first.pid}" in lines[0] or "already holds a run" in lines[0]), lines
+    rows = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    for name in ("checkpoint_latest_.ckpt", "checkpoint_best_psnr.ckpt", "checkpoint_best_total_loss.ckpt"):
+        assert torch.load(save / name, weights_only=True)["epoch"] in (1, 2, 3)
+    assert json.loads((save / "args.json").read_text())["seed"] == 0
+    assert not list(save.glob("*.tmp"))

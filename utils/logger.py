@@ -71,8 +71,41 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(logbook_filename: Optional[str] = None, console_level: int = logging.INFO) -> None:
-    """Console (INFO, coloured) and optional logbook file (everything, no colour codes)."""
+class _LogbookHandler(logging.FileHandler):
+    """The logbook file; if it cannot be written (full disk), says so once on stderr and stops writing."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
+        if getattr(self, "_failed", False):
+            return
+        self._failed = True
+        error = sys.exc_info()[1]
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        sys.stderr.write(f"warning: cannot write the logbook {self.baseFilename} ({reason}); "
+                         f"logging to the console only\n")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(self, "_failed", False):
+            super().emit(record)
+
+
+class _Buffer(logging.Handler):
+    """Keeps the records logged before the run folder exists, for the logbook once it does."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.records = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def configure_logging(logbook_filename: Optional[str] = None, console_level: int = logging.INFO,
+                      keep_for_logbook: bool = False) -> None:
+    """Console (INFO, coloured) and optionally a logbook file (everything, no colour codes).
+
+    With `keep_for_logbook` (and no file yet), records are kept in memory until `attach_logbook` names the
+    file, so that a run which fails before its folder is created writes nothing there.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -84,12 +117,11 @@ def configure_logging(logbook_filename: Optional[str] = None, console_level: int
     console.addFilter(_IndentFilter())
     root.addHandler(console)
     if logbook_filename is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(logbook_filename)), exist_ok=True)
-        logbook = logging.FileHandler(logbook_filename, mode="a", encoding="utf-8")
-        logbook.setLevel(logging.INFO)
-        logbook.setFormatter(_Formatter("[%(asctime)s] %(message)s", colors=False))
-        logbook.addFilter(_IndentFilter())
-        root.addHandler(logbook)
+        attach_logbook(logbook_filename)
+    elif keep_for_logbook:
+        buffer = _Buffer()
+        buffer.addFilter(_IndentFilter())
+        root.addHandler(buffer)
     logging.captureWarnings(True)
     logging.block = block
     logging.value = value
@@ -98,6 +130,29 @@ def configure_logging(logbook_filename: Optional[str] = None, console_level: int
 
     logging.telegram = telegram.send_message
     logging.telegram_flush = telegram.flush
+
+
+def attach_logbook(logbook_filename: str) -> None:
+    """Start writing the logbook file, beginning with the records kept since `configure_logging`."""
+    root = logging.getLogger()
+    buffers = [handler for handler in root.handlers if isinstance(handler, _Buffer)]
+    os.makedirs(os.path.dirname(os.path.abspath(logbook_filename)), exist_ok=True)
+    logbook = _LogbookHandler(logbook_filename, mode="a", encoding="utf-8")
+    logbook.setLevel(logging.INFO)
+    logbook.setFormatter(_Formatter("[%(asctime)s] %(message)s", colors=False))
+    logbook.addFilter(_IndentFilter())
+    for buffer in buffers:
+        root.removeHandler(buffer)
+        for record in buffer.records:
+            logbook.handle(record)
+    root.addHandler(logbook)
+
+
+def discard_buffered_records() -> None:
+    """Forget the records kept for a logbook that will not be written (a run that failed to start)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Buffer)]:
+        root.removeHandler(handler)
 
 
 @contextlib.contextmanager
