@@ -73,10 +73,43 @@ def read_folder(files: List[str]) -> Iterator[Tuple[str, np.ndarray]]:
         yield os.path.splitext(os.path.basename(filename))[0], frame
 
 
-def read_video(reader: Any) -> Iterator[Tuple[str, np.ndarray]]:
+def read_video(reader: Any, path: str) -> Iterator[Tuple[str, np.ndarray]]:
     """('000000', frame), ('000001', frame), ... streamed from an imageio ffmpeg reader."""
-    for index, frame in enumerate(reader):
-        yield f"{index:06d}", np.asarray(frame)[..., :3]
+    try:
+        for index, frame in enumerate(reader):
+            yield f"{index:06d}", np.asarray(frame)[..., :3]
+    except (OSError, RuntimeError, ValueError) as error:  # ffmpeg's report of a broken stream
+        raise ValueError(f"--input: cannot decode video {path}: {_first_line(error)}") from None
+
+
+def open_video(path: str) -> Any:
+    """An imageio ffmpeg reader; a file ffmpeg cannot open is one line naming it, not ffmpeg's whole report."""
+    import imageio
+
+    try:
+        return imageio.v2.get_reader(path, format="FFMPEG")
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ValueError(f"--input: cannot open video {path}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def parse_device(text: str) -> torch.device:
+    """--device as a torch.device that exists on this machine."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"--device={text}: expected cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device={text}: no CUDA GPU is available on this machine; use --device=cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device={text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device={text}: expected cpu, cuda or cuda:<index>")
+    return device
 
 
 def sliding_windows(frames: Iterator[Tuple[str, Any]], length: int) -> Iterator[Tuple[str, List[Any]]]:
@@ -151,9 +184,7 @@ def write_flow_checkpoint(state_dict: Dict[str, torch.Tensor], directory: str) -
 
 def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     """Build the model the checkpoint (or the flags) describe and load its weights strictly."""
-    if not os.path.isfile(options.checkpoint):
-        raise FileNotFoundError(f"--checkpoint: no such file: {options.checkpoint}")
-    checkpoint = checkpoints.load_file(options.checkpoint)
+    checkpoint = checkpoints.load_file(checkpoints.find_checkpoint(options.checkpoint, "latest"))
     state_dict = checkpoint["state_dict"]
     stored = stored_arguments(checkpoint)
     inferred_name, inferred_length = (None, None)
@@ -264,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     """deblur.py's command line."""
     parser = argparse.ArgumentParser(prog="deblur.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="DBN or FlowDBN checkpoint (.ckpt)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="DBN or FlowDBN checkpoint (.ckpt), or a run folder (its latest checkpoint)")
     parser.add_argument("--input", required=True, help="folder of frames or a video file")
     parser.add_argument("--output", required=True, help="folder for the deblurred frames (and video)")
     parser.add_argument("--model", choices=sorted(PAD_MULTIPLE), default=None,
@@ -294,8 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(options: argparse.Namespace) -> Dict[str, Any]:
     """Deblur `options.input` into `options.output`; returns a summary dict."""
-    if not os.path.isfile(options.checkpoint):
-        raise FileNotFoundError(f"--checkpoint: no such file: {options.checkpoint}")
+    options.checkpoint = checkpoints.find_checkpoint(options.checkpoint, "latest")  # a file, or a run folder's latest
     if not os.path.exists(options.input):
         raise FileNotFoundError(f"--input: no such file or folder: {options.input}")
     is_video = os.path.isfile(options.input)
@@ -303,7 +334,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(f"--input: {options.input} is neither a folder of frames nor a video "
                          f"({', '.join(VIDEO_EXTENSIONS)})")
     files = None if is_video else list_frames(options.input)  # check the input before loading the model
-    device = torch.device(options.device)
+    device = parse_device(options.device)
     model, name, length = load_model(options)
     model.eval().to(device)
     if options.fold_batchnorm:
@@ -314,9 +345,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
     reader = None
     if files is None:
-        import imageio
-
-        reader = imageio.v2.get_reader(options.input, format="FFMPEG")
+        reader = open_video(options.input)
         meta = reader.get_meta_data()
         fps = options.fps or float(meta.get("fps") or 25.0)
         duration = meta.get("duration")
@@ -324,7 +353,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         stem = os.path.splitext(os.path.basename(options.input))[0]
         video = os.path.join(options.output, f"{stem}_deblurred.mp4")
         writer = FrameWriter(options.output, not options.no_frames, video, fps)
-        frames: Iterator[Tuple[str, np.ndarray]] = read_video(reader)
+        frames: Iterator[Tuple[str, np.ndarray]] = read_video(reader, options.input)
     else:
         total = len(files)
         video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
@@ -350,8 +379,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.info("%s", allocator.keep_freed_memory())
     try:
         run(options)
-    except (OSError, ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    except KeyboardInterrupt:
+        print(f"deblur.py: interrupted; the frames written so far are in {options.output}", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 -- every failure ends in one line naming what is wrong
+        message = error.args[0] if isinstance(error, KeyError) and error.args else _first_line(error)
         print(f"deblur.py: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -28,7 +28,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from datasets.registry import DATASETS
-from datasets.sampling import KeyedDataset
+from datasets.sampling import KeyedDataset, check_num_examples
 from utils.flow_io import read_flo
 
 SPLIT_FILENAME = "FlyingChairs_train_val.txt"
@@ -72,8 +72,8 @@ def photometric_settings(value: Union[bool, Dict[str, float], None], flag: str) 
 
 
 def crop_size(random_crop: Optional[Sequence[int]], flag: str) -> Optional[Tuple[int, int]]:
-    """(height, width) of the random crop, or None when no crop is requested (all values <= 0)."""
-    if random_crop is None or all(int(v) <= 0 for v in random_crop):
+    """(height, width) of the random crop, or None when no crop is requested (negative values, e.g. [-1, -1])."""
+    if random_crop is None or all(int(v) < 0 for v in random_crop):
         return None
     if len(random_crop) != 2 or any(int(v) <= 0 for v in random_crop):
         raise ValueError(f"{flag}: expected [height, width] with positive values (or [-1, -1] for no crop), "
@@ -87,6 +87,7 @@ class FlowPairDataset(KeyedDataset):
     def __init__(self, args: Namespace, pairs: List[Pair], num_examples: int = -1,
                  photometric_augmentations: Union[bool, Dict[str, float], None] = False,
                  random_crop: Optional[Sequence[int]] = None, flag_prefix: str = "--<dataset>") -> None:
+        check_num_examples(num_examples)
         if num_examples > 0:
             pairs = pairs[:num_examples]
         if not pairs:

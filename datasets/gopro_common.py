@@ -26,7 +26,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from datasets.sampling import KeyedDataset, images_to_float
+from datasets.sampling import KeyedDataset, check_num_examples, images_to_float
 
 RANDOM_SCALES_MODES = ("none", "weak", "strong")
 WEAK_SCALES = (1.0 / 4.0, 1.0 / 3.0, 1.0 / 2.0)
@@ -102,7 +102,8 @@ def window_indices(centre: int, num_frames: int, sequence_length: int) -> List[i
 
 
 def subset_indices(num_total: int, num_examples: int) -> List[int]:
-    """All indices for num_examples <= 0, else a fixed random subset of num_examples (sorted)."""
+    """All indices for num_examples < 0, else a fixed random subset of num_examples (sorted)."""
+    check_num_examples(num_examples)
     indices = list(range(num_total))
     if num_examples <= 0 or num_examples >= num_total:
         return indices
@@ -135,10 +136,30 @@ def read_image(path: str) -> np.ndarray:
             raise ValueError(f"cannot decode image '{path}': {error}") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.mode in _WIDE_GRAY_MODES:
+                return _wide_gray_to_rgb8(image, path)
             # An RGB image is used as decoded; convert() would copy all of it once more.
             return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a (complete) image"
-        raise ValueError(f"cannot decode image '{path}': {error}") from None
+        message = str(error)
+        if message.startswith("cannot identify image file"):  # PIL names its in-memory stream, not the file
+            message = "not an image in a format PIL knows, or a corrupt file"
+        raise ValueError(message if message.startswith("cannot decode") else
+                         f"cannot decode image '{path}': {message}") from None
+
+
+# PIL's modes for gray images of more than 8 bits; convert("RGB") would clip their values at 255.
+_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _wide_gray_to_rgb8(image: Image.Image, path: str) -> np.ndarray:
+    """A 16-bit gray image scaled to 8 bits (v * 255 / 65535, rounded) and repeated into three channels."""
+    values = np.asarray(image)
+    if image.mode == "F" or values.min() < 0 or values.max() > 65535:
+        raise ValueError(f"cannot decode image '{path}': {image.mode} gray values in [{values.min()}, "
+                         f"{values.max()}] are not 16-bit samples; save the frames as 8- or 16-bit images")
+    gray = np.floor(values.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -260,7 +281,7 @@ def parse_random_crop(random_crop: Optional[Sequence[int]]) -> Optional[Tuple[in
     if random_crop is None:
         return None
     values = [int(v) for v in random_crop]
-    if not any(v > 0 for v in values):
+    if values and all(v < 0 for v in values):
         return None
     if len(values) != 2 or min(values) <= 0:
         raise ValueError(f"random_crop must be two positive integers [height, width] or [-1, -1] for no "

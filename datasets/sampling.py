@@ -86,3 +86,8 @@ def images_to_float(value: torch.Tensor) -> torch.Tensor:
         return value.float().div_(255.0)
     return value
 
+
+def check_num_examples(num_examples: int) -> None:
+    """Raise ValueError unless num_examples is -1 (every example) or positive."""
+    if num_examples == 0 or num_examples < -1:
+        raise ValueError(f"num_examples={num_examples}: expected -1 (every example) or a positive number")

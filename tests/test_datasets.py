@@ -511,12 +511,29 @@ def _resize(path: Path) -> None:
     Image.fromarray(coded_frame(0, W, H - 8)).save(path)
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+@pytest.mark.parametrize("extension", ["png", "tif"])
+def test_16_bit_gray_frames_are_scaled_to_8_bits_not_clipped(tmp_path, extension):
+    gray = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    path = tmp_path / f"frame.{extension}"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(path)  # the full 16-bit range: 0 .. 65535
+    with Image.open(path) as stored:
+        assert stored.mode in ("I;16", "I")
+    # PIL's convert("RGB") would clip every value above 255: an all-white frame.
+    np.testing.assert_array_equal(read_image(str(path)), np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def test_gray_frames_of_floats_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "frame.tif"
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(path)
+    with pytest.raises(ValueError, match=r"cannot decode image '.*frame.tif': F gray values .* are not 16-bit"):
+        read_image(str(path))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
 def test_read_image_gives_pils_rgb_samples_for_every_png_kind(tmp_path, mode):
     rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     image = Image.fromarray(rgb)
-    image = {"P": lambda: image.quantize(64), "I;16": lambda: image.convert("L").convert("I;16")}.get(
-        mode, lambda: image.convert(mode))()
+    image = {"P": lambda: image.quantize(64)}.get(mode, lambda: image.convert(mode))()
     path = tmp_path / "frame.png"
     image.save(path)
     # 8-bit RGB takes libspng's path, everything else PIL's; both must give PIL's RGB samples.

@@ -136,6 +136,20 @@ def test_clear_errors(tmp_path, capsys):
     assert deblur.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--input", str(tmp_path),
                         "--output", str(tmp_path / "o")]) == 2
     assert "--checkpoint: no such file" in capsys.readouterr().err
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    (tmp_path / "frames").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "frames" / "a.png")
+    for device, message in [("banana", "--device=banana: expected cpu, cuda or cuda:<index>"),
+                            ("cuda:7", "--device=cuda:7: ")]:
+        assert deblur.main(["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "frames"),
+                            "--output", str(tmp_path / "o"), "--device", device]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    assert deblur.main(["--checkpoint", checkpoint, "--input", str(tmp_path / "broken.mp4"),
+                        "--output", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--input: cannot open video {tmp_path / 'broken.mp4'}: " in lines[0], lines
     torch.save({"state_dict": {"model.flownets.conv1.0.weight": torch.zeros(1)}}, tmp_path / "flow.ckpt")
     (tmp_path / "empty").mkdir()
     assert deblur.main(["--checkpoint", str(tmp_path / "flow.ckpt"), "--input", str(tmp_path / "empty"),
@@ -145,3 +159,32 @@ def test_clear_errors(tmp_path, capsys):
     assert deblur.main(["--checkpoint", str(tmp_path / "flow.ckpt"), "--input", str(tmp_path / "empty"),
                         "--output", str(tmp_path / "o")]) == 2
     assert "not a DBN or FlowDBN checkpoint" in capsys.readouterr().err
+
+
+def test_a_run_folder_is_read_as_its_latest_checkpoint(tmp_path):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(3, 16, 16)
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "in" / f"{i:04d}.png")
+    result = deblur.run(deblur.build_parser().parse_args(
+        ["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+         "--device", "cpu"]))
+    assert result["frames"] == 3
+    expected = _reference(model, frames, 3, 8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "0001.png")), expected[1])
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_code_130(tmp_path, capsys, monkeypatch):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_frames(1, 16, 16)[0]).save(tmp_path / "in" / "0000.png")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deblur, "deblur_stream", interrupted)
+    assert deblur.main(["--checkpoint", checkpoint, "--input", str(tmp_path / "in"), "--output",
+                        str(tmp_path / "out"), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"deblur.py: interrupted; the frames written so far are in {tmp_path / 'out'}"]

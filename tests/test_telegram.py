@@ -219,3 +219,11 @@ def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tm
     assert {"args.json", "args.txt", "logbook.txt", "src.zip", "checkpoint_latest_.ckpt"} <= \
         {p.name for p in save.iterdir()}
     assert _files_contain(save, TOKEN.encode()) == []
+
+
+def test_the_token_is_redacted_in_any_letter_case_and_url_encoded():
+    notifier = telegram.TelegramNotifier("123456:AbCdEf-Gh", "42")
+    text = ("POST /bot123456:abcdef-gh/sendMessage failed; "
+            "url http://x/bot123456%3AAbCdEf-Gh/getMe; raw 123456:ABCDEF-GH")
+    assert notifier.redact(text) == ("POST /bot<token>/sendMessage failed; url http://x/bot<token>/getMe; "
+                                     "raw <token>")

@@ -16,8 +16,10 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import time
+import urllib.parse
 from typing import Any, List, Optional
 
 import constants
@@ -64,8 +66,13 @@ class TelegramNotifier:
         self._warned = False
 
     def redact(self, text: str) -> str:
-        """`text` with the token replaced by '<token>'."""
-        return text.replace(self._token, "<token>") if self._token else text
+        """`text` with the token replaced by '<token>', in any letter case and URL-encoded too (error texts of
+        HTTP libraries quote request paths, some in lower case)."""
+        if not self._token:
+            return text
+        forms = {self._token, urllib.parse.quote(self._token, safe=""), urllib.parse.quote(self._token)}
+        pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+        return re.sub(pattern, "<token>", text, flags=re.IGNORECASE)
 
     def check(self) -> None:
         """Ask the server who the bot is; raises if the token is rejected or the server unreachable."""
