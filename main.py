@@ -28,7 +28,7 @@ import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
-from utils import allocator, checkpoints, distributed, logger, run_folder, summary, system, telegram
+from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram
 from utils.logger import block
 
 # Flags a resumed run keeps: its weights, optimizer and scheduler states and data were made with them.
@@ -428,8 +428,16 @@ def lock_run_folder(folder: str, lock: Optional[run_folder.RunLock], continues_r
 
 
 def open_run_folder(args: argparse.Namespace, parsed: argparse.Namespace) -> None:
-    """Write the parsed arguments, source code snapshot and logbook, and open TensorBoard (the folder is locked)."""
+    """Write the parsed arguments, source code snapshot and logbook, and open TensorBoard (the folder is locked).
+
+    What a run killed in mid-write left behind is tidied first: its temporary files are removed, and a
+    checkpoint summary (.json) that disagrees with its checkpoint is rewritten from it.
+    """
     logger.attach_logbook(os.path.join(args.save, constants.LOGGING_LOGBOOK_FILENAME))
+    for removed in files.remove_stale_temporaries(args.save):
+        logging.info("removed %s, left by a run that was killed while writing it", removed)
+    for repaired in checkpoints.repair_summaries(args.save):
+        logging.info("rewrote %s to agree with its checkpoint (a run was killed between writing the two)", repaired)
     commandline.write_arguments(parsed, args.save)
     with block("Source Code"):
         logging.info("git hash: %s", system.git_hash())

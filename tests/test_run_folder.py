@@ -95,6 +95,11 @@ def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path):
     (tmp_path / "csv" / "GoProNahTest_evaluation_losses.csv").write_text("epoch,step,psnr\n1,,30.0\n")
     with pytest.raises(run_folder.RunFolderError, match=r"already holds a run \(csv/GoProNahTest_evaluation_"
                                                         r"losses.csv\): continue it with --resume="):
+        run_folder.check_new_run(str(tmp_path))  # an evaluation's records
+    (tmp_path / "args.json").write_text('{"training_dataset": "GoProNahTrain"}')
+    run_folder.check_new_run(str(tmp_path))  # a training run killed in its first epoch: nothing to lose
+    (tmp_path / "checkpoint_latest_.ckpt").write_bytes(b"")
+    with pytest.raises(run_folder.RunFolderError, match=r"already holds a run \(checkpoint_latest_.ckpt, csv/"):
         run_folder.check_new_run(str(tmp_path))
 
 
@@ -124,3 +129,22 @@ def test_source_snapshot_holds_what_git_tracks_or_would_track(tmp_path):
     (tmp_path / "old_run" / "args.txt").write_text("another run's records")
     names = [os.path.relpath(p, tmp_path) for p in system.source_files(str(tmp_path))]
     assert names == ["new_model.py", "train.py"]
+
+
+def test_what_a_killed_writer_left_is_tidied_when_the_folder_is_taken_over(tmp_path):
+    model = _model()
+    checkpoints.save(str(tmp_path), {"psnr": 21.0}, 1, model, best_keys=["psnr"])
+    old_summary = (tmp_path / "checkpoint_latest_.json").read_text()
+    checkpoints.save(str(tmp_path), {"psnr": 22.0}, 2, model, best_keys=["psnr"])
+    # Killed after renaming the checkpoint, before renaming its summary, with a temporary file half-written.
+    (tmp_path / "checkpoint_latest_.json").write_text(old_summary)
+    (tmp_path / "checkpoint_best_psnr.ckpt.k3x_9qz0.tmp").write_bytes(b"partial")
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "Data_training_losses.csv.a1b2c3d4.tmp").write_text("epoch")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert checkpoints.repair_summaries(str(tmp_path)) == ["checkpoint_latest_.json"]
+    assert json.loads((tmp_path / "checkpoint_latest_.json").read_text()) == {"psnr": 22.0, "epoch": 2}
+    assert checkpoints.repair_summaries(str(tmp_path)) == []
+    assert files.remove_stale_temporaries(str(tmp_path)) == ["checkpoint_best_psnr.ckpt.k3x_9qz0.tmp",
+                                                              "csv/Data_training_losses.csv.a1b2c3d4.tmp"]
+    assert (tmp_path / "notes.tmp").exists()

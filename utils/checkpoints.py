@@ -87,6 +87,32 @@ def _summary_filename(filename: str) -> str:
     return filename[:-len(".ckpt")] + ".json"
 
 
+def repair_summaries(directory: str) -> List[str]:
+    """Rewrite every checkpoint's .json that disagrees with its checkpoint (a run killed between the two
+    renames of `save`); returns the names of the rewritten files."""
+    repaired = []
+    for filename in sorted(glob.glob(os.path.join(glob.escape(directory), "checkpoint_*.ckpt"))):
+        try:
+            checkpoint = torch.load(filename, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 -- an unreadable checkpoint is reported where it is loaded
+            continue
+        if not isinstance(checkpoint, dict) or "epoch" not in checkpoint:
+            continue
+        keys = list(checkpoint)
+        summary = {key: checkpoint[key] for key in keys[:keys.index("epoch") + 1]}  # loss values, then epoch
+        text = jsonfile.dumps(summary, sort_keys=False) + "\n"
+        summary_file = _summary_filename(filename)
+        try:
+            with open(summary_file, encoding="utf-8") as handle:
+                if handle.read() == text:
+                    continue
+        except OSError:
+            pass
+        files.write_text(summary_file, text)
+        repaired.append(os.path.basename(summary_file))
+    return repaired
+
+
 def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = (), flag: str = "--checkpoint") -> str:
     """The checkpoint file for `path`: the file itself, or a run folder's latest/best checkpoint."""
     if os.path.isfile(path):
@@ -96,7 +122,8 @@ def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = (), f
     if mode == "latest":
         filename = os.path.join(path, LATEST)
         if not os.path.isfile(filename):
-            raise CheckpointError(f"{flag}: {path} holds no {LATEST}")
+            hint = "; the run ended before its first checkpoint: start it anew there" if flag == "--resume" else ""
+            raise CheckpointError(f"{flag}: {path} holds no {LATEST}{hint}")
         return filename
     candidates = [os.path.join(path, best_filename(key)) for key in keys]
     candidates = [c for c in candidates if os.path.isfile(c)] or sorted(

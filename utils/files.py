@@ -7,12 +7,15 @@ and the cause in words ("no space left on device") instead of what the writing l
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
-from typing import Callable, Iterator, List, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 # What torch's zip writer says when the disk fills up: it reports its own stream position, not errno.
 _DISK_FULL_MESSAGES = ("unexpected pos", "file write failed", "No space left on device")
+# What temporary_path names: '<name>.<8 random characters of mkstemp>.tmp'.
+_TEMPORARY_NAME = re.compile(r".+\.[a-z0-9_]{8}\.tmp")
 # mkstemp creates files readable by their owner only; records get the permissions of any new file.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -63,7 +66,9 @@ def staged(filenames: List[str]) -> Iterator[List[str]]:
 
     The destinations change only after every temporary file is complete, one rename after the other, so
     files that belong together (a checkpoint and its .json) disagree at most for the time between two
-    renames. When the block fails, the temporary files are removed and WriteError names the failing file.
+    renames. The replaced files are kept alive by a hard link until all renames are done: freeing a large
+    old checkpoint inside a rename would otherwise widen that gap to milliseconds. When the block fails,
+    the temporary files are removed and WriteError names the failing file.
     """
     pairs: List[Tuple[str, str]] = []
     try:
@@ -78,8 +83,37 @@ def staged(filenames: List[str]) -> Iterator[List[str]]:
         what = filenames[0] + (f" (and {len(filenames) - 1} more files)" if len(filenames) > 1 else "")
         cause = describe_write_failure(error, os.path.dirname(os.path.abspath(filenames[0])))
         raise WriteError(f"cannot write {what}: {cause}") from error
+    kept = [_keep_alive(filename) for _, filename in pairs]
     for temporary, filename in pairs:
         os.replace(temporary, filename)
+    for link in kept:
+        if link is not None:
+            remove_quietly(link)
+
+
+def _keep_alive(filename: str) -> Optional[str]:
+    """A second, temporary name for an existing file (None where there is none or links are not supported)."""
+    if not os.path.isfile(filename):
+        return None
+    link = temporary_path(filename)
+    os.remove(link)
+    try:
+        os.link(filename, link)
+    except OSError:
+        return None
+    return link
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Remove the temporary files that writers killed in mid-write left in `folder` (call it holding the
+    folder's lock, when no other writer can be at work there); returns their names."""
+    removed = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            if _TEMPORARY_NAME.fullmatch(name):
+                remove_quietly(os.path.join(directory, name))
+                removed.append(os.path.relpath(os.path.join(directory, name), folder))
+    return sorted(removed)
 
 
 def write_atomically(filename: str, write: Callable[[str], None]) -> None:

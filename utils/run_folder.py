@@ -39,12 +39,24 @@ def check_writable(folder: str) -> None:
 def run_records(folder: str) -> List[str]:
     """The records that show `folder` holds a run: checkpoints and per-epoch CSV records (relative paths).
 
-    A folder with only the arguments and logbook of a run that ended before its first epoch holds
-    nothing to lose, so a new run may take it.
+    A folder with only the arguments, logbook and partial records of a training run that ended before its
+    first checkpoint holds nothing to lose, so a new run may take it.
     """
     escaped = glob.escape(folder)
-    found = glob.glob(os.path.join(escaped, "*.ckpt")) + glob.glob(os.path.join(escaped, "csv", "*.csv"))
+    found = glob.glob(os.path.join(escaped, "*.ckpt"))
+    if found or not _unfinished_training_run(folder):
+        found += glob.glob(os.path.join(escaped, "csv", "*.csv"))
     return sorted(os.path.relpath(path, folder) for path in found if os.path.isfile(path))
+
+
+def _unfinished_training_run(folder: str) -> bool:
+    """A training run writes a checkpoint after every epoch: without one, its records are of an epoch that
+    never finished (a new run rewrites them). Evaluation-only runs write records and no checkpoint."""
+    try:
+        with open(os.path.join(folder, "args.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("training_dataset") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def check_new_run(folder: str) -> None:
