@@ -327,6 +327,79 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
                          commandline.format_flag_value(old))
 
 
+def build_data(args: argparse.Namespace) -> Tuple[Optional[runtime.Loader], Optional[runtime.Loader], Dict[str, Any]]:
+    """Training and validation loaders and the runtime augmentations."""
+    with block("Datasets"):
+        train_loader = _make_loader(args, "training_dataset", train=True)
+        validation_loader = _make_loader(args, "validation_dataset", train=False)
+        if train_loader is None and validation_loader is None:
+            raise ValueError("no dataset given: pass --training_dataset and/or --validation_dataset")
+    with block("Runtime Augmentations"):
+        augmentations = {}
+        for name in ("training_augmentation", "validation_augmentation"):
+            if getattr(args, name) is not None:
+                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(args.device)
+                logging.info("%s: %s", name, getattr(args, name))
+    return train_loader, validation_loader, augmentations
+
+
+def build_model(args: argparse.Namespace, validation: bool, evaluation_only: bool) -> runtime.ModelAndLoss:
+    """Model and loss with the weights of --checkpoint, folded, on the device, compiled as asked."""
+    with block("Model and Loss"):
+        model_and_loss = build_model_and_loss(args, validation)
+    if args.checkpoint is not None:
+        with block("Checkpoint"):
+            load_checkpoint_weights(args, model_and_loss)
+    if args.fold_batchnorm:
+        if not evaluation_only:
+            raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
+                             "network has no BatchNorm left to train")
+        fold_batchnorm(model_and_loss.model.eval())
+    model_and_loss.to(args.device)
+    if args.channels_last:
+        model_and_loss.to(memory_format=torch.channels_last)
+    if args.compile:
+        model_and_loss.model.compile()  # in place: state_dict keys stay those of the original
+    return model_and_loss
+
+
+def build_run_state(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss, validation: bool,
+                    evaluation_only: bool, resumption: Optional[Resumption]
+                    ) -> Tuple[checkpoints.RunState, Optional[ParameterScheduler]]:
+    """Optimizer, schedulers and grad scaler around the model, restored from --resume."""
+    with block("Optimizer"):
+        optimizer = build_optimizer(args, model_and_loss, training=not evaluation_only)
+    with block("Learning Rate Scheduler"):
+        lr_scheduler = build_lr_scheduler(args, optimizer, validation, resumption is not None)
+    param_scheduler = None
+    if args.param_scheduler_group:
+        with block("Parameter Scheduler"):
+            param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
+                                                 args.param_scheduler_group, _lr_scheduler_value)
+    grad_scaler = torch.amp.GradScaler(args.device.type) if args.amp == "fp16" and optimizer is not None else None
+    keys = getattr(args, "validation_keys", []) if validation else []
+    modes = getattr(args, "validation_modes", []) if validation else []
+    run_state = checkpoints.RunState(model_and_loss, optimizer, lr_scheduler, grad_scaler, keys, modes)
+    if resumption is not None:
+        with block("Resume"):
+            restore_run(run_state, resumption, args)
+    run_state.arguments = runtime.stored_arguments(args)
+    return run_state, param_scheduler
+
+
+def distributed_runner(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss,
+                       training: bool) -> torch.nn.Module:
+    """The module the loop runs: DistributedDataParallel under torchrun, else the model and loss themselves."""
+    if args.sync_batchnorm and not (distributed.is_distributed() and args.device.type == "cuda"):
+        raise ValueError("--sync_batchnorm needs a torchrun launch on GPUs (torch's SyncBatchNorm runs on CUDA only)")
+    if not (distributed.is_distributed() and training):
+        return model_and_loss
+    if args.sync_batchnorm:
+        model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
+    return torch.nn.parallel.DistributedDataParallel(
+        model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
+
+
 def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_requested: bool) -> runtime.Trainer:
     """Everything the run needs, built and checked against each other; writes no file."""
     if distributed.is_main_process():
@@ -338,79 +411,32 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
         logging.info("seed: %s", args.seed)
     with block("Machine Statistics"):
         choose_device(args, cuda_requested)
-    with block("Datasets"):
-        train_loader = _make_loader(args, "training_dataset", train=True)
-        validation_loader = _make_loader(args, "validation_dataset", train=False)
-        if train_loader is None and validation_loader is None:
-            raise ValueError("no dataset given: pass --training_dataset and/or --validation_dataset")
+    train_loader, validation_loader, augmentations = build_data(args)
     evaluation_only = train_loader is None
-    if resumption is not None and evaluation_only:
-        raise ValueError("--resume continues a training run: the run has no --training_dataset")
-    with block("Runtime Augmentations"):
-        augmentations = {}
-        for name in ("training_augmentation", "validation_augmentation"):
-            if getattr(args, name) is not None:
-                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(args.device)
-                logging.info("%s: %s", name, getattr(args, name))
-    with block("Model and Loss"):
-        model_and_loss = build_model_and_loss(args, validation_loader is not None)
-    if args.checkpoint is not None:
-        with block("Checkpoint"):
-            load_checkpoint_weights(args, model_and_loss)
     if evaluation_only:
+        if resumption is not None:
+            raise ValueError("--resume continues a training run: the run has no --training_dataset")
         args.start_epoch, args.total_epochs = 1, 1
         args.optimizer, args.lr_scheduler = None, None
-    if args.fold_batchnorm:
-        if not evaluation_only:
-            raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
-                             "network has no BatchNorm left to train")
-        fold_batchnorm(model_and_loss.model.eval())
-    model_and_loss.to(args.device)
-    if args.channels_last:
-        model_and_loss.to(memory_format=torch.channels_last)
-    if args.compile:
-        model_and_loss.model.compile()  # in place: state_dict keys stay those of the original
-    with block("Optimizer"):
-        optimizer = build_optimizer(args, model_and_loss, training=not evaluation_only)
-    with block("Learning Rate Scheduler"):
-        lr_scheduler = build_lr_scheduler(args, optimizer, validation_loader is not None, resumption is not None)
-    param_scheduler = None
-    if args.param_scheduler_group:
-        with block("Parameter Scheduler"):
-            param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
-                                                 args.param_scheduler_group, _lr_scheduler_value)
-    grad_scaler = torch.amp.GradScaler(args.device.type) if args.amp == "fp16" and optimizer is not None else None
-    keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
-    modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
-    run_state = checkpoints.RunState(model_and_loss, optimizer, lr_scheduler, grad_scaler, keys, modes)
-    if resumption is not None:
-        with block("Resume"):
-            restore_run(run_state, resumption, args)
-    run_state.arguments = runtime.stored_arguments(args)
+    validation = validation_loader is not None
+    model_and_loss = build_model(args, validation, evaluation_only)
+    run_state, param_scheduler = build_run_state(args, model_and_loss, validation, evaluation_only, resumption)
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK
     visualizer = None
     with block("Runtime Visualizers"):
         if args.visualizer is not None:
             visualizer = commandline.instance_from_args(
-                args, "visualizer", args=args, model_and_loss=model_and_loss, optimizer=optimizer,
-                param_scheduler=param_scheduler, lr_scheduler=lr_scheduler, train_loader=train_loader,
+                args, "visualizer", args=args, model_and_loss=model_and_loss, optimizer=run_state.optimizer,
+                param_scheduler=param_scheduler, lr_scheduler=run_state.lr_scheduler, train_loader=train_loader,
                 validation_loader=validation_loader).to(args.device)
             logging.info("%s", args.visualizer)
-    runner = model_and_loss
-    if args.sync_batchnorm and not (distributed.is_distributed() and args.device.type == "cuda"):
-        raise ValueError("--sync_batchnorm needs a torchrun launch on GPUs (torch's SyncBatchNorm runs on CUDA only)")
-    if distributed.is_distributed() and train_loader is not None:
-        if args.sync_batchnorm:
-            model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
-        runner = torch.nn.parallel.DistributedDataParallel(
-            model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
     return runtime.Trainer(
-        args, runner, train_loader, validation_loader, optimizer, lr_scheduler,
-        augmentations.get("training_augmentation"), augmentations.get("validation_augmentation"), visualizer,
-        save_checkpoints=not evaluation_only,
+        args, distributed_runner(args, model_and_loss, not evaluation_only), train_loader, validation_loader,
+        run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
+        augmentations.get("validation_augmentation"), visualizer, save_checkpoints=not evaluation_only,
         before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
-        grad_scaler=grad_scaler, run_state=run_state)
+        grad_scaler=run_state.grad_scaler, run_state=run_state)
 
 
 # ------------------------------------------------------------------------------------- 3. run folder
@@ -455,6 +481,57 @@ def error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
 
 
+@dataclasses.dataclass
+class RunFolderState:
+    """The run folder as this process holds it: its lock (main process only) and whether the run has opened
+    it, i.e. written its arguments and logbook there."""
+
+    lock: Optional[run_folder.RunLock] = None
+    opened: bool = False
+
+
+def _continues_run(early: argparse.Namespace) -> bool:
+    """Whether --save is the folder of the run that --resume continues."""
+    if early.resume is None or not os.path.isdir(early.save):
+        return False
+    resumed = early.resume if os.path.isdir(early.resume) else os.path.dirname(early.resume)
+    return os.path.abspath(early.save) == os.path.abspath(resumed)
+
+
+def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool, folder: RunFolderState) -> None:
+    """Steps 1 to 3 of the module docstring, then the epochs; only the main process touches the run folder."""
+    continues_run = _continues_run(early)
+    if main_process:
+        run_folder.check_writable(early.save)
+        if os.path.isdir(early.save):  # a second run on the folder stops here, before building anything
+            folder.lock = lock_run_folder(early.save, None, continues_run)
+    if distributed.launched_by_torchrun():
+        distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())
+    with block("Registering factories"):
+        for category in commandline.CATEGORIES:
+            if category.registry is not None:
+                logging.info("%s: %d registered", category.name, len(category.registry))
+    with block("Commandline Arguments"):
+        args, defaults, resumption = resolve_arguments(argv)
+        parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
+        non_default = commandline.non_default_arguments(args, defaults)
+        log_arguments(args, non_default)
+        args.non_default_args = non_default
+        args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
+    trainer = build_run(args, resumption, early.cuda)
+    if trainer.train_loader is not None:
+        trainer.check_validation_keys()
+    if main_process:
+        folder.lock = lock_run_folder(args.save, folder.lock, continues_run)
+        open_run_folder(args, parsed)
+        folder.opened = True
+    runtime.set_proctitle(args.proctitle_name)
+    trainer.run()
+    if distributed.is_distributed():
+        logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
+                        sum(float(p.double().sum()) for p in runtime.unwrap(trainer.model_and_loss).parameters()))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -468,48 +545,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     logger.configure_logging(console_level=logging.INFO if main_process else logging.WARNING,
                              keep_for_logbook=main_process)
     logging.info("%s", allocator.keep_freed_memory())
-    lock: Optional[run_folder.RunLock] = None
-    folder_open = False
+    folder = RunFolderState()
     try:
-        continues_run = early.resume is not None and os.path.isdir(early.save) and (
-            os.path.abspath(early.save) == os.path.abspath(
-                early.resume if os.path.isdir(early.resume) else os.path.dirname(early.resume)))
-        if main_process:
-            run_folder.check_writable(early.save)
-            if os.path.isdir(early.save):
-                lock = lock_run_folder(early.save, None, continues_run)  # a second run on the folder stops here
-        if distributed.launched_by_torchrun():
-            distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())
-        with block("Registering factories"):
-            for category in commandline.CATEGORIES:
-                if category.registry is not None:
-                    logging.info("%s: %d registered", category.name, len(category.registry))
-        with block("Commandline Arguments"):
-            args, defaults, resumption = resolve_arguments(argv)
-            parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
-            non_default = commandline.non_default_arguments(args, defaults)
-            log_arguments(args, non_default)
-            args.non_default_args = non_default
-            args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
-        trainer = build_run(args, resumption, early.cuda)
-        if trainer.train_loader is not None:
-            trainer.check_validation_keys()
-        if main_process:
-            lock = lock_run_folder(args.save, lock, continues_run)
-            open_run_folder(args, parsed)
-            folder_open = True
-        runtime.set_proctitle(args.proctitle_name)
-        trainer.run()
-        if distributed.is_distributed():
-            logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
-                            sum(float(p.double().sum()) for p in runtime.unwrap(trainer.model_and_loss).parameters()))
+        start_and_run(argv, early, main_process, folder)
     except SystemExit:
         raise
     except KeyboardInterrupt:
         logging.error("interrupted; records and checkpoints written so far are kept in %s", early.save)
         return 130
     except Exception as error:  # noqa: BLE001 -- every failure ends in one clear line (traceback in the logbook)
-        if folder_open:
+        if folder.opened:
             logging.log(logger.LOGBOOK, "".join(traceback.format_exception(error)))
         else:
             logger.discard_buffered_records()  # the run never started: its folder stays as it was
@@ -519,8 +564,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         telegram.flush()
         summary.close()
         distributed.shutdown()
-        if lock is not None:
-            lock.release(remove_if_created=not folder_open)
+        if folder.lock is not None:
+            folder.lock.release(remove_if_created=not folder.opened)
     return 0
 
 
