@@ -335,7 +335,7 @@ def format_flag_value(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return str(value)  # "True"/"False": read by the boolean converters and as a Python literal
     if isinstance(value, list):
         return "[" + ", ".join(format_flag_value(item) for item in value) + "]"
     if isinstance(value, dict):

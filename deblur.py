@@ -188,9 +188,9 @@ def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     state_dict = checkpoint["state_dict"]
     stored = stored_arguments(checkpoint)
     inferred_name, inferred_length = (None, None)
-    if options.model is None or options.sequence_length is None:
-        if stored.get("model") is None or not any(stored.get(flag) for flag in SEQUENCE_FLAGS):
-            inferred_name, inferred_length = infer_model(state_dict)
+    described = stored.get("model") is not None and any(stored.get(flag) for flag in SEQUENCE_FLAGS)
+    if (options.model is None or options.sequence_length is None) and not described:
+        inferred_name, inferred_length = infer_model(state_dict)
     name = options.model or stored.get("model") or inferred_name
     length = options.sequence_length or next((stored[f] for f in SEQUENCE_FLAGS if stored.get(f)), None) \
         or inferred_length

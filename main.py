@@ -144,6 +144,12 @@ def check_arguments(args: argparse.Namespace) -> None:
 def _resume_overrides(args: argparse.Namespace, stored: Dict[str, Any], argv: List[str],
                       resume: str) -> Dict[str, Tuple[Any, Any]]:
     """The flags the command line changes against the resumed run; refuses those a resumed run must keep."""
+    given = set(commandline.given_flags(argv))
+    for name, value in stored.items():  # what the stored arguments should have restored
+        restorable = name not in given and name not in commandline.RUN_SPECIFIC_FLAGS and hasattr(args, name)
+        if restorable and not name.startswith("checkpoint") and getattr(args, name) != value:
+            raise ValueError(f"--resume={resume}: cannot restore the run's --{name}={value!r} "
+                             f"(read back as {getattr(args, name)!r}); give it on the command line")
     overrides = {}
     for name in dict.fromkeys(commandline.given_flags(argv)):
         if name in commandline.RUN_SPECIFIC_FLAGS or not hasattr(args, name):

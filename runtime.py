@@ -335,7 +335,8 @@ class Trainer:
 
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
         args = self.args
-        title = f"Epoch {epoch}/{args.total_epochs}" + " " * 24 + f"-- {args.actual_device} on {socket.gethostname()} --"
+        where = f"-- {args.actual_device} on {socket.gethostname()} --"
+        title = f"Epoch {epoch}/{args.total_epochs}" + " " * 24 + where
         with block(title, emph=True):
             summary.set_global_step(epoch)
             if self.before_epoch is not None:

@@ -14,7 +14,6 @@ import json
 from typing import Callable, Dict, List, Optional
 
 import torch
-
 from common import keep_freed_memory, measure, median, synchronize  # noqa: I100 (puts the repository on sys.path)
 
 from contrib.correlation import correlation, sampler_available  # noqa: E402

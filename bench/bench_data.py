@@ -33,9 +33,8 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-
 from common import base_parser, emit, finish_parsing, machine, measure, print_table, stats  # noqa: I100
+from torch.utils.data import DataLoader
 
 import runtime  # noqa: E402
 from datasets.gopro_common import FrameStack  # noqa: E402

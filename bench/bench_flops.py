@@ -32,9 +32,8 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from common import base_parser, emit, finish_parsing, machine, print_table  # noqa: I100
+from torch.utils.flop_counter import FlopCounterMode
 
 import runtime  # noqa: E402
 from losses.dbn_loss import DBNLoss  # noqa: E402
@@ -87,7 +86,8 @@ def frame_flops(width: int, height: int, sequence_length: int) -> Dict[str, floa
         result["one pyramid"] = one_pyramid
         total = count(lambda: model(example))
     result["FlowDBN DBN part (2N-1 frames)"] = total - result["PWC-Net, per frame (1 pyramid per frame)"]
-    result["FlowDBN, original"] = result["FlowDBN DBN part (2N-1 frames)"] + result["PWC-Net, original (2 pyramids per pair)"]
+    result["FlowDBN, original"] = (result["FlowDBN DBN part (2N-1 frames)"]
+                                   + result["PWC-Net, original (2 pyramids per pair)"])
     result["FlowDBN, per frame"] = total
     result["FlowDBN, streaming"] = total - (sequence_length - 1) * one_pyramid
     return result

@@ -20,7 +20,6 @@ from argparse import Namespace
 from typing import Dict
 
 import torch
-
 from common import keep_freed_memory, measure, median  # noqa: I100 (common puts the repository on sys.path)
 
 from models.flowdbn import FlowDBN  # noqa: E402

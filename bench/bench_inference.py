@@ -33,9 +33,20 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
-
-from common import (base_parser, emit, finish_parsing, format_range, machine, measure,  # noqa: I100
-                    peak_memory_mib, print_table, reset_peak_memory, run_child, stats, synchronize)
+from common import (  # noqa: I100
+    base_parser,
+    emit,
+    finish_parsing,
+    format_range,
+    machine,
+    measure,
+    peak_memory_mib,
+    print_table,
+    reset_peak_memory,
+    run_child,
+    stats,
+    synchronize,
+)
 
 import deblur  # noqa: E402
 from contrib.fusion import fold_batchnorm  # noqa: E402
@@ -127,7 +138,7 @@ def interleaved(options: argparse.Namespace, variants: List[str]) -> Dict[str, A
     for round_index in range(options.warmup + options.repeats):
         order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
         for name in order:
-            seconds = measure(lambda: one_frame(name), device, 1, 0)[0]
+            seconds = measure(lambda name=name: one_frame(name), device, 1, 0)[0]
             if round_index >= options.warmup:
                 times[name].append(seconds)
     result: Dict[str, Any] = {"frame_s": {name: stats(values) for name, values in times.items()}}

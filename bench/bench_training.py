@@ -23,9 +23,19 @@ import tempfile
 from typing import Any, Dict, List
 
 import torch
-
-from common import (base_parser, emit, finish_parsing, format_range, machine, measure, peak_memory_mib,  # noqa: I100
-                    print_table, reset_peak_memory, run_child, stats)
+from common import (  # noqa: I100
+    base_parser,
+    emit,
+    finish_parsing,
+    format_range,
+    machine,
+    measure,
+    peak_memory_mib,
+    print_table,
+    reset_peak_memory,
+    run_child,
+    stats,
+)
 
 import runtime  # noqa: E402
 from losses.dbn_loss import DBNLoss  # noqa: E402

@@ -10,6 +10,7 @@ The loops over the P² displacements keep the temporaries at one (B, C, H, W) pr
 """
 import importlib
 import importlib.util
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -44,7 +45,7 @@ class _CorrelationFunction(torch.autograd.Function):
     """Correlation with a hand-written backward that is as memory-lean as the forward."""
 
     @staticmethod
-    def forward(ctx, f1: torch.Tensor, f2: torch.Tensor, max_displacement: int) -> torch.Tensor:
+    def forward(ctx: Any, f1: torch.Tensor, f2: torch.Tensor, max_displacement: int) -> torch.Tensor:
         ctx.save_for_backward(f1, f2)
         ctx.max_displacement = max_displacement
         batch, _, height, width = f1.shape
@@ -57,7 +58,7 @@ class _CorrelationFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx: Any, grad_out: torch.Tensor):
         f1, f2 = ctx.saved_tensors
         r = ctx.max_displacement
         _, _, height, width = f1.shape

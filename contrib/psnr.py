@@ -2,6 +2,8 @@
 
 All functions expect NCHW float images with peak value 1.0.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -78,7 +80,7 @@ def psnr_rgb(prediction: torch.Tensor, target: torch.Tensor, min_mse: float = 1e
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
-                    device=None) -> torch.Tensor:
+                    device: Optional[torch.device] = None) -> torch.Tensor:
     """Normalised 1-D gaussian of `size` taps."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     window = torch.exp(-(coords ** 2) / (2.0 * sigma * sigma))

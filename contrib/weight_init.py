@@ -34,10 +34,9 @@ def initialize_dbn(module: nn.Module, init_type: str = "fan_max") -> None:
                 nn.init.kaiming_normal_(m.weight, mode=init_type, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, _BATCHNORMS):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        elif isinstance(m, _BATCHNORMS) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def initialize_msra_leaky(module: nn.Module) -> None:

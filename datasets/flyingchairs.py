@@ -218,7 +218,8 @@ class FlyingChairsTrain(_FlyingChairs):
 
     dstype = "train"
 
-    def __init__(self, args: Namespace, root: str, photometric_augmentations: Union[bool, Dict[str, float], None] = True,
+    def __init__(self, args: Namespace, root: str,
+                 photometric_augmentations: Union[bool, Dict[str, float], None] = True,
                  random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
         super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)
 
@@ -229,7 +230,8 @@ class FlyingChairsValid(_FlyingChairs):
 
     dstype = "valid"
 
-    def __init__(self, args: Namespace, root: str, photometric_augmentations: Union[bool, Dict[str, float], None] = False,
+    def __init__(self, args: Namespace, root: str,
+                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
                  random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
         super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)
 
@@ -240,6 +242,7 @@ class FlyingChairsFull(_FlyingChairs):
 
     dstype = "full"
 
-    def __init__(self, args: Namespace, root: str, photometric_augmentations: Union[bool, Dict[str, float], None] = False,
+    def __init__(self, args: Namespace, root: str,
+                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
                  random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
         super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)

@@ -417,7 +417,6 @@ class GoProSequenceDataset(KeyedDataset):
         self.sequences = list(sequences)
         self.sequence_length = sequence_length
         self.num_samples_per_example = num_samples_per_example
-        self.num_workers = num_workers
         self.random_reverse = bool(random_reverse)
         self.augmentation = augmentation
         self.with_gt = all(s.targets is not None for s in self.sequences)

@@ -8,8 +8,16 @@ import argparse
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from datasets.gopro_common import (Augmentation, FrameSequence, GoProSequenceDataset, checked_root,
-                                   paired_sequence, parse_random_crop, parse_random_scales, sequence_folders)
+from datasets.gopro_common import (
+    Augmentation,
+    FrameSequence,
+    GoProSequenceDataset,
+    checked_root,
+    paired_sequence,
+    parse_random_crop,
+    parse_random_scales,
+    sequence_folders,
+)
 from datasets.registry import DATASETS
 
 LAYOUT = "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)"

@@ -9,8 +9,16 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from datasets.gopro_common import (Augmentation, FrameSequence, GoProSequenceDataset, checked_root,
-                                   paired_sequence, parse_random_crop, parse_random_scales, sequence_folders)
+from datasets.gopro_common import (
+    Augmentation,
+    FrameSequence,
+    GoProSequenceDataset,
+    checked_root,
+    paired_sequence,
+    parse_random_crop,
+    parse_random_scales,
+    sequence_folders,
+)
 from datasets.registry import DATASETS
 
 LAYOUT = ("<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/input/*.jpg "

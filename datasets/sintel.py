@@ -50,7 +50,8 @@ def sintel_pairs(root: str, split: str, dstype: str, subset: str, flag_prefix: s
     if subset != "full":
         if len(scenes) < VALIDATION_SCENE_PERIOD:
             raise ValueError(f"{flag}: the {subset} split needs at least {VALIDATION_SCENE_PERIOD} scenes "
-                             f"in '{image_root}' (every {VALIDATION_SCENE_PERIOD}th scene validates), found {len(scenes)}")
+                             f"in '{image_root}' (every {VALIDATION_SCENE_PERIOD}th scene validates), "
+                             f"found {len(scenes)}")
         scenes = [scene for position, scene in enumerate(scenes)
                   if is_validation_scene(position) == (subset == "valid")]
     pairs: List[Pair] = []

@@ -102,16 +102,17 @@ def random_camera(rng: np.random.Generator, photo: torch.Tensor, height: int, wi
     reach = zoom * 0.5 * math.hypot(height, width) + reserve
     free_x = max(0.0, (photo_width - 1) / 2 - reach)
     free_y = max(0.0, (photo_height - 1) / 2 - reach)
-    center = ((photo_width - 1) / 2 + rng.uniform(-free_x, free_x), (photo_height - 1) / 2 + rng.uniform(-free_y, free_y))
+    center = ((photo_width - 1) / 2 + rng.uniform(-free_x, free_x),
+              (photo_height - 1) / 2 + rng.uniform(-free_y, free_y))
     return similarity(zoom, rotation, center, ((width - 1) / 2, (height - 1) / 2))
 
 
 def random_motion(rng: np.random.Generator, height: int, width: int, max_shift: float) -> np.ndarray:
     """Small affine frame-to-frame motion: shift ±max_shift px, rotation ±0.05 rad, zoom 0.95–1.05, shear."""
     center = ((width - 1) / 2, (height - 1) / 2)
-    motion = similarity(rng.uniform(0.95, 1.05), rng.uniform(-0.05, 0.05),
-                        (center[0] + rng.uniform(-max_shift, max_shift), center[1] + rng.uniform(-max_shift, max_shift)),
-                        center)
+    zoom, angle = rng.uniform(0.95, 1.05), rng.uniform(-0.05, 0.05)  # drawn in this order: the data stay the same
+    shifted = (center[0] + rng.uniform(-max_shift, max_shift), center[1] + rng.uniform(-max_shift, max_shift))
+    motion = similarity(zoom, angle, shifted, center)
     shear = np.eye(3)
     shear[0, 1], shear[1, 0] = rng.uniform(-0.03, 0.03, size=2)
     return motion @ shear

@@ -1,6 +1,8 @@
 """Models: every implementation module is imported here so that it registers itself in MODELS."""
+from models import (
+    dbn,  # noqa: F401
+    flowdbn,  # noqa: F401
+    flownet1s,  # noqa: F401
+    pwcnet,  # noqa: F401
+)
 from models.registry import MODELS  # noqa: F401
-from models import dbn  # noqa: F401
-from models import flowdbn  # noqa: F401
-from models import flownet1s  # noqa: F401
-from models import pwcnet  # noqa: F401

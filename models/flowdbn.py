@@ -1,7 +1,7 @@
 """FlowDBN: DBN on the input frames plus neighbours pre-warped by a frozen flow network (spec §3.3)."""
 import logging
 from argparse import Namespace
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ NOT_GIVEN = "filename"
 PREWARPING_DIV_FLOW = 0.05
 
 
-def _given(path) -> bool:
+def _given(path: Optional[str]) -> bool:
     """The CLI default "filename" (and None / "none") mean that no checkpoint was given."""
     return path is not None and path != NOT_GIVEN and str(path).lower() != "none"
 
@@ -43,7 +43,7 @@ def _short_list(keys: List[str], limit: int = 8) -> str:
     return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate) -> None:
+def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate: Callable[[str], str]) -> None:
     """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
     checkpoint = checkpoints.load_file(path, flag)
     state_dict = {translate(key): value for key, value in checkpoint["state_dict"].items()}

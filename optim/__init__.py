@@ -3,8 +3,8 @@ import inspect
 
 import torch
 
-from optim.registry import LR_SCHEDULERS, OPTIMIZERS
 from optim import adabound  # noqa: F401  (registers AdaBound)
+from optim.registry import LR_SCHEDULERS, OPTIMIZERS
 
 
 def _register_torch_classes() -> None:

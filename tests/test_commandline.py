@@ -6,7 +6,6 @@ import sys
 import pytest
 
 import commandline
-
 from tests.helpers import reference_json, script_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

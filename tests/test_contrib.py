@@ -14,7 +14,6 @@ from contrib.psnr import koehler_psnr, psnr_rgb, rgb_to_gray, ssim
 from contrib.warping import warp_border, warp_with_mask
 from contrib.weight_init import fan_max_std, initialize_dbn, initialize_msra_leaky
 
-
 # --------------------------------------------------------------------------------------------
 # resize2d
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ which file a tensor came from; green/blue give every pixel's original position, 
 rotations can be read back exactly from any augmented sample.
 """
 import filecmp
+import inspect
 import os
 import random
 from pathlib import Path
@@ -58,7 +59,8 @@ def write_su(root: Path, quantitative: Dict[str, int], qualitative: Dict[str, in
             for folder in folders:
                 (root / kind / name / folder).mkdir(parents=True)
                 for i in range(length):
-                    Image.fromarray(np.full((8, 16, 3), 2 * i, np.uint8)).save(root / kind / name / folder / f"{i:05d}.jpg")
+                    frame = Image.fromarray(np.full((8, 16, 3), 2 * i, np.uint8))
+                    frame.save(root / kind / name / folder / f"{i:05d}.jpg")
     return root
 
 
@@ -178,7 +180,7 @@ def test_gamma_classes_have_their_own_signatures_and_defaults(nah):
     for split, samples in (("Train", 8), ("Test", 1), ("Full", 8)):
         dataset = DATASETS.get(f"GoProNahGamma{split}")(None, root=str(nah))
         assert dataset.gamma_corrected_data is True and dataset.num_samples_per_example == samples
-        assert dataset.num_workers == 12
+        assert inspect.signature(type(dataset).__init__).parameters["num_workers"].default == 12
     assert DATASETS.get("GoProNahTrain")(None, root=str(nah)).gamma_corrected_data is False
 
 
@@ -731,8 +733,8 @@ def test_loader_keys_give_the_same_batches_with_any_number_of_persistent_workers
             for key in ("input1", "input5", "target1"):
                 assert a[key].dtype == torch.uint8 and torch.equal(a[key], b[key]), key
     # Every epoch draws new crops for the same example.
-    first, second = ({int(batch["index"][i, 0]): batch["input1"][i] for batch in epoch for i in range(len(batch["index"]))}
-                     for epoch in without)
+    first, second = ({int(batch["index"][i, 0]): batch["input1"][i]
+                      for batch in epoch for i in range(len(batch["index"]))} for epoch in without)
     assert all(not torch.equal(first[index], second[index]) for index in first)
 
 

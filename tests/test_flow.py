@@ -10,15 +10,26 @@ import pytest
 import torch
 
 from augmentations import AUGMENTATIONS
-from augmentations.random_affine_flow import (GLOBAL_RANGES, RELATIVE_RANGES, apply_transforms, corners_inside,
-                                              sample_transforms)
+from augmentations.random_affine_flow import (
+    GLOBAL_RANGES,
+    RELATIVE_RANGES,
+    apply_transforms,
+    corners_inside,
+    sample_transforms,
+)
 from contrib.correlation import correlation, sampler_available
 from contrib.warping import warp_border
 from datasets import DATASETS
 from datasets.flyingchairs import FlyingChairsFull, FlyingChairsTrain, FlyingChairsValid
-from datasets.sintel import (SintelTestClean, SintelTrainingCleanFull, SintelTrainingCleanTrain,
-                             SintelTrainingCleanValid, SintelTrainingFinalFull)
-from datasets.synthetic_flow import SPLIT_FILENAME, main as synthetic_main, make_flyingchairs, make_sintel
+from datasets.sintel import (
+    SintelTestClean,
+    SintelTrainingCleanFull,
+    SintelTrainingCleanTrain,
+    SintelTrainingCleanValid,
+    SintelTrainingFinalFull,
+)
+from datasets.synthetic_flow import SPLIT_FILENAME, make_flyingchairs, make_sintel
+from datasets.synthetic_flow import main as synthetic_main
 from losses.multiscale_epe import MultiScaleEPE
 from models.pwcnet import PWCNet
 from utils.flow_io import FLO_MAGIC, read_flo, write_flo
@@ -135,7 +146,7 @@ def test_flyingchairs_splits_keys_and_exact_flow(chairs_root):
     assert example["input1"].shape == example["input2"].shape == (3, 64, 64)
     assert example["target1"].shape == (2, 64, 64) and example["target1"].dtype == torch.float32
     assert example["index"] == 2 and example["basename"] == "00003"
-    assert 0.0 <= float(example["input1"].min()) and float(example["input1"].max()) <= 1.0
+    assert float(example["input1"].min()) >= 0.0 and float(example["input1"].max()) <= 1.0
     np.testing.assert_array_equal(example["target1"].permute(1, 2, 0).numpy(),
                                   read_flo(os.path.join(chairs_root, "00003_flow.flo")))
     assert full[12]["basename"] == "00003"  # indices wrap around

@@ -11,7 +11,6 @@ import losses
 from contrib.psnr import koehler_psnr, ssim
 from losses.dbn_loss import DBNLoss
 from losses.multiscale_epe import MultiScaleEPE, scale_weights
-
 from tests.helpers import reference_json
 
 

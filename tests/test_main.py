@@ -96,7 +96,8 @@ def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_pat
     logbook = (save / "logbook.txt").read_text()
     assert "lr: 0.001\n" in logbook and "lr: 0.0005\n" in logbook and "lr: 0.00025\n" in logbook
     checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
-    assert checkpoint["epoch"] == 3 and checkpoint["optimizer"]["param_groups"][0]["lr"] == 0.00025  # both milestones passed
+    # both milestones passed
+    assert checkpoint["epoch"] == 3 and checkpoint["optimizer"]["param_groups"][0]["lr"] == 0.00025
 
 
 def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):

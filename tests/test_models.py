@@ -13,7 +13,6 @@ from models.dbn import DBN, sequence_length_from_args
 from models.flowdbn import FlowDBN
 from models.flownet1s import FlowNet1S
 from models.pwcnet import BUFFER_MIN_PIXELS, FlowEstimatorDense, PWCNet, warp_level
-
 from tests.helpers import reference_json, save_model_checkpoint
 
 
@@ -143,7 +142,7 @@ def test_dbn_output_is_residual_plus_reference_frame(sequence_length, reference)
     output = model(example)["output1"]
     expected = (model.dbn_net(ordered)["f15"] + example[reference]).clamp(0, 1)
     torch.testing.assert_close(output, expected)
-    assert 0.0 <= output.min().item() and output.max().item() <= 1.0
+    assert output.min().item() >= 0.0 and output.max().item() <= 1.0
 
 
 def test_dbn_rejects_sizes_not_divisible_by_8_and_missing_frames():

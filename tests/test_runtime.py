@@ -7,7 +7,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import runtime
-from utils import checkpoints
 from utils.records import read_csv_rows
 
 

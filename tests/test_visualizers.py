@@ -1,7 +1,6 @@
 """Visualizers read back through TensorBoard's own event reader, inference frames and metrics,
 colour maps against matplotlib and the Middlebury wheel's known colours."""
 import argparse
-import csv
 import io
 import logging
 
@@ -19,11 +18,12 @@ import runtime
 from contrib.colormap import colorize, colorize_normalized
 from contrib.flow_colors import color_wheel, flow_to_color
 from contrib.psnr import koehler_psnr
+from tests.helpers import reference_json, save_model_checkpoint
 from utils import summary
 from utils.logger import configure_logging
+from utils.records import read_csv_rows
 from visualizers.flow_visualizer import FlowVisualizer
 from visualizers.gopro_inference import GoProInference
-from tests.helpers import reference_json, save_model_checkpoint
 from visualizers.gopro_visualizer import GoProVisualizer
 
 
@@ -96,7 +96,8 @@ class _FakeFlowDBN(torch.nn.Module):
     def forward(self, example_dict):
         reference = self.n_frames // 2
         center = example_dict[f"input{reference + 1}"]
-        model_dict = {"output1": center * self.weight + (1 - self.weight) * example_dict["target1"].mean(dim=(1, 2, 3), keepdim=True)}
+        mean = example_dict["target1"].mean(dim=(1, 2, 3), keepdim=True)
+        model_dict = {"output1": center * self.weight + (1 - self.weight) * mean}
         if self.warped:
             for i in range(self.n_frames):
                 if i != reference:
@@ -162,7 +163,7 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
         assert [e.step for e in events.Scalars(f"train/{key}")] == list(range(1, 10))  # 3 epochs x 3 steps
         valid = events.Scalars(f"valid/{key}")
         assert [e.step for e in valid] == [1, 2, 3]
-    csv_rows = list(csv.DictReader(open(tmp_path / "csv" / "_Sequences_evaluation_losses.csv")))
+    csv_rows = read_csv_rows(str(tmp_path / "csv" / "_Sequences_evaluation_losses.csv"))
     assert np.allclose([e.value for e in events.Scalars("valid/psnr")], [float(r["psnr"]) for r in csv_rows])
     assert "train/lr" in scalars
     image_tags = events.Tags()["images"]
@@ -281,7 +282,7 @@ def test_gopro_inference_writes_every_frame_and_the_metrics_table(tmp_path):
              structural_similarity(output[0].permute(1, 2, 0).numpy(), target[0].permute(1, 2, 0).numpy(),
                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                    data_range=1.0, channel_axis=2)))
-    rows = list(csv.DictReader(open(tmp_path / "inference_metrics.csv")))
+    rows = read_csv_rows(str(tmp_path / "inference_metrics.csv"))
     assert [(r["sequence"], r["frames"]) for r in rows] == [("seq0", "3"), ("seq1", "2"), ("overall", "5")]
     per_sequence["overall"] = [v for key in ("seq0", "seq1") for v in per_sequence[key]]
     for row in rows:

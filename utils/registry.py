@@ -1,5 +1,5 @@
 """A small typed name -> class registry, one per package (models, datasets, losses, ...)."""
-from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -15,7 +15,7 @@ class Registry(Generic[T]):
         """What is registered here, e.g. 'model'."""
         return self._name
 
-    def register(self, name: Optional[str] = None, obj: Optional[T] = None):
+    def register(self, name: Optional[str] = None, obj: Optional[T] = None) -> Union[T, Callable[[T], T]]:
         """Register `obj` under `name` (default: its __name__); without `obj`, return a decorator."""
         if obj is not None:
             self._add(name or obj.__name__, obj)
@@ -54,5 +54,3 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self._name!r}: {', '.join(self.names())})"
-
-RegistryDecorator = Callable[[T], T]

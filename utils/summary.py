@@ -14,7 +14,6 @@ import constants
 
 _writer: Optional[SummaryWriter] = None
 _global_step = 0
-_active = True
 
 
 def open_writer(logdir: str, flush_secs: int = constants.TENSORBOARD_FLUSH_SECS) -> SummaryWriter:
@@ -46,21 +45,10 @@ def set_global_step(step: int) -> None:
     _global_step = step
 
 
-def global_step() -> int:
-    """The current default step."""
-    return _global_step
-
-
-def set_active(active: bool) -> None:
-    """Switch writing on or off (e.g. off on every rank but 0)."""
-    global _active
-    _active = active
-
-
 def _forward(method: str) -> Callable[..., None]:
     @functools.wraps(getattr(SummaryWriter, method))
     def call(*args: Any, **kwargs: Any) -> None:
-        if _writer is None or not _active:
+        if _writer is None:
             return
         if "global_step" not in kwargs and len(args) < 3:
             kwargs["global_step"] = _global_step
