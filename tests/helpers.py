@@ -1,8 +1,11 @@
 """What several test modules share: the original's formats as test data, well-conditioned models and
 prewarping checkpoints, and the environment of the processes the tests start."""
 import argparse
+import contextlib
+import io
 import json
 import os
+import types
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -34,6 +37,27 @@ def subprocess_env(**extra: str) -> Dict[str, str]:
     """This environment, with the thread count of this process, so that results computed in a subprocess
     round like the ones computed here."""
     return dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), **extra)
+
+
+def run_main(*argv: str) -> types.SimpleNamespace:
+    """`main.main(argv)` in this process, with what it prints captured: the returncode, stdout and stderr a
+    `python main.py` subprocess gives, without starting an interpreter and importing torch again.
+
+    For tests where a separate process is not the point; SIGKILL, torchrun, two concurrent runs and the
+    launch scripts need real processes.
+    """
+    import main
+    from utils.logger import configure_logging
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            returncode = main.main(list(argv))
+        except SystemExit as exit:  # argparse's errors and --help
+            returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        finally:
+            configure_logging(None)
+    return types.SimpleNamespace(returncode=returncode, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 def save_model_checkpoint(path: Path, state_dict: Dict[str, torch.Tensor], prefix: str = "model.",

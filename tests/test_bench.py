@@ -21,6 +21,7 @@ def _run(script: str, tmp_path, *arguments: str) -> dict:
     return document
 
 
+@pytest.mark.slow
 def test_data_bench_quick(tmp_path):
     document = _run("bench_data.py", tmp_path, "--workers", "0", "2", "--data_dir", str(tmp_path / "data"))
     config = document["config"]
@@ -40,6 +41,7 @@ def test_data_bench_quick(tmp_path):
     assert all(r["examples"] == frames for r in rows)
 
 
+@pytest.mark.slow
 def test_flops_bench_quick(tmp_path):
     document = _run("bench_flops.py", tmp_path)
     tflop = document["tflop_per_frame"]

@@ -1,12 +1,10 @@
 """The generated command line: naming rules, converters, the original's scripts, help and errors."""
 import os
-import subprocess
-import sys
 
 import pytest
 
 import commandline
-from tests.helpers import reference_json, script_args
+from tests.helpers import reference_json, run_main, script_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,8 +87,7 @@ def test_checkpoint_flags_appear_only_with_checkpoint():
 
 
 def _run_main(*argv):
-    return subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return run_main(*argv)
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from utils.records import read_csv_rows
@@ -11,6 +12,7 @@ from utils.records import read_csv_rows
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_two_process_training_ends_with_identical_weights(nah_root, tmp_path):
     save = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

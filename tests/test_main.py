@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 import torch
 
-from tests.helpers import subprocess_env
+from tests.helpers import run_main, subprocess_env
 from utils.records import read_csv_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,9 +31,13 @@ def _dbn_flags(root, save, epochs=2, validation=True, workers=0):
     return flags
 
 
-def _main(*argv, check=True):
-    result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True, text=True,
-                            cwd=REPO, timeout=300, env=subprocess_env())
+def _main(*argv, check=True, process=False):
+    """main.py with these arguments: in this process, or with `process` in a new one (same thread count)."""
+    if process:
+        result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True,
+                                text=True, cwd=REPO, timeout=300, env=subprocess_env())
+    else:
+        result = run_main(*argv)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -100,12 +104,13 @@ def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_pat
     assert checkpoint["epoch"] == 3 and checkpoint["optimizer"]["param_groups"][0]["lr"] == 0.00025
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     # Two persistent loader workers: the resumed run starts new ones, which must not change a sample.
     flags = _dbn_flags(nah_root, None, epochs=3, workers=2)
     flags = [f for f in flags if not f.startswith("--save")]
     straight = tmp_path / "straight"
-    _main(*flags, f"--save={straight}")
+    _main(*flags, f"--save={straight}", process=True)
 
     # Killed as soon as the first epoch's checkpoint exists: somewhere in epoch 2 or in writing its checkpoint.
     killed = tmp_path / "killed"
@@ -120,7 +125,7 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     stopped_after = json.loads((killed / "checkpoint_latest_.json").read_text())["epoch"]
     assert stopped_after < 3
 
-    _main(*flags, f"--resume={killed}")
+    _main(*flags, f"--resume={killed}", process=True)
     assert f"after epoch {stopped_after}" in (killed / "logbook.txt").read_text()
     a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
     b = torch.load(killed / "checkpoint_latest_.ckpt", weights_only=True)
@@ -133,8 +138,9 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
 
     # A finished one-epoch run, extended by --resume=<folder> alone: every other flag comes from the run.
     short = tmp_path / "short"
-    _main(*[f for f in flags if not f.startswith("--total_epochs")], "--total_epochs=1", f"--save={short}")
-    _main(f"--resume={short}", "--total_epochs=3")
+    _main(*[f for f in flags if not f.startswith("--total_epochs")], "--total_epochs=1", f"--save={short}",
+          process=True)
+    _main(f"--resume={short}", "--total_epochs=3", process=True)
     c = torch.load(short / "checkpoint_latest_.ckpt", weights_only=True)
     assert c["epoch"] == 3
     assert "override: --total_epochs=3 instead of the run's 1" in (short / "logbook.txt").read_text()
@@ -202,22 +208,16 @@ def _error_lines(output: str):
      "--model_pretrained_pwcnet: cannot read checkpoint '{truncated}'"),
     (["--save={file}"], "--save={file} is a file, not a folder"),
 ])
-def test_a_run_that_cannot_start_says_why_in_one_line_and_writes_nothing(nah_root, tmp_path, capsys, change,
-                                                                          expected):
-    import main
-    from utils.logger import configure_logging
-
+def test_a_run_that_cannot_start_says_why_in_one_line_and_writes_nothing(nah_root, tmp_path, change, expected):
     truncated = tmp_path / "pwcnet.ckpt"
     truncated.write_bytes(b"PK\x03\x04 truncated")
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     save = tmp_path / "run"
     argv = _dbn_flags(nah_root, save, epochs=1) + [c.format(truncated=truncated, file=a_file) for c in change]
-    try:
-        assert main.main(argv) == 1
-    finally:
-        configure_logging(None)
-    lines = _error_lines(capsys.readouterr().out)
+    result = _main(*argv, check=False)
+    assert result.returncode == 1
+    lines = _error_lines(result.stdout)
     assert len(lines) == 1 and expected.format(truncated=truncated, file=a_file) in lines[0], lines
     assert not save.exists() and a_file.read_text() == "mine"
 
@@ -259,6 +259,7 @@ def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_p
     assert torch.load(original / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_root, tmp_path):
     save = tmp_path / "run"
     first = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *_dbn_flags(nah_root, save, epochs=3)],

@@ -137,6 +137,7 @@ def _image_tags(save):
     return events
 
 
+@pytest.mark.slow
 def test_training_script_runs_with_the_visualizer(homes):
     # N=7 with the real FlowDBN is covered in-process by test_visualizers (one interpreter start less).
     n_frames = 5
@@ -157,6 +158,7 @@ def test_training_script_runs_with_the_visualizer(homes):
     assert (warped.height, warped.width) == (32, 32)
 
 
+@pytest.mark.slow
 def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
     import argparse
 
