@@ -24,7 +24,6 @@ import os
 import re
 import resource
 import sys
-import tempfile
 from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -165,21 +164,15 @@ def stored_arguments(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
     return stored if isinstance(stored, dict) else {}
 
 
-def write_flow_checkpoint(state_dict: Dict[str, torch.Tensor], directory: str) -> Tuple[str, str]:
-    """Save the FlowDBN checkpoint's own flow-network weights as a prewarping checkpoint;
-    returns (model keyword, file name)."""
-    flow = {key[len(FLOW_PREFIX):]: value for key, value in state_dict.items() if key.startswith(FLOW_PREFIX)}
-    if any(key.startswith("pwcnet_impl.") for key in flow):
-        keyword = "pretrained_pwcnet"
-    elif any(key.startswith("flownets.") for key in flow):
-        keyword = "pretrained_flownet"
-    else:
+def prewarping_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The FlowDBN checkpoint's own flow-network weights, keyed as in a prewarping checkpoint."""
+    flow = {f"model.{key[len(FLOW_PREFIX):]}": value for key, value in state_dict.items()
+            if key.startswith(FLOW_PREFIX)}
+    if not any(key.startswith(("model.pwcnet_impl.", "model.flownets.")) for key in flow):
         raise ValueError("--checkpoint: this FlowDBN checkpoint holds no flow-network weights "
                          f"('{FLOW_PREFIX}pwcnet_impl.*' or '...flownets.*'); give --pretrained_pwcnet "
                          "or --pretrained_flownet")
-    filename = os.path.join(directory, "prewarping.ckpt")
-    torch.save({"state_dict": {f"model.{key}": value for key, value in flow.items()}}, filename)
-    return keyword, filename
+    return flow
 
 
 def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
@@ -197,18 +190,15 @@ def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     if name not in PAD_MULTIPLE:
         raise ValueError(f"--model: deblur.py runs the deblurring models {', '.join(PAD_MULTIPLE)}, "
                          f"the checkpoint holds {name}")
-    model_args = argparse.Namespace(validation_dataset_sequence_length=int(length))
-    with tempfile.TemporaryDirectory() as scratch:
-        kwargs: Dict[str, Any] = {}
-        if name == "FlowDBN":
-            if options.pretrained_pwcnet:
-                kwargs["pretrained_pwcnet"] = options.pretrained_pwcnet
-            elif options.pretrained_flownet:
-                kwargs["pretrained_flownet"] = options.pretrained_flownet
-            else:
-                keyword, filename = write_flow_checkpoint(state_dict, scratch)
-                kwargs[keyword] = filename
-        model = MODELS.get(name)(model_args, **kwargs)
+    kwargs: Dict[str, Any] = {"sequence_length": int(length)}
+    if name == "FlowDBN":
+        if options.pretrained_pwcnet:
+            kwargs["pretrained_pwcnet"] = options.pretrained_pwcnet
+        elif options.pretrained_flownet:
+            kwargs["pretrained_flownet"] = options.pretrained_flownet
+        else:
+            kwargs["prewarping_state_dict"] = prewarping_state_dict(state_dict)
+    model = MODELS.get(name)(**kwargs)
     wrapper = runtime.ModelAndLoss(model, torch.nn.Module())  # checkpoint keys are 'model.<...>'
     checkpoints.load_state_dict(wrapper, state_dict, options.checkpoint)
     return model, name, int(length)

@@ -1,6 +1,6 @@
 """DBN, the deep video deblurring network of Su et al. as used by Gast & Roth (spec §3.2)."""
 from argparse import Namespace
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -11,8 +11,13 @@ from models.registry import MODELS
 BN_EPS = 1e-3
 
 
-def sequence_length_from_args(args: Namespace) -> int:
-    """N from --validation_dataset_sequence_length, else --training_dataset_sequence_length."""
+def sequence_length_from_args(args: Optional[Namespace], sequence_length: Optional[int] = None) -> int:
+    """N: `sequence_length` when given (models built in code), else --validation_dataset_sequence_length,
+    else --training_dataset_sequence_length (models built from the command line)."""
+    if sequence_length is not None:
+        if int(sequence_length) < 1 or int(sequence_length) % 2 == 0:
+            raise ValueError(f"sequence_length must be a positive odd number of frames, got {sequence_length}")
+        return int(sequence_length)
     for flag in ("validation_dataset_sequence_length", "training_dataset_sequence_length"):
         value = getattr(args, flag, None)
         if value is not None:
@@ -110,9 +115,11 @@ class DBNImpl(nn.Module):
 class DBN(nn.Module):
     """DBN on the N input frames; predicts a residual added to the centre frame."""
 
-    def __init__(self, args: Namespace, init_type: str = "fan_max") -> None:
+    def __init__(self, args: Optional[Namespace] = None, init_type: str = "fan_max", *,
+                 sequence_length: Optional[int] = None) -> None:
+        # Keyword-only parameters make no command-line flags: from main.py, N comes from the dataset flags.
         super().__init__()
-        self.sequence_length = sequence_length_from_args(args)
+        self.sequence_length = sequence_length_from_args(args, sequence_length)
         self.dbn_net = DBNImpl(args, input_channels=3 * self.sequence_length, output_channels=3,
                                init_type=init_type)
 

@@ -46,36 +46,57 @@ def _short_list(keys: List[str], limit: int = 8) -> str:
 def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate: Callable[[str], str]) -> None:
     """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
     checkpoint = checkpoints.load_file(path, flag)
-    state_dict = {translate(key): value for key, value in checkpoint["state_dict"].items()}
+    load_prewarping_state_dict(network, checkpoint["state_dict"], f"{flag}: '{path}'", translate)
+
+
+def load_prewarping_state_dict(network: nn.Module, state_dict: Dict[str, torch.Tensor], source: str,
+                               translate: Callable[[str], str]) -> None:
+    """Strictly load a prewarping state dict ('model.…' keys as in checkpoints) into `network`."""
+    state_dict = {translate(key): value for key, value in state_dict.items()}
     expected = network.state_dict()
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
     if missing or unexpected:
-        raise ValueError(f"{flag}: '{path}' does not match {type(network).__name__}: "
+        raise ValueError(f"{source} does not match {type(network).__name__}: "
                          f"missing keys [{_short_list(missing)}], unexpected keys [{_short_list(unexpected)}]")
     wrong_shapes = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
                     for key, value in expected.items() if state_dict[key].shape != value.shape]
     if wrong_shapes:
-        raise ValueError(f"{flag}: '{path}' has tensors of the wrong shape: {_short_list(wrong_shapes)}")
+        raise ValueError(f"{source} has tensors of the wrong shape: {_short_list(wrong_shapes)}")
     network.load_state_dict(state_dict, strict=True)
     logging.getLogger(__name__).info("Restored %d tensors of %s from %s",
-                                     len(state_dict), type(network).__name__, path)
+                                     len(state_dict), type(network).__name__, source)
+
+
+def _prewarping_network_from_state_dict(args: Optional[Namespace], state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+    """The PWC-Net or FlowNet1S whose weights `state_dict` holds ('model.…' keys, as in checkpoints)."""
+    if any(_translate_pwcnet_key(key).startswith("pwcnet_impl.") for key in state_dict):
+        network, translate = PWCNet(args, div_flow=PREWARPING_DIV_FLOW), _translate_pwcnet_key
+    elif any(_translate_flownet_key(key).startswith("flownets.") for key in state_dict):
+        network, translate = FlowNet1S(args, div_flow=PREWARPING_DIV_FLOW), _translate_flownet_key
+    else:
+        raise ValueError("prewarping_state_dict holds neither PWC-Net ('model.pwcnet_impl.*') nor FlowNet1S "
+                         "('model.flownets.*') weights")
+    load_prewarping_state_dict(network, state_dict, "prewarping_state_dict", translate)
+    return network
 
 
 class WarpingNetwork(nn.Module):
     """Frozen FlowNet1S or PWCNet (div_flow 0.05) that backward-warps neighbours to the reference."""
 
-    def __init__(self, args: Namespace, pretrained_flownet: str = NOT_GIVEN,
-                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+    def __init__(self, args: Optional[Namespace], pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN,
+                 state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
         super().__init__()
         use_flownet = _given(pretrained_flownet)
         use_pwcnet = _given(pretrained_pwcnet)
-        if use_flownet == use_pwcnet:
+        if state_dict is not None and not (use_flownet or use_pwcnet):
+            self.network = _prewarping_network_from_state_dict(args, state_dict)
+        elif use_flownet == use_pwcnet:
             raise ValueError("FlowDBN needs exactly one prewarping checkpoint: give either "
                              "--model_pretrained_flownet or --model_pretrained_pwcnet "
                              f"(got flownet='{pretrained_flownet}', pwcnet='{pretrained_pwcnet}')")
-        self.network: nn.Module
-        if use_flownet:
+        elif use_flownet:
             self.network = FlowNet1S(args, div_flow=PREWARPING_DIV_FLOW)
             load_prewarping_checkpoint(self.network, pretrained_flownet, "--model_pretrained_flownet",
                                        _translate_flownet_key)
@@ -143,13 +164,14 @@ class WarpingNetwork(nn.Module):
 class FlowDBNImpl(nn.Module):
     """DBN on cat(input1..inputN, warped neighbours); returns f15, warped<i> and output1."""
 
-    def __init__(self, args: Namespace, sequence_length: int, pretrained_flownet: str = NOT_GIVEN,
-                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+    def __init__(self, args: Optional[Namespace], sequence_length: int, pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN,
+                 prewarping_state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
         super().__init__()
         self.sequence_length = sequence_length
         self.dbn_net = DBNImpl(args, input_channels=3 * (2 * sequence_length - 1), output_channels=3,
                                init_type="fan_max")
-        self.warping_network = WarpingNetwork(args, pretrained_flownet, pretrained_pwcnet)
+        self.warping_network = WarpingNetwork(args, pretrained_flownet, pretrained_pwcnet, prewarping_state_dict)
 
     def forward(self, example_dict: Dict[str, torch.Tensor],
                 pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
@@ -172,11 +194,15 @@ class FlowDBNImpl(nn.Module):
 class FlowDBN(nn.Module):
     """DBN with flow-based pre-warping; exactly one of the two prewarping checkpoints must be given."""
 
-    def __init__(self, args: Namespace, pretrained_flownet: str = NOT_GIVEN,
-                 pretrained_pwcnet: str = NOT_GIVEN) -> None:
+    def __init__(self, args: Optional[Namespace] = None, pretrained_flownet: str = NOT_GIVEN,
+                 pretrained_pwcnet: str = NOT_GIVEN, *, sequence_length: Optional[int] = None,
+                 prewarping_state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
+        """Keyword-only parameters make no command-line flags. `sequence_length` replaces the dataset flag
+        for models built in code; `prewarping_state_dict` (a prewarping checkpoint's 'model.…' state dict)
+        replaces a prewarping file, e.g. when a whole FlowDBN checkpoint is loaded right after."""
         super().__init__()
-        self.flowdbn = FlowDBNImpl(args, sequence_length_from_args(args), pretrained_flownet,
-                                   pretrained_pwcnet)
+        self.flowdbn = FlowDBNImpl(args, sequence_length_from_args(args, sequence_length), pretrained_flownet,
+                                   pretrained_pwcnet, prewarping_state_dict)
 
     def forward(self, example_dict: Dict[str, torch.Tensor],
                 pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:

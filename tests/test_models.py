@@ -65,7 +65,8 @@ def test_registered_names():
                                       ("PWCNet", PWCNet)])
 def test_constructor_parameters_match_original_flags(name, cls):
     flags = reference_json("cli-flags-per-class.json")[f"model={name}"]
-    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "args")]
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.name not in ("self", "args") and p.kind == p.POSITIONAL_OR_KEYWORD]  # keyword-only: no flag
     assert [(f"--model_{p.name}", type(p.default).__name__, p.default) for p in params] == \
            [tuple(flag) for flag in flags]
 
@@ -339,3 +340,22 @@ def test_flowdbn_state_dict_round_trip_through_framework_checkpoint(tmp_path, pw
     example = frames(5, batch=1)
     with torch.no_grad():
         torch.testing.assert_close(other(example)["output1"], source(example)["output1"], rtol=0, atol=0)
+
+
+def test_models_built_in_code_take_keyword_only_arguments_that_make_no_flags(pwc_checkpoint):
+    import commandline
+
+    dbn = DBN(sequence_length=7)
+    assert dbn.sequence_length == 7 and shapes(dbn) == shapes(DBN(make_args(7)))
+    with pytest.raises(ValueError, match="sequence_length must be a positive odd number of frames, got 4"):
+        DBN(sequence_length=4)
+    from_file = FlowDBN(make_args(5), pretrained_pwcnet=pwc_checkpoint)
+    stored = torch.load(pwc_checkpoint, weights_only=True)["state_dict"]
+    in_memory = FlowDBN(sequence_length=5, prewarping_state_dict=stored)
+    for key, value in from_file.flowdbn.warping_network.state_dict().items():
+        assert torch.equal(in_memory.flowdbn.warping_network.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="prewarping_state_dict holds neither PWC-Net"):
+        FlowDBN(sequence_length=5, prewarping_state_dict={"model.other.weight": torch.zeros(1)})
+    category = commandline.CATEGORY_BY_NAME["model"]
+    assert [p.name for p in commandline.constructor_parameters(FlowDBN, category.excluded)] == [
+        "pretrained_flownet", "pretrained_pwcnet"]
