@@ -22,3 +22,6 @@ VALIDATION_DATALOADER_SHUFFLE = False
 VALIDATION_DATALOADER_DROP_LAST = False
 
 CUDNN_BENCHMARK = True
+
+# Image files read as frames (deblur.py) and written by GoProInference (--visualizer_ext).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")

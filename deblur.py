@@ -32,6 +32,7 @@ import torch.nn.functional as F
 import tqdm
 from PIL import Image
 
+import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from datasets.gopro_common import read_image
@@ -39,7 +40,6 @@ from models import MODELS
 from utils import allocator, checkpoints
 from visualizers.gopro_inference import to_uint8
 
-FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 8}
 FLOW_PREFIX = "model.flowdbn.warping_network.network."
@@ -53,9 +53,9 @@ def natural_key(name: str) -> List[Any]:
 
 def list_frames(folder: str) -> List[str]:
     """Image files of a folder in natural name order."""
-    names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTENSIONS)]
+    names = [n for n in os.listdir(folder) if n.lower().endswith(constants.IMAGE_EXTENSIONS)]
     if not names:
-        raise FileNotFoundError(f"--input: no frames ({', '.join(FRAME_EXTENSIONS)}) in folder {folder}")
+        raise FileNotFoundError(f"--input: no frames ({', '.join(constants.IMAGE_EXTENSIONS)}) in folder {folder}")
     return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
 
 

@@ -79,6 +79,12 @@ def psnr_rgb(prediction: torch.Tensor, target: torch.Tensor, min_mse: float = 1e
     return -10.0 * torch.log10(mse.clamp_min(min_mse))
 
 
+def fitting_ssim_window(height: int, width: int, size: int = 11) -> int:
+    """The `size`-tap SSIM window, shrunk to the largest odd size that fits a smaller image."""
+    smallest = min(height, width)
+    return size if smallest >= size else max(1, smallest - (1 - smallest % 2))
+
+
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
                     device: Optional[torch.device] = None) -> torch.Tensor:
     """Normalised 1-D gaussian of `size` taps."""

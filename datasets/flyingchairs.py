@@ -22,11 +22,10 @@ import os
 from argparse import Namespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torchvision.transforms as T
-from PIL import Image
 
+from datasets.gopro_common import parse_random_crop, read_image
 from datasets.registry import DATASETS
 from datasets.sampling import KeyedDataset, check_num_examples
 from utils.flow_io import read_flo
@@ -40,12 +39,8 @@ Pair = Tuple[str, str, Optional[str], str]
 
 
 def read_rgb(path: str) -> torch.Tensor:
-    """An image file as a float32 (3, H, W) tensor in [0, 1]."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image '{path}' does not exist")
-    with Image.open(path) as image:
-        array = np.array(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+    """An image file as a float32 (3, H, W) tensor in [0, 1] (decoded by the GoPro datasets' reader)."""
+    return torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float().div_(255.0)  # a writable copy
 
 
 def read_flow(path: str) -> torch.Tensor:
@@ -71,16 +66,6 @@ def photometric_settings(value: Union[bool, Dict[str, float], None], flag: str) 
     raise ValueError(f"{flag}: expected True, False or a dict of jitter ranges, got {value!r}")
 
 
-def crop_size(random_crop: Optional[Sequence[int]], flag: str) -> Optional[Tuple[int, int]]:
-    """(height, width) of the random crop, or None when no crop is requested (negative values, e.g. [-1, -1])."""
-    if random_crop is None or all(int(v) < 0 for v in random_crop):
-        return None
-    if len(random_crop) != 2 or any(int(v) <= 0 for v in random_crop):
-        raise ValueError(f"{flag}: expected [height, width] with positive values (or [-1, -1] for no crop), "
-                         f"got {list(random_crop)}")
-    return int(random_crop[0]), int(random_crop[1])
-
-
 class FlowPairDataset(KeyedDataset):
     """Image pairs with optional flow; optional random crop and photometric jitter (shared by both images)."""
 
@@ -95,7 +80,7 @@ class FlowPairDataset(KeyedDataset):
         self.pairs = pairs
         self.photometric = photometric_settings(photometric_augmentations,
                                                 f"{flag_prefix}_photometric_augmentations")
-        self.crop = crop_size(random_crop, f"{flag_prefix}_random_crop")
+        self.crop = parse_random_crop(random_crop, f"{flag_prefix}_random_crop")
         self.crop_flag = f"{flag_prefix}_random_crop"
         if self.photometric is not None:
             p = self.photometric

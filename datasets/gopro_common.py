@@ -276,15 +276,15 @@ class Augmentation:
         return self.random_brightness or self.random_contrast or self.random_saturation or self.random_hue
 
 
-def parse_random_crop(random_crop: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
-    """(height, width) of the random crop, or None when no value is positive (the (-1, -1) default)."""
+def parse_random_crop(random_crop: Optional[Sequence[int]], flag: str = "random_crop") -> Optional[Tuple[int, int]]:
+    """(height, width) of the random crop, or None for no crop (negative values: the (-1, -1) default)."""
     if random_crop is None:
         return None
     values = [int(v) for v in random_crop]
     if values and all(v < 0 for v in values):
         return None
     if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"random_crop must be two positive integers [height, width] or [-1, -1] for no "
+        raise ValueError(f"{flag} must be two positive integers [height, width] or [-1, -1] for no "
                          f"crop, got {list(random_crop)}")
     return values[0], values[1]
 
@@ -407,8 +407,8 @@ class GoProSequenceDataset(KeyedDataset):
     """Examples = centre frames of sequences; an example holds S augmented samples of an N-frame window."""
 
     def __init__(self, *, sequences: Sequence[FrameSequence], centres: Optional[Dict[str, Sequence[int]]],
-                 sequence_length: int, num_samples_per_example: int, num_examples: int, num_workers: int,
-                 random_reverse: bool, augmentation: Augmentation, description: str,
+                 sequence_length: int, num_samples_per_example: int, num_examples: int, random_reverse: bool,
+                 augmentation: Augmentation, description: str,
                  cache_dir: Optional[str] = None, dataset_root: Optional[str] = None) -> None:
         if sequence_length < 1 or sequence_length % 2 == 0:
             raise ValueError(f"{description}: sequence_length must be a positive odd number, got {sequence_length}")

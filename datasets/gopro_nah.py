@@ -6,17 +6,16 @@ functools.partial entries, they are real classes, so their flags exist and they 
 """
 import argparse
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional
 
-from datasets.gopro_common import (
-    Augmentation,
-    FrameSequence,
-    GoProSequenceDataset,
-    checked_root,
-    paired_sequence,
-    parse_random_crop,
-    parse_random_scales,
-    sequence_folders,
+from datasets.gopro_common import FrameSequence, GoProSequenceDataset, checked_root, paired_sequence, sequence_folders
+from datasets.gopro_variants import (
+    EVALUATION,
+    PHOTOMETRIC,
+    TRAINING,
+    Variant,
+    augmentation_from_flags,
+    register_variants,
 )
 from datasets.registry import DATASETS
 
@@ -42,124 +41,40 @@ def nah_sequences(root: Optional[str], dstype: str, gamma_corrected_data: bool) 
     return sequences
 
 
-def _flags(arguments: dict) -> dict:
-    """A public constructor's keyword flags, to pass on to GoProNah (drops self, args, root, __class__)."""
-    return {k: v for k, v in arguments.items() if k not in ("self", "args", "root", "__class__")}
-
-
 class GoProNah(GoProSequenceDataset):
-    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered; see the subclasses)."""
+    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
 
-    def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, *,
-                 gamma_corrected_data: bool, random_brightness: bool, random_channel_permutation: bool,
-                 random_contrast: bool, random_crop: Optional[Sequence[int]], random_flips: bool, random_hue: bool,
-                 random_multiplicative_colors: bool, random_noise: bool, random_reverse: bool,
-                 random_rotate: bool, random_saturation: bool, random_scales: Optional[str],
-                 random_scales_min: float, sequence_length: int, num_samples_per_example: int,
-                 num_workers: int, num_examples: int, cache_dir: Optional[str]) -> None:
-        augmentation = Augmentation(
-            random_crop=parse_random_crop(random_crop), random_scales=parse_random_scales(random_scales),
-            random_scales_min=random_scales_min, random_flips=bool(random_flips), random_rotate=bool(random_rotate),
-            random_multiplicative_colors=bool(random_multiplicative_colors),
-            random_brightness=bool(random_brightness), random_contrast=bool(random_contrast),
-            random_saturation=bool(random_saturation), random_hue=bool(random_hue),
-            random_channel_permutation=bool(random_channel_permutation), random_noise=bool(random_noise))
+    def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
         self.dstype = dstype
-        self.gamma_corrected_data = bool(gamma_corrected_data)
-        super().__init__(sequences=nah_sequences(root, dstype, bool(gamma_corrected_data)), centres=None,
-                         sequence_length=sequence_length, num_samples_per_example=num_samples_per_example,
-                         num_examples=num_examples, num_workers=num_workers, random_reverse=random_reverse,
-                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})",
-                         cache_dir=cache_dir, dataset_root=self.root)
+        self.gamma_corrected_data = bool(flags["gamma_corrected_data"])
+        super().__init__(sequences=nah_sequences(root, dstype, self.gamma_corrected_data), centres=None,
+                         sequence_length=flags["sequence_length"],
+                         num_samples_per_example=flags["num_samples_per_example"],
+                         num_examples=flags["num_examples"], random_reverse=flags["random_reverse"],
+                         augmentation=augmentation_from_flags(flags, flags["random_scales_min"]),
+                         description=f"{type(self).__name__} ({dstype})", cache_dir=flags["cache_dir"],
+                         dataset_root=self.root)
 
 
-@DATASETS.register("GoProNahTrain")
-class GoProNahTrain(GoProNah):
-    """GOPRO_Large training split; flips, rotations and reversal on by default, 8 samples per example."""
+_BLUR = {"gamma_corrected_data": False}
+_GAMMA = {"gamma_corrected_data": True}
+_STRONG_SCALES = {"random_scales_min": 0.25}
+_NO_SCALES = {"random_scales_min": 1.0}
+_TRAIN = {**EVALUATION, **TRAINING, **_STRONG_SCALES}
+_TEST = {**EVALUATION, **_NO_SCALES}
+_FULL = {**EVALUATION, **TRAINING, **PHOTOMETRIC, **_STRONG_SCALES}
+_GAMMA_DOC = "reading the `blur_gamma` inputs (blur averaged in linear light)."
 
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = False,
-                 random_brightness: bool = False, random_channel_permutation: bool = False,
-                 random_contrast: bool = False, random_crop: Sequence[int] = (-1, -1), random_flips: bool = True,
-                 random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
-                 random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "train", **_flags(locals()))
-
-
-@DATASETS.register("GoProNahTest")
-class GoProNahTest(GoProNah):
-    """GOPRO_Large test split, full frames, no augmentation, one sample per example."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = False,
-                 random_brightness: bool = False, random_channel_permutation: bool = False,
-                 random_contrast: bool = False, random_crop: Sequence[int] = (-1, -1), random_flips: bool = False,
-                 random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = False, random_rotate: bool = False, random_saturation: bool = False,
-                 random_scales: Optional[str] = None, random_scales_min: float = 1.0, sequence_length: int = 5,
-                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "test", **_flags(locals()))
-
-
-@DATASETS.register("GoProNahFull")
-class GoProNahFull(GoProNah):
-    """GOPRO_Large train + test splits with geometric and photometric augmentation on by default."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = False,
-                 random_brightness: bool = True, random_channel_permutation: bool = False,
-                 random_contrast: bool = True, random_crop: Sequence[int] = (-1, -1), random_flips: bool = True,
-                 random_hue: bool = True, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
-                 random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "full", **_flags(locals()))
-
-
-@DATASETS.register("GoProNahGammaTrain")
-class GoProNahGammaTrain(GoProNah):
-    """GoProNahTrain reading the `blur_gamma` inputs (blur averaged in linear light)."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = True,
-                 random_brightness: bool = False, random_channel_permutation: bool = False,
-                 random_contrast: bool = False, random_crop: Sequence[int] = (-1, -1), random_flips: bool = True,
-                 random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
-                 random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "train", **_flags(locals()))
-
-
-@DATASETS.register("GoProNahGammaTest")
-class GoProNahGammaTest(GoProNah):
-    """GoProNahTest reading the `blur_gamma` inputs (blur averaged in linear light)."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = True,
-                 random_brightness: bool = False, random_channel_permutation: bool = False,
-                 random_contrast: bool = False, random_crop: Sequence[int] = (-1, -1), random_flips: bool = False,
-                 random_hue: bool = False, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = False, random_rotate: bool = False, random_saturation: bool = False,
-                 random_scales: Optional[str] = None, random_scales_min: float = 1.0, sequence_length: int = 5,
-                 num_samples_per_example: int = 1, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "test", **_flags(locals()))
-
-
-@DATASETS.register("GoProNahGammaFull")
-class GoProNahGammaFull(GoProNah):
-    """GoProNahFull reading the `blur_gamma` inputs (blur averaged in linear light)."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, gamma_corrected_data: bool = True,
-                 random_brightness: bool = True, random_channel_permutation: bool = False,
-                 random_contrast: bool = True, random_crop: Sequence[int] = (-1, -1), random_flips: bool = True,
-                 random_hue: bool = True, random_multiplicative_colors: bool = False, random_noise: bool = False,
-                 random_reverse: bool = True, random_rotate: bool = True, random_saturation: bool = False,
-                 random_scales: Optional[str] = "none", random_scales_min: float = 0.25, sequence_length: int = 5,
-                 num_samples_per_example: int = 8, num_workers: int = 12, num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "full", **_flags(locals()))
-
+VARIANTS = (
+    Variant("GoProNahTrain", "train", "GOPRO_Large training split; flips, rotations and reversal on by default, "
+            "8 samples per example.", {**_BLUR, **_TRAIN}),
+    Variant("GoProNahTest", "test", "GOPRO_Large test split, full frames, no augmentation, one sample per example.",
+            {**_BLUR, **_TEST}),
+    Variant("GoProNahFull", "full", "GOPRO_Large train + test splits with geometric and photometric augmentation "
+            "on by default.", {**_BLUR, **_FULL}),
+    Variant("GoProNahGammaTrain", "train", f"GoProNahTrain {_GAMMA_DOC}", {**_GAMMA, **_TRAIN}),
+    Variant("GoProNahGammaTest", "test", f"GoProNahTest {_GAMMA_DOC}", {**_GAMMA, **_TEST}),
+    Variant("GoProNahGammaFull", "full", f"GoProNahFull {_GAMMA_DOC}", {**_GAMMA, **_FULL}),
+)
+register_variants(DATASETS, GoProNah, VARIANTS, globals())

@@ -7,17 +7,16 @@ in the original) works here for inference: its examples have no `target1`.
 """
 import argparse
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from datasets.gopro_common import (
-    Augmentation,
-    FrameSequence,
-    GoProSequenceDataset,
-    checked_root,
-    paired_sequence,
-    parse_random_crop,
-    parse_random_scales,
-    sequence_folders,
+from datasets.gopro_common import FrameSequence, GoProSequenceDataset, checked_root, paired_sequence, sequence_folders
+from datasets.gopro_variants import (
+    EVALUATION,
+    PHOTOMETRIC,
+    TRAINING,
+    Variant,
+    augmentation_from_flags,
+    register_variants,
 )
 from datasets.registry import DATASETS
 
@@ -70,92 +69,30 @@ def validation_centres(sequences: Sequence[FrameSequence]) -> Dict[str, List[int
     return centres
 
 
-def _flags(arguments: dict) -> dict:
-    """A public constructor's keyword flags, to pass on to GoProSu (drops self, args, root, __class__)."""
-    return {k: v for k, v in arguments.items() if k not in ("self", "args", "root", "__class__")}
-
-
 class GoProSu(GoProSequenceDataset):
-    """Su et al.'s GoPro frames of one split as N-frame windows (not registered; see the subclasses)."""
+    """Su et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
 
-    def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, *, random_brightness: bool,
-                 random_channel_permutation: bool, random_contrast: bool, random_crop: Optional[Sequence[int]],
-                 random_flips: bool, random_hue: bool, random_multiplicative_colors: bool, random_noise: bool,
-                 random_reverse: bool, random_rotate: bool, random_saturation: bool, random_scales: Optional[str],
-                 sequence_length: int, num_samples_per_example: int, num_workers: int, num_examples: int,
-                 cache_dir: Optional[str]) -> None:
-        augmentation = Augmentation(
-            random_crop=parse_random_crop(random_crop), random_scales=parse_random_scales(random_scales),
-            random_scales_min=STRONG_SCALES_MIN, random_flips=bool(random_flips), random_rotate=bool(random_rotate),
-            random_multiplicative_colors=bool(random_multiplicative_colors),
-            random_brightness=bool(random_brightness), random_contrast=bool(random_contrast),
-            random_saturation=bool(random_saturation), random_hue=bool(random_hue),
-            random_channel_permutation=bool(random_channel_permutation), random_noise=bool(random_noise))
+    def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
         self.dstype = dstype
         sequences = su_sequences(root, dstype)
         super().__init__(sequences=sequences, centres=validation_centres(sequences) if dstype == "valid" else None,
-                         sequence_length=sequence_length, num_samples_per_example=num_samples_per_example,
-                         num_examples=num_examples, num_workers=num_workers, random_reverse=random_reverse,
-                         augmentation=augmentation, description=f"{type(self).__name__} ({dstype})",
-                         cache_dir=cache_dir, dataset_root=self.root)
+                         sequence_length=flags["sequence_length"],
+                         num_samples_per_example=flags["num_samples_per_example"],
+                         num_examples=flags["num_examples"], random_reverse=flags["random_reverse"],
+                         augmentation=augmentation_from_flags(flags, STRONG_SCALES_MIN),
+                         description=f"{type(self).__name__} ({dstype})", cache_dir=flags["cache_dir"],
+                         dataset_root=self.root)
 
 
-@DATASETS.register("GoProSuQuantitativeTrain")
-class GoProQuantitativeTrain(GoProSu):
-    """Su et al.'s training sequences (all but the ten validation ones), all frames; no reversal by default."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, random_brightness: bool = False,
-                 random_channel_permutation: bool = False, random_contrast: bool = False,
-                 random_crop: Sequence[int] = (-1, -1), random_flips: bool = True, random_hue: bool = False,
-                 random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
-                 random_rotate: bool = True, random_saturation: bool = False, random_scales: Optional[str] = "none",
-                 sequence_length: int = 5, num_samples_per_example: int = 8, num_workers: int = 12,
-                 num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "train", **_flags(locals()))
-
-
-@DATASETS.register("GoProSuQuantitativeValid")
-class GoProQuantitativeValid(GoProSu):
-    """Su et al.'s validation split: 30 fixed frames of each validation sequence, full frames, no augmentation."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, random_brightness: bool = False,
-                 random_channel_permutation: bool = False, random_contrast: bool = False,
-                 random_crop: Sequence[int] = (-1, -1), random_flips: bool = False, random_hue: bool = False,
-                 random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
-                 random_rotate: bool = False, random_saturation: bool = False, random_scales: Optional[str] = None,
-                 sequence_length: int = 5, num_samples_per_example: int = 1, num_workers: int = 12,
-                 num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "valid", **_flags(locals()))
-
-
-@DATASETS.register("GoProSuQuantitativeFull")
-class GoProQuantitativeFull(GoProSu):
-    """All of Su et al.'s quantitative sequences and frames, with augmentation on by default."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, random_brightness: bool = True,
-                 random_channel_permutation: bool = False, random_contrast: bool = True,
-                 random_crop: Sequence[int] = (-1, -1), random_flips: bool = True, random_hue: bool = True,
-                 random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = True,
-                 random_rotate: bool = True, random_saturation: bool = False, random_scales: Optional[str] = "none",
-                 sequence_length: int = 5, num_samples_per_example: int = 8, num_workers: int = 12,
-                 num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "full", **_flags(locals()))
-
-
-@DATASETS.register("GoProSuQualitative")
-class GoProQualitative(GoProSu):
-    """Su et al.'s real blurry videos (no ground truth): examples carry inputs only, for inference."""
-
-    def __init__(self, args: Optional[argparse.Namespace], root: str, random_brightness: bool = False,
-                 random_channel_permutation: bool = False, random_contrast: bool = False,
-                 random_crop: Sequence[int] = (-1, -1), random_flips: bool = False, random_hue: bool = False,
-                 random_multiplicative_colors: bool = False, random_noise: bool = False, random_reverse: bool = False,
-                 random_rotate: bool = False, random_saturation: bool = False, random_scales: Optional[str] = None,
-                 sequence_length: int = 5, num_samples_per_example: int = 1, num_workers: int = 12,
-                 num_examples: int = -1,
-                 cache_dir: Optional[str] = None) -> None:
-        super().__init__(args, root, "qualitative", **_flags(locals()))
+VARIANTS = (
+    Variant("GoProSuQuantitativeTrain", "train", "Su et al.'s training sequences (all but the ten validation "
+            "ones), all frames; no reversal by default.", {**EVALUATION, **TRAINING, "random_reverse": False}),
+    Variant("GoProSuQuantitativeValid", "valid", "Su et al.'s validation split: 30 fixed frames of each validation "
+            "sequence, full frames, no augmentation.", EVALUATION),
+    Variant("GoProSuQuantitativeFull", "full", "All of Su et al.'s quantitative sequences and frames, with "
+            "augmentation on by default.", {**EVALUATION, **TRAINING, **PHOTOMETRIC}),
+    Variant("GoProSuQualitative", "qualitative", "Su et al.'s real blurry videos (no ground truth): examples carry "
+            "inputs only, for inference.", EVALUATION),
+)
+register_variants(DATASETS, GoProSu, VARIANTS, globals())

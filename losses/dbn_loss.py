@@ -5,16 +5,10 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
-from contrib.psnr import koehler_psnr, psnr_rgb, ssim
+from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
 from losses.registry import LOSSES
 
 SSIM_WINDOW = 11
-
-
-def _ssim_window(image: torch.Tensor) -> int:
-    """The 11-tap SSIM window, shrunk to the largest odd size that fits a smaller image."""
-    smallest = min(image.shape[-2:])
-    return SSIM_WINDOW if smallest >= SSIM_WINDOW else max(1, smallest - (1 - smallest % 2))
 
 
 @LOSSES.register("DBNLoss")
@@ -42,5 +36,5 @@ class DBNLoss(nn.Module):
                 # The model already clamps in eval mode; the metric sees exactly its output.
                 psnr = koehler_psnr(output, target, scale_opt=True, trans_opt=True, trans_range=5)
             rgb = psnr_rgb(clamped, target).mean()
-            structural = ssim(clamped, target, window_size=_ssim_window(target)).mean()
+            structural = ssim(clamped, target, window_size=fitting_ssim_window(*target.shape[-2:], SSIM_WINDOW)).mean()
         return {"total_loss": total_loss, "psnr": psnr, "psnr_rgb": rgb, "ssim": structural}

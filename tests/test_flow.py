@@ -184,7 +184,7 @@ def test_flyingchairs_crop_and_photometric_jitter_keep_the_pair_consistent(chair
 def test_flyingchairs_errors(chairs_root, tmp_path):
     with pytest.raises(ValueError, match=r"--training_dataset_random_crop=\[80, 80\] is larger than the 64x64"):
         FlyingChairsTrain(ARGS, chairs_root, random_crop=[80, 80])[0]
-    with pytest.raises(ValueError, match="--training_dataset_random_crop: expected"):
+    with pytest.raises(ValueError, match="--training_dataset_random_crop must be two positive integers"):
         FlyingChairsTrain(ARGS, chairs_root, random_crop=[32, -1])
     with pytest.raises(ValueError, match="--training_dataset_photometric_augmentations: unknown keys"):
         FlyingChairsTrain(ARGS, chairs_root, photometric_augmentations={"sharpness": 1})

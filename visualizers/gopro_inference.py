@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from contrib.psnr import koehler_psnr, psnr_rgb, ssim
+import constants
+from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
 from utils.logger import block
 from visualizers.registry import VISUALIZERS
 from visualizers.visualizer import Visualizer
 
 NOT_GIVEN = "directory"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 METRICS = ("psnr", "psnr_rgb", "ssim")
 METRICS_FILENAME = "inference_metrics.csv"
 
@@ -39,17 +39,11 @@ def save_image(image: torch.Tensor, filename: str) -> None:
     Image.fromarray(to_uint8(image)).save(filename)
 
 
-def ssim_window(height: int, width: int, size: int = 11) -> int:
-    """The 11-tap SSIM window, shrunk to the largest odd size that fits a smaller frame (as DBNLoss does)."""
-    smallest = min(height, width)
-    return size if smallest >= size else max(1, smallest - (1 - smallest % 2))
-
-
 def frame_metrics(output: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
     """psnr (paper protocol), psnr_rgb and ssim of one (3, H, W) frame."""
     prediction = output.detach().float().clamp(0, 1).unsqueeze(0)
     target = target.detach().float().unsqueeze(0).to(prediction.device)
-    window = ssim_window(*target.shape[-2:])
+    window = fitting_ssim_window(*target.shape[-2:])
     return {"psnr": float(koehler_psnr(prediction, target, scale_opt=True, trans_opt=True, trans_range=5)),
             "psnr_rgb": float(psnr_rgb(prediction, target)[0]),
             "ssim": float(ssim(prediction, target, window_size=window)[0])}
@@ -84,8 +78,9 @@ class GoProInference(Visualizer):
         if save is None or save == NOT_GIVEN:
             raise ValueError("--visualizer_save: give the folder for the deblurred frames "
                              "(e.g. --visualizer_save=<save>/inference)")
-        if ext.lower() not in IMAGE_EXTENSIONS:
-            raise ValueError(f"--visualizer_ext: expected one of {', '.join(IMAGE_EXTENSIONS)}, got {ext!r}")
+        if ext.lower() not in constants.IMAGE_EXTENSIONS:
+            raise ValueError(f"--visualizer_ext: expected one of {', '.join(constants.IMAGE_EXTENSIONS)}, "
+                             f"got {ext!r}")
         self.save = os.path.expanduser(save)
         self.ext = ext
         self.run_folder = getattr(args, "save", None) or self.save

@@ -1,0 +1,98 @@
+"""The registered GoPro dataset classes, declared as data: one table row per class.
+
+The command line makes a flag of every constructor parameter of a registered class, so each variant is
+a real class whose `__init__` signature lists its flags with that variant's defaults (the original's
+flag names, order and defaults). A new split is one `Variant` line in gopro_nah.py or gopro_su.py.
+"""
+import argparse
+import dataclasses
+import inspect
+from typing import Any, Dict, Optional, Sequence
+
+from datasets.gopro_common import Augmentation, parse_random_crop, parse_random_scales
+from utils.registry import Registry
+
+# Every flag a GoPro dataset class can have, in the order of the original's signatures, with its type.
+FLAG_TYPES: Dict[str, Any] = {
+    "gamma_corrected_data": bool,
+    "random_brightness": bool,
+    "random_channel_permutation": bool,
+    "random_contrast": bool,
+    "random_crop": Sequence[int],
+    "random_flips": bool,
+    "random_hue": bool,
+    "random_multiplicative_colors": bool,
+    "random_noise": bool,
+    "random_reverse": bool,
+    "random_rotate": bool,
+    "random_saturation": bool,
+    "random_scales": Optional[str],
+    "random_scales_min": float,
+    "sequence_length": int,
+    "num_samples_per_example": int,
+    "num_workers": int,
+    "num_examples": int,
+    "cache_dir": Optional[str],
+}
+
+# An evaluation split's defaults (full frames, no augmentation, one sample per example) ...
+EVALUATION = {"random_brightness": False, "random_channel_permutation": False, "random_contrast": False,
+              "random_crop": (-1, -1), "random_flips": False, "random_hue": False,
+              "random_multiplicative_colors": False, "random_noise": False, "random_reverse": False,
+              "random_rotate": False, "random_saturation": False, "random_scales": None, "sequence_length": 5,
+              "num_samples_per_example": 1, "num_workers": 12, "num_examples": -1, "cache_dir": None}
+# ... and what training splits change: geometric augmentation, reversal and 8 samples per example,
+TRAINING = {"random_flips": True, "random_reverse": True, "random_rotate": True, "random_scales": "none",
+            "num_samples_per_example": 8}
+# ... and what the "full" splits add: photometric augmentation.
+PHOTOMETRIC = {"random_brightness": True, "random_contrast": True, "random_hue": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One registered dataset class: its name, the split it reads, its docstring and its flag defaults."""
+
+    name: str
+    split: str
+    doc: str
+    defaults: Dict[str, Any]
+
+
+def augmentation_from_flags(flags: Dict[str, Any], random_scales_min: float) -> Augmentation:
+    """The Augmentation that a GoPro dataset's flags ask for."""
+    switches = ("random_flips", "random_rotate", "random_multiplicative_colors", "random_brightness",
+                "random_contrast", "random_saturation", "random_hue", "random_channel_permutation", "random_noise")
+    return Augmentation(random_crop=parse_random_crop(flags["random_crop"]),
+                        random_scales=parse_random_scales(flags["random_scales"]),
+                        random_scales_min=random_scales_min, **{name: bool(flags[name]) for name in switches})
+
+
+def variant_class(base: type, variant: Variant, module: str) -> type:
+    """A subclass of `base` whose constructor has `variant`'s flags and calls base(args, root, split, **flags)."""
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                  inspect.Parameter("args", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    annotation=Optional[argparse.Namespace]),
+                  inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
+    parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=variant.defaults[name],
+                                     annotation=kind) for name, kind in FLAG_TYPES.items() if name in variant.defaults]
+    signature = inspect.Signature(parameters, return_annotation=None)
+
+    def __init__(self: Any, *positional: Any, **keywords: Any) -> None:  # noqa: N807 -- the class's constructor
+        bound = signature.bind(self, *positional, **keywords)
+        bound.apply_defaults()
+        flags = dict(bound.arguments)
+        del flags["self"]
+        base.__init__(self, flags.pop("args"), flags.pop("root"), variant.split, **flags)
+
+    __init__.__signature__ = signature
+    __init__.__annotations__ = {p.name: p.annotation for p in parameters[1:]} | {"return": None}
+    __init__.__qualname__ = f"{variant.name}.__init__"
+    __init__.__doc__ = f"{variant.name}: flags as in the signature; see the class docstring."
+    return type(variant.name, (base,), {"__init__": __init__, "__doc__": variant.doc, "__module__": module,
+                                        "__qualname__": variant.name})
+
+
+def register_variants(registry: Registry, base: type, variants: Sequence[Variant], namespace: Dict[str, Any]) -> None:
+    """Make and register a class per variant, and bind it to its name in `namespace` (the module's globals)."""
+    for variant in variants:
+        namespace[variant.name] = registry.register(variant.name, variant_class(base, variant, namespace["__name__"]))
