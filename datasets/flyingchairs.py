@@ -22,6 +22,7 @@ import os
 from argparse import Namespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torchvision.transforms as T
 
