@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+import callbacks
 import commandline
 import constants
 import runtime
@@ -406,11 +407,9 @@ def distributed_runner(args: argparse.Namespace, model_and_loss: runtime.ModelAn
         model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
 
 
-def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_requested: bool) -> runtime.Trainer:
+def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_requested: bool,
+              notifier: Optional[telegram.TelegramNotifier]) -> runtime.Trainer:
     """Everything the run needs, built and checked against each other; writes no file."""
-    if distributed.is_main_process():
-        with block("Telegram"):
-            telegram.configure()
     args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
     with block("Random Seeds"):
         seed_everything(args.seed)
@@ -442,7 +441,9 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
         run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
         augmentations.get("validation_augmentation"), visualizer, save_checkpoints=not evaluation_only,
         before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
-        grad_scaler=run_state.grad_scaler, run_state=run_state)
+        grad_scaler=run_state.grad_scaler, run_state=run_state,
+        callbacks=callbacks.default_callbacks(args, run_state, not evaluation_only, distributed.is_main_process(),
+                                              notifier))
 
 
 # ------------------------------------------------------------------------------------- 3. run folder
@@ -459,8 +460,9 @@ def lock_run_folder(folder: str, lock: Optional[run_folder.RunLock], continues_r
     return lock
 
 
-def open_run_folder(args: argparse.Namespace, parsed: argparse.Namespace) -> None:
-    """Write the parsed arguments, source code snapshot and logbook, and open TensorBoard (the folder is locked).
+def open_run_folder(args: argparse.Namespace, parsed: argparse.Namespace) -> summary.RunSummary:
+    """Write the parsed arguments, source code snapshot and logbook; returns the run's TensorBoard writer
+    (the folder is locked).
 
     What a run killed in mid-write left behind is tidied first: its temporary files are removed, and a
     checkpoint summary (.json) that disagrees with its checkpoint is rewritten from it.
@@ -476,7 +478,7 @@ def open_run_folder(args: argparse.Namespace, parsed: argparse.Namespace) -> Non
         count = system.zip_source(os.path.join(args.save, constants.LOGGING_ZIPSOURCE_FILENAME), exclude=[args.save])
         logging.info("%d source files zipped into %s", count, constants.LOGGING_ZIPSOURCE_FILENAME)
     with block("Tensorboard"):
-        summary.open_writer(os.path.join(args.save, "tb"))
+        return summary.RunSummary(os.path.join(args.save, "tb"))
 
 
 def error_line(error: BaseException) -> str:
@@ -489,11 +491,12 @@ def error_line(error: BaseException) -> str:
 
 @dataclasses.dataclass
 class RunFolderState:
-    """The run folder as this process holds it: its lock (main process only) and whether the run has opened
-    it, i.e. written its arguments and logbook there."""
+    """The run folder as this process holds it: its lock (main process only), whether the run has opened
+    it (written its arguments and logbook there) and the run's TensorBoard writer in it."""
 
     lock: Optional[run_folder.RunLock] = None
     opened: bool = False
+    tensorboard: Optional[summary.RunSummary] = None
 
 
 def _continues_run(early: argparse.Namespace) -> bool:
@@ -524,15 +527,21 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         log_arguments(args, non_default)
         args.non_default_args = non_default
         args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
-    trainer = build_run(args, resumption, early.cuda)
+    notifier = None
+    if main_process:
+        with block("Telegram"):
+            notifier = telegram.load_notifier()
+    trainer = build_run(args, resumption, early.cuda, notifier)
     if trainer.train_loader is not None:
         trainer.check_validation_keys()
     if main_process:
         folder.lock = lock_run_folder(args.save, folder.lock, continues_run)
-        open_run_folder(args, parsed)
+        folder.tensorboard = open_run_folder(args, parsed)
         folder.opened = True
-    runtime.set_proctitle(args.proctitle_name)
-    trainer.run()
+    callbacks.set_proctitle(args.proctitle_name)
+    # The original's module-level calls (summary.scalar, logging.telegram) reach this run's writer and notifier.
+    with summary.active(folder.tensorboard), telegram.active(notifier):
+        trainer.run()
     if distributed.is_distributed():
         logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
                         sum(float(p.double().sum()) for p in runtime.unwrap(trainer.model_and_loss).parameters()))
@@ -567,8 +576,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error(f"{colorama.Fore.RED}error:{colorama.Style.RESET_ALL} {error_line(error)}")
         return 1
     finally:
-        telegram.flush()
-        summary.close()
+        if folder.tensorboard is not None:
+            folder.tensorboard.close()
         distributed.shutdown()
         if folder.lock is not None:
             folder.lock.release(remove_if_created=not folder.opened)

@@ -4,13 +4,13 @@ import logging
 import socket
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-import setproctitle
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
 
 import constants
+from callbacks import Callback, default_callbacks
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-from utils import checkpoints, distributed, plots, summary, telegram
+from utils import checkpoints, distributed
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer
@@ -184,9 +184,7 @@ class EpochRunner:
         loss_dict, model_dict = self.model_and_loss(example_dict)
         require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
         loss = loss_dict[self.args.training_key]
-        if not torch.isfinite(loss).all():
-            telegram.send_message("%s:%s on %s:\n  loss is NaN\n", self.args.prefix, self.args.model,
-                                  self.args.actual_device)
+        if not torch.isfinite(loss).all():  # callbacks.Notifications reports it
             raise FloatingPointError(f"training loss '{self.args.training_key}' is {loss.item()} "
                                      f"(not finite); stopping")
         scaler = self.grad_scaler
@@ -244,7 +242,8 @@ class Trainer:
                  visualizer: Optional[Visualizer] = None, save_checkpoints: bool = True,
                  before_epoch: Optional[Callable[[int], None]] = None,
                  grad_scaler: Optional[torch.amp.GradScaler] = None,
-                 run_state: Optional[checkpoints.RunState] = None) -> None:
+                 run_state: Optional[checkpoints.RunState] = None,
+                 callbacks: Optional[List[Callback]] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.train_loader = train_loader
@@ -264,6 +263,12 @@ class Trainer:
         self.validation_modes: List[str] = list(modes)
         self.run_state = run_state or checkpoints.RunState(
             unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, stored_arguments(args))
+        self.callbacks = callbacks if callbacks is not None else default_callbacks(
+            args, self.run_state, save_checkpoints, self.is_main)
+
+    def learning_rate_text(self) -> str:
+        """The learning rate of every parameter group, as the log shows it."""
+        return format_learning_rate(current_learning_rates(self.optimizer))
 
     @property
     def best_values(self) -> List[float]:
@@ -317,19 +322,22 @@ class Trainer:
         last_stats: Dict[str, float] = {}
         with block("Runtime"):
             logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
-        telegram.send_message("%s:%s on %s @0/%d\n%s", args.prefix, args.model, args.actual_device,
-                              args.total_epochs, "\n".join(f"  {k}: {v}" for k, v in
-                                                           sorted(getattr(args, "non_default_args", {}).items())))
+        for callback in self.callbacks:
+            callback.on_run_start(self)
         total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
                                 logbook_every_update=True, position=0, leave=True,
                                 disable=not self.is_main)
+        error: Optional[BaseException] = None
         try:
             for epoch in range(args.start_epoch, args.total_epochs + 1):
                 last_stats = self._run_epoch(epoch, total_bar)
+        except BaseException as stopped:
+            error = stopped
+            raise
         finally:
             total_bar.close()
-            telegram.flush()
-            summary.flush()
+            for callback in self.callbacks:
+                callback.on_run_end(self, error)
         logging.info("Finished.")
         return last_stats
 
@@ -338,7 +346,8 @@ class Trainer:
         where = f"-- {args.actual_device} on {socket.gethostname()} --"
         title = f"Epoch {epoch}/{args.total_epochs}" + " " * 24 + where
         with block(title, emph=True):
-            summary.set_global_step(epoch)
+            for callback in self.callbacks:
+                callback.on_epoch_start(self, epoch)
             if self.before_epoch is not None:
                 self.before_epoch(epoch)
             lr = current_learning_rates(self.optimizer)
@@ -368,18 +377,8 @@ class Trainer:
                                                 zip(self.validation_keys, self.best_values)), refresh=False)
             total_bar.update()
             eta = total_bar.eta_string()
-            progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(self.validation_keys, self.best_values)}
-            progress["lr"] = format_learning_rate(current_learning_rates(self.optimizer))
-            telegram.send_message("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
-                                  args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
-            set_proctitle(f"{getattr(args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
-            if self.save_checkpoints and self.is_main:
-                written = self.run_state.save(args.save, stats, epoch, best_keys)
-                for filename in written[1:]:
-                    logging.info("Save ckpt to %s", filename)
-            if self.is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
-                plots.plot_records(args.save)
-            summary.flush()
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, epoch, stats, best_keys, eta)
             return stats
 
 
@@ -388,7 +387,3 @@ def stored_arguments(args: argparse.Namespace) -> Dict[str, Any]:
     plain = (str, int, float, bool, list, dict, type(None))
     return {key: value for key, value in vars(args).items() if isinstance(value, plain) and not key.endswith("_class")}
 
-
-def set_proctitle(title: str) -> None:
-    """Set the process title shown by ps/top/nvidia-smi."""
-    setproctitle.setproctitle(title)

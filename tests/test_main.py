@@ -279,3 +279,22 @@ def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_
         assert torch.load(save / name, weights_only=True)["epoch"] in (1, 2, 3)
     assert json.loads((save / "args.json").read_text())["seed"] == 0
     assert not list(save.glob("*.tmp"))
+
+
+def test_two_runs_in_one_process_give_the_same_records(nah_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(save):
+        events = EventAccumulator(str(save / "tb"))
+        events.Reload()
+        return [(e.step, e.value) for e in events.Scalars("train/total_loss")]
+
+    for name in ("first", "second"):  # main.main twice in this process: no state carries over
+        _main(*_dbn_flags(nah_root, tmp_path / name, epochs=2), "--visualizer=GoProVisualizer")
+    first, second = tmp_path / "first", tmp_path / "second"
+    rows = [read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv")) for save in (first, second)]
+    assert rows[0] == rows[1] and [r["epoch"] for r in rows[0]] == ["1", "2"]
+    states = [torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["state_dict"] for save in (first, second)]
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+    # Each run wrote into its own TensorBoard folder only: 2 steps per epoch, 2 epochs, in both.
+    assert scalars(first) == scalars(second) and len(scalars(first)) == 4

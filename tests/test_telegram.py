@@ -91,7 +91,6 @@ def logbook(tmp_path):
     filename = tmp_path / "logbook.txt"
     configure_logging(str(filename))
     yield filename
-    telegram._notifier = None
     configure_logging(None)
 
 
@@ -115,26 +114,30 @@ def test_split_message_respects_the_bot_api_limit():
 
 
 def test_messages_are_buffered_and_flushed(tmp_path, server, logbook):
-    assert telegram.configure(_machines(tmp_path, server.base_url))
-    logging.telegram("%s:%s on %s @0/%d", "pre", "FlowDBN", "cpu", 2)   # the first goes out at once
-    logging.telegram("epoch %d", 1)                                        # then buffered (600 s interval)
-    logging.telegram("epoch %d", 2)
-    assert server.texts() == ["pre:FlowDBN on cpu @0/2"]
-    logging.telegram_flush()
-    assert server.texts() == ["pre:FlowDBN on cpu @0/2", "epoch 1\nepoch 2"]
-    assert all(params["chat_id"] == CHAT_ID for _, m, params in server.requests if m == "sendMessage")
-    logging.telegram_flush()  # nothing pending: nothing sent
+    notifier = telegram.load_notifier(_machines(tmp_path, server.base_url))
+    assert notifier is not None
+    with telegram.active(notifier):  # what main.py does around a run
+        logging.telegram("%s:%s on %s @0/%d", "pre", "FlowDBN", "cpu", 2)   # the first goes out at once
+        logging.telegram("epoch %d", 1)                                        # then buffered (600 s interval)
+        logging.telegram("epoch %d", 2)
+        assert server.texts() == ["pre:FlowDBN on cpu @0/2"]
+        logging.telegram_flush()
+        assert server.texts() == ["pre:FlowDBN on cpu @0/2", "epoch 1\nepoch 2"]
+        assert all(params["chat_id"] == CHAT_ID for _, m, params in server.requests if m == "sendMessage")
+        logging.telegram_flush()  # nothing pending: nothing sent
+    logging.telegram("after the run")  # no run active: a no-op
+    assert len(server.texts()) == 2
     assert len(server.texts()) == 2
     assert TOKEN not in _read(logbook)
 
 
 def test_send_failures_warn_once_and_keep_the_messages(tmp_path, server, logbook):
-    assert telegram.configure(_machines(tmp_path, server.base_url), flush_secs=0)
+    notifier = telegram.load_notifier(_machines(tmp_path, server.base_url), flush_secs=0)
     server.fail_sends = True
-    logging.telegram("first")
-    logging.telegram("second")
+    notifier.send_message("first")
+    notifier.send_message("second")
     server.fail_sends = False
-    logging.telegram("third")
+    notifier.send_message("third")
     assert server.texts()[-1] == "first\nsecond\nthird"
     text = _read(logbook)
     assert text.count("Telegram: could not send a message") == 1 and TOKEN not in text
@@ -156,9 +159,11 @@ def test_every_configuration_failure_logs_one_warning(tmp_path, server, logbook,
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         filename, expected = _machines(tmp_path, f"http://127.0.0.1:{port}/bot"), "not available (NetworkError"
-    assert not telegram.configure(filename)
-    logging.telegram("dropped")  # disabled: a no-op, training goes on
-    logging.telegram_flush()
+    notifier = telegram.load_notifier(filename)
+    assert notifier is None
+    with telegram.active(notifier):
+        logging.telegram("dropped")  # disabled: a no-op, training goes on
+        logging.telegram_flush()
     text = _read(logbook)
     warnings = [line for line in text.splitlines() if "Telegram:" in line]
     assert len(warnings) == 1 and expected in warnings[0], warnings
@@ -184,7 +189,6 @@ def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tm
     import constants
     import main
     from datasets.synthetic_gopro import make_gopro_nah
-    from utils import summary
 
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
                           test_sequences=0)
@@ -202,8 +206,6 @@ def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tm
     try:
         assert main.main(argv) == 0
     finally:
-        summary.close()
-        telegram._notifier = None
         configure_logging(None)
     texts = server.texts()
     # The start message goes out at once; the epoch messages wait for the 600 s interval, i.e. the final flush.

@@ -27,6 +27,19 @@ from visualizers.gopro_inference import GoProInference
 from visualizers.gopro_visualizer import GoProVisualizer
 
 
+class _TensorBoard:
+    """A run's TensorBoard writer made current, as main.py does around a run, until `close`."""
+
+    def __init__(self, logdir) -> None:
+        self.writer = summary.RunSummary(str(logdir))
+        self._active = summary.active(self.writer)
+        self._active.__enter__()
+
+    def close(self) -> None:
+        self._active.__exit__(None, None, None)
+        self.writer.close()
+
+
 # ---------------------------------------------------------------- colours
 def test_jet_equals_matplotlib():
     values = torch.cat([torch.rand(2000, generator=torch.Generator().manual_seed(0)),
@@ -140,7 +153,7 @@ def _decode(image_event):
 @pytest.mark.parametrize("n_frames, scheduler", [(5, True), (7, False)])
 def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
     torch.manual_seed(0)
-    summary.open_writer(str(tmp_path / "tb"))
+    tensorboard = _TensorBoard(tmp_path / "tb")
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(n_frames), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.01)
     lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) if scheduler else None
@@ -153,7 +166,7 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
                               _loader(_Sequences(n_frames, examples=3, samples=1), 1), optimizer, lr_scheduler,
                               visualizer=visualizer, save_checkpoints=False)
     trainer.run()
-    summary.close()
+    tensorboard.close()
     events = _events(tmp_path / "tb")
     scalars = events.Tags()["scalars"]
     lrs = [(e.step, e.value) for e in events.Scalars("train/lr")]
@@ -204,11 +217,11 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
                             random_crop=[32, 32], num_workers=0)
     model_and_loss = runtime.ModelAndLoss(FlowDBN(args, pretrained_pwcnet=pwcnet_file), DBNLoss(args))
     optimizer = torch.optim.SGD([p for p in model_and_loss.parameters() if p.requires_grad], lr=0.005)
-    summary.open_writer(str(tmp_path / "tb"))
+    tensorboard = _TensorBoard(tmp_path / "tb")
     visualizer = GoProVisualizer(args, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
     runtime.Trainer(args, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
                     save_checkpoints=False).run()
-    summary.close()
+    tensorboard.close()
     events = _events(tmp_path / "tb")
     assert [e.value for e in events.Scalars("train/lr")] == [pytest.approx(0.005)]
     assert sorted(events.Tags()["scalars"]) == ["train/lr", "train/psnr", "train/psnr_rgb", "train/ssim",
@@ -223,27 +236,27 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
 
 
 def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
-    summary.open_writer(str(tmp_path / "tb"))
+    tensorboard = _TensorBoard(tmp_path / "tb")
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5, warped=False), _Loss())
     visualizer = GoProVisualizer(_args(tmp_path), model_and_loss, images_every_n_epochs=2)
     args = _args(tmp_path, total_epochs=1)
     runtime.Trainer(args, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
                     visualizer=visualizer, save_checkpoints=False).run()
     visualizer.on_epoch_init(None, True, 2, 2)  # no optimizer: lr is None, nothing to write, no crash
-    summary.close()
+    tensorboard.close()
     events = _events(tmp_path / "tb")
     assert events.Tags()["images"] == [] and "train/lr" not in events.Tags()["scalars"]
     assert [e.step for e in events.Scalars("valid/total_loss")] == [1]
 
 
 def test_gopro_visualizer_error_image_matches_brute_force(tmp_path):
-    summary.open_writer(str(tmp_path / "tb"))
+    tensorboard = _TensorBoard(tmp_path / "tb")
     visualizer = GoProVisualizer(_args(tmp_path), keep_num_validation_steps=1, images_every_n_epochs=1)
     example = _Sequences(5, examples=1, samples=1)[0]
     output = example["input3"].clone()
     visualizer.on_epoch_init(None, False, 1, 1)
     visualizer.on_step_finished(example, {"output1": output}, {}, False, 0, 1)
-    summary.close()
+    tensorboard.close()
     events = _events(tmp_path / "tb")
     error = _decode(events.Images("seq0_000000_valid/error")[0])
     squared = ((output[0] - example["target1"][0]) ** 2).sum(0).numpy()
@@ -315,7 +328,7 @@ class _FakeFlowNet(torch.nn.Module):
 
 
 def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path):
-    summary.open_writer(str(tmp_path / "tb"))
+    tensorboard = _TensorBoard(tmp_path / "tb")
     visualizer = FlowVisualizer(_args(tmp_path, loss_div_flow=0.05), keep_num_training_steps=1,
                                 keep_num_validation_steps=1)
     g = torch.Generator().manual_seed(0)
@@ -334,7 +347,7 @@ def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path)
         assert all(torch.equal(before_model[k], model_dict[k]) for k in model_dict)
     visualizer.on_epoch_init([0.1], True, 3, 8)  # epoch 3 is not tracked: scalars only
     visualizer.on_step_finished(example, network.train()(example), {"total_loss": torch.tensor(2.0)}, True, 0, 1)
-    summary.close()
+    tensorboard.close()
     events = _events(tmp_path / "tb")
     assert sorted(events.Tags()["images"]) == ["train/alley_1/frame_0001/progress",
                                                "valid/alley_1/frame_0001/progress"]

@@ -4,6 +4,7 @@
 `logging.telegram` so that code written for the original framework keeps working.
 """
 import contextlib
+import contextvars
 import datetime
 import logging
 import os
@@ -21,7 +22,8 @@ LOGBOOK = 1000  # level for records that go to the logbook only (progress-bar sn
 logging.addLevelName(LOGBOOK, "LOGBOOK")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_indent = 0
+# Depth of the `block`s being logged in this context (a run, a thread).
+_indent: contextvars.ContextVar[int] = contextvars.ContextVar("log_indent", default=0)
 
 
 def strip_colors(text: str) -> str:
@@ -55,7 +57,7 @@ class _IndentFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "indent"):
-            record.indent = _indent
+            record.indent = _indent.get()
         return True
 
 
@@ -158,14 +160,13 @@ def discard_buffered_records() -> None:
 @contextlib.contextmanager
 def block(title: str, emph: bool = False) -> Iterator[None]:
     """Log '==> title' and indent everything logged inside the block."""
-    global _indent
     style = colorama.Style.BRIGHT if emph else ""
     logging.info(f"{colorama.Fore.CYAN}==>{colorama.Style.RESET_ALL} {style}{title}{colorama.Style.RESET_ALL}")
-    _indent += constants.LOGGING_GLOBAL_INDENT
+    token = _indent.set(_indent.get() + constants.LOGGING_GLOBAL_INDENT)
     try:
         yield
     finally:
-        _indent -= constants.LOGGING_GLOBAL_INDENT
+        _indent.reset(token)
 
 
 def value(key: str, val: Any) -> None:

@@ -1,58 +1,73 @@
-"""Module-level TensorBoard calls: `summary.scalar(tag, value)` writes to `<save>/tb` at the current epoch.
+"""TensorBoard for a run: a `RunSummary` object, and the original's module-level calls that write to it.
 
-`open_writer` creates the writer; every `add_<x>` method of TensorBoard's SummaryWriter becomes
-`summary.<x>`; a call without `global_step` uses the step set by `set_global_step` (the runtime sets
-the epoch number at the start of every epoch).
+A run creates its `RunSummary` (the writer of `<save>/tb`) and hands it to the trainer; while the run
+is active, `summary.scalar(tag, value)` and the other `summary.<x>` calls (every `add_<x>` method of
+TensorBoard's SummaryWriter) write to that run's writer, and a call without `global_step` uses the
+run's current epoch. Outside a run they do nothing. Which run is current is a context variable, so a
+second run in the same process (or thread) never writes into the first one's events.
 """
+import contextlib
+import contextvars
 import functools
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from torch.utils.tensorboard import SummaryWriter
 
 import constants
 
-_writer: Optional[SummaryWriter] = None
-_global_step = 0
+
+class RunSummary:
+    """One run's TensorBoard writer and its default step (the epoch)."""
+
+    def __init__(self, logdir: str, flush_secs: int = constants.TENSORBOARD_FLUSH_SECS) -> None:
+        self.writer = SummaryWriter(log_dir=logdir, max_queue=10, flush_secs=flush_secs)
+        self.global_step = 0
+        logging.info("Tensorboard: logdir %s, flush_secs %d", logdir, flush_secs)
+
+    def set_global_step(self, step: int) -> None:
+        """Default step for calls that give none."""
+        self.global_step = step
+
+    def write(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call the writer's `add_<x>` method, with the default step unless one is given."""
+        if "global_step" not in kwargs and len(args) < 3:
+            kwargs["global_step"] = self.global_step
+        getattr(self.writer, method)(*args, **kwargs)
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the writer."""
+        self.writer.close()
 
 
-def open_writer(logdir: str, flush_secs: int = constants.TENSORBOARD_FLUSH_SECS) -> SummaryWriter:
-    """Open the TensorBoard writer that every summary call writes to."""
-    global _writer
-    close()
-    _writer = SummaryWriter(log_dir=logdir, max_queue=10, flush_secs=flush_secs)
-    logging.info("Tensorboard: logdir %s, flush_secs %d", logdir, flush_secs)
-    return _writer
+_current: contextvars.ContextVar[Optional[RunSummary]] = contextvars.ContextVar("run_summary", default=None)
 
 
-def close() -> None:
-    """Flush and close the writer."""
-    global _writer
-    if _writer is not None:
-        _writer.close()
-        _writer = None
+def current() -> Optional[RunSummary]:
+    """The summary of the active run (None outside a run)."""
+    return _current.get()
 
 
-def flush() -> None:
-    """Write pending events to disk."""
-    if _writer is not None:
-        _writer.flush()
-
-
-def set_global_step(step: int) -> None:
-    """Default step for calls that give none."""
-    global _global_step
-    _global_step = step
+@contextlib.contextmanager
+def active(run_summary: Optional[RunSummary]) -> Iterator[Optional[RunSummary]]:
+    """Make `run_summary` the target of the module-level calls inside the block."""
+    token = _current.set(run_summary)
+    try:
+        yield run_summary
+    finally:
+        _current.reset(token)
 
 
 def _forward(method: str) -> Callable[..., None]:
     @functools.wraps(getattr(SummaryWriter, method))
     def call(*args: Any, **kwargs: Any) -> None:
-        if _writer is None:
-            return
-        if "global_step" not in kwargs and len(args) < 3:
-            kwargs["global_step"] = _global_step
-        getattr(_writer, method)(*args, **kwargs)
+        run_summary = _current.get()
+        if run_summary is not None:
+            run_summary.write(method, *args, **kwargs)
 
     return call
 

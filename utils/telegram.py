@@ -13,6 +13,8 @@ removed from every error message, and the HTTP client's request log (which print
 API URL contains the token) is silenced.
 """
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import re
 import socket
 import time
 import urllib.parse
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import constants
 
@@ -114,7 +116,8 @@ class TelegramNotifier:
                 await bot.send_message(chat_id=self._chat_id, text=chunk)
 
 
-_notifier: Optional[TelegramNotifier] = None
+# The notifier of the active run, for `logging.telegram(...)` and the module-level calls below.
+_current: contextvars.ContextVar[Optional[TelegramNotifier]] = contextvars.ContextVar("notifier", default=None)
 
 
 def short_hostname() -> str:
@@ -127,16 +130,15 @@ def _silence_url_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def configure(filename: Optional[str] = None, flush_secs: float = constants.TELEGRAM_FLUSH_SECS) -> bool:
-    """Enable notifications from the machines file (default ~/.machines.json); returns whether enabled."""
-    global _notifier
-    _notifier = None
+def load_notifier(filename: Optional[str] = None,
+                  flush_secs: float = constants.TELEGRAM_FLUSH_SECS) -> Optional[TelegramNotifier]:
+    """A run's notifier from the machines file (default ~/.machines.json), or None (with one warning why)."""
     filename = filename or constants.LOGGING_TELEGRAM_MACHINES_FILENAME
     _silence_url_logging()
     if not os.path.isfile(filename):
         logging.warning("Telegram: no configuration at %s (template: dot_machines.json), notifications off",
                         filename)
-        return False
+        return None
     host = short_hostname()
     try:
         with open(filename, encoding="utf-8") as handle:
@@ -156,26 +158,37 @@ def configure(filename: Optional[str] = None, flush_secs: float = constants.TELE
         reason = f"missing key {error.args[0]!r}" if isinstance(error, KeyError) else \
             (str(error) if type(error) is ValueError else type(error).__name__)
         logging.warning("Telegram: could not read %s (%s), notifications off", filename, reason)
-        return False
+        return None
     notifier = TelegramNotifier(token=token, chat_id=chat_id, base_url=base_url, flush_secs=flush_secs)
     try:
         notifier.check()
     except Exception as error:  # noqa: BLE001 -- any failure (rejected token, no network) only disables messages
         logging.warning("Telegram: the bot for host %s is not available (%s: %s), notifications off", host,
                         type(error).__name__, notifier.redact(str(error)))
-        return False
-    _notifier = notifier
+        return None
     logging.info("Telegram: notifications enabled for host %s", host)
-    return True
+    return notifier
+
+
+@contextlib.contextmanager
+def active(notifier: Optional[TelegramNotifier]) -> Iterator[Optional[TelegramNotifier]]:
+    """Make `notifier` the target of `send_message`/`flush` (and `logging.telegram`) inside the block."""
+    token = _current.set(notifier)
+    try:
+        yield notifier
+    finally:
+        _current.reset(token)
 
 
 def send_message(msg: str, *args: Any) -> None:
-    """Buffer a notification (no-op when notifications are disabled)."""
-    if _notifier is not None:
-        _notifier.send_message(msg, *args)
+    """Buffer a notification with the active run's notifier (no-op when notifications are off)."""
+    notifier = _current.get()
+    if notifier is not None:
+        notifier.send_message(msg, *args)
 
 
 def flush() -> None:
-    """Send whatever is buffered."""
-    if _notifier is not None:
-        _notifier.flush()
+    """Send whatever the active run's notifier has buffered."""
+    notifier = _current.get()
+    if notifier is not None:
+        notifier.flush()

@@ -1,0 +1,143 @@
+"""What a run does around its epochs besides training, as hooks of runtime.Trainer's loop.
+
+Visualizers see steps and epochs from inside the loop; callbacks act on what an epoch produced:
+TensorBoard's default step, notifications, the process title, checkpoints and the training curves.
+`default_callbacks` is what main.py runs with; code that builds a Trainer may pass its own list.
+"""
+import argparse
+import logging
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+import setproctitle
+
+from utils import checkpoints, plots, summary, telegram
+
+if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
+    from runtime import Trainer
+
+
+class Callback:
+    """Hooks of the epoch loop; every one does nothing unless a subclass overrides it."""
+
+    def on_run_start(self, trainer: "Trainer") -> None:
+        """Before the first epoch."""
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+        """Before an epoch's training."""
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        """After an epoch: its statistics, the validation keys it improved and the time left."""
+
+    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+        """After the last epoch, or when the loop stops with `error`."""
+
+
+class TensorBoardSteps(Callback):
+    """The epoch as TensorBoard's default step; pending events written after every epoch."""
+
+    def __init__(self, run_summary: Optional[summary.RunSummary] = None) -> None:
+        self.run_summary = run_summary
+
+    def _target(self) -> Optional[summary.RunSummary]:
+        return self.run_summary or summary.current()
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+        if self._target() is not None:
+            self._target().set_global_step(epoch)
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        if self._target() is not None:
+            self._target().flush()
+
+    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+        if self._target() is not None:
+            self._target().flush()
+
+
+class Notifications(Callback):
+    """Telegram messages: the run's non-default arguments, progress after every epoch, a NaN loss."""
+
+    def __init__(self, notifier: Optional[telegram.TelegramNotifier] = None) -> None:
+        self.notifier = notifier
+
+    def _send(self, msg: str, *args: object) -> None:
+        if self.notifier is not None:
+            self.notifier.send_message(msg, *args)
+        else:
+            telegram.send_message(msg, *args)  # the active run's notifier, if any
+
+    def on_run_start(self, trainer: "Trainer") -> None:
+        args = trainer.args
+        self._send("%s:%s on %s @0/%d\n%s", args.prefix, args.model, args.actual_device, args.total_epochs,
+                   "\n".join(f"  {k}: {v}" for k, v in sorted(getattr(args, "non_default_args", {}).items())))
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        args = trainer.args
+        progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(trainer.validation_keys, trainer.best_values)}
+        progress["lr"] = trainer.learning_rate_text()
+        self._send("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
+                   args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
+
+    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+        if isinstance(error, FloatingPointError):
+            args = trainer.args
+            self._send("%s:%s on %s:\n  loss is NaN\n", args.prefix, args.model, args.actual_device)
+        if self.notifier is not None:
+            self.notifier.flush()
+        else:
+            telegram.flush()
+
+
+class ProcessTitle(Callback):
+    """The process title (ps, top, nvidia-smi) says when the run finishes."""
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        set_proctitle(f"{getattr(trainer.args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
+
+
+class CheckpointWriter(Callback):
+    """checkpoint_latest_ after every epoch and checkpoint_best_<key> when a validation key improves."""
+
+    def __init__(self, run_state: checkpoints.RunState, directory: str) -> None:
+        self.run_state = run_state
+        self.directory = directory
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        written = self.run_state.save(self.directory, stats, epoch, best_keys)
+        for filename in written[1:]:
+            logging.info("Save ckpt to %s", filename)
+
+
+class TrainingCurves(Callback):
+    """training_curves.png: every loss and metric per epoch, from the CSV records."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
+                     eta: str) -> None:
+        plots.plot_records(self.directory)
+
+
+def default_callbacks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,
+                      is_main: bool, notifier: Optional[telegram.TelegramNotifier] = None,
+                      run_summary: Optional[summary.RunSummary] = None) -> List[Callback]:
+    """What a run of main.py does besides training; only the main process writes files."""
+    result: List[Callback] = [Notifications(notifier), ProcessTitle()]
+    if save_checkpoints and is_main:
+        result.append(CheckpointWriter(run_state, args.save))
+    if is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
+        result.append(TrainingCurves(args.save))
+    result.append(TensorBoardSteps(run_summary))
+    return result
+
+
+def set_proctitle(title: str) -> None:
+    """Set the process title shown by ps/top/nvidia-smi."""
+    setproctitle.setproctitle(title)
+
