@@ -9,12 +9,11 @@ spatial_correlation_sampler appears only when that package is importable.
 
 Usage: python bench/bench_correlation.py [--quick] [--device cpu|cuda] [--repeats N] [--json FILE]
 """
-import argparse
 import json
 from typing import Callable, Dict, List, Optional
 
 import torch
-from common import keep_freed_memory, measure, median, synchronize  # noqa: I100 (puts the repository on sys.path)
+from common import base_parser, finish_parsing, measure, median, synchronize  # noqa: I100 (puts the repository on sys.path)
 
 from contrib.correlation import correlation, sampler_available  # noqa: E402
 
@@ -115,18 +114,8 @@ def print_table(rows: List[Dict[str, object]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three small configurations, one repeat")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, quick 1)")
-    parser.add_argument("--json", default=None, help="also write the JSON rows to this file")
-    options = parser.parse_args()
-    keep_freed_memory()  # as main.py and deblur.py run
-    device = torch.device(options.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
-    repeats = options.repeats or (1 if options.quick else 5)
-    rows = run(QUICK_CONFIGS if options.quick else FULL_CONFIGS, device, repeats)
+    options = finish_parsing(base_parser(__doc__.splitlines()[0], default_repeats=5))
+    rows = run(QUICK_CONFIGS if options.quick else FULL_CONFIGS, options.device, options.repeats)
     text = json.dumps(rows, indent=1)
     print(text)
     if options.json:

@@ -10,34 +10,28 @@ Usage: python bench/bench_flowdbn.py [--quick] [--device cpu|cuda] [--sequence_l
        [--repeats 3] [--threads T] [--json FILE]
   default size 1280x720; --quick: 384x216 and one repeat.
 """
-import argparse
 import json
-import os
 import platform
 import resource
-import tempfile
-from argparse import Namespace
 from typing import Dict
 
 import torch
-from common import keep_freed_memory, measure, median  # noqa: I100 (common puts the repository on sys.path)
+from common import base_parser, finish_parsing, measure, median  # noqa: I100 (common puts the repository on sys.path)
 
 from models.flowdbn import FlowDBN  # noqa: E402
 from models.pwcnet import PWCNet  # noqa: E402
 
 
-def build_model(sequence_length: int, directory: str) -> FlowDBN:
-    """FlowDBN whose prewarping PWC-Net comes from a checkpoint of random weights (the original's format)."""
-    path = os.path.join(directory, "pwcnet_random.ckpt")
-    pwcnet = PWCNet(Namespace(), div_flow=0.05)
-    torch.save({"state_dict": {"model." + key: value for key, value in pwcnet.state_dict().items()}}, path)
-    return FlowDBN(Namespace(validation_dataset_sequence_length=sequence_length), pretrained_pwcnet=path)
+def build_model(sequence_length: int) -> FlowDBN:
+    """FlowDBN whose prewarping PWC-Net has random weights (given as a prewarping checkpoint's state dict)."""
+    pwcnet = PWCNet(div_flow=0.05)
+    return FlowDBN(sequence_length=sequence_length,
+                   prewarping_state_dict={"model." + key: value for key, value in pwcnet.state_dict().items()})
 
 
 def run(width: int, height: int, sequence_length: int, repeats: int, device: torch.device) -> Dict[str, object]:
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as directory:
-        model = build_model(sequence_length, directory).to(device).eval()
+    model = build_model(sequence_length).to(device).eval()
     frames = {f"input{i}": torch.rand(1, 3, height, width, device=device) for i in range(1, sequence_length + 1)}
     frame_list = [frames[f"input{i}"] for i in range(1, sequence_length + 1)]
     reference = sequence_length // 2
@@ -87,23 +81,12 @@ def print_table(result: Dict[str, object]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="384x216 frames and one timed repeat")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser = base_parser(__doc__.splitlines()[0], default_repeats=3)
     parser.add_argument("--sequence_length", type=int, default=5, choices=(5, 7), help="frames per input window")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--json", default=None, help="also write the JSON result to this file")
-    options = parser.parse_args()
-    keep_freed_memory()  # as main.py and deblur.py run
-    device = torch.device(options.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    parser.set_defaults(device="cpu")  # 1280x720 on the CPU is what this bench was written for
+    options = finish_parsing(parser)
     width, height = (384, 216) if options.quick else (1280, 720)
-    repeats = options.repeats or (1 if options.quick else 3)
-    result = run(width, height, options.sequence_length, repeats, device)
+    result = run(width, height, options.sequence_length, options.repeats, options.device)
     text = json.dumps(result, indent=1)
     print(text)
     if options.json:

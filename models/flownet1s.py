@@ -1,6 +1,6 @@
 """FlowNet1S: FlowNetS with two-channel flow predictions (spec §3.4)."""
 from argparse import Namespace
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -97,7 +97,7 @@ class FlowNetS(nn.Module):
 class FlowNet1S(nn.Module):
     """FlowNetS on cat(input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'."""
 
-    def __init__(self, args: Namespace, div_flow: float = 1.0) -> None:
+    def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()
         self.div_flow = div_flow
         self.flownets = FlowNetS(args, num_pred=2)

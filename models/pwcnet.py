@@ -1,6 +1,6 @@
 """PWC-Net with a dense flow estimator and a dilated context network (spec §3.5)."""
 from argparse import Namespace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -183,7 +183,7 @@ class PWCNetImpl(nn.Module):
 class PWCNet(nn.Module):
     """PWC-Net on (input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'."""
 
-    def __init__(self, args: Namespace, div_flow: float = 1.0) -> None:
+    def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()
         self.div_flow = div_flow
         self.pwcnet_impl = PWCNetImpl(args, div_flow=div_flow)
