@@ -24,11 +24,9 @@ actually reaches on the machine at that moment (other processes included).
 
     .venv/bin/python bench/bench_flops.py [--quick] [--training_json T.json] [--inference_json I.json]
 """
-import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -55,11 +53,10 @@ def count(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def flowdbn(sequence_length: int, directory: str) -> FlowDBN:
-    path = os.path.join(directory, "pwcnet.ckpt")
-    pwcnet = PWCNet(argparse.Namespace(), div_flow=0.05)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}}, path)
-    return FlowDBN(argparse.Namespace(validation_dataset_sequence_length=sequence_length), pretrained_pwcnet=path)
+def flowdbn(sequence_length: int) -> FlowDBN:
+    pwcnet = PWCNet(div_flow=0.05)
+    return FlowDBN(sequence_length=sequence_length,
+                   prewarping_state_dict={f"model.{k}": v for k, v in pwcnet.state_dict().items()})
 
 
 def frame_flops(width: int, height: int, sequence_length: int) -> Dict[str, float]:
@@ -67,9 +64,8 @@ def frame_flops(width: int, height: int, sequence_length: int) -> Dict[str, floa
     meta = torch.device("meta")
     frames = [torch.empty(1, 3, height, width, device=meta) for _ in range(sequence_length)]
     example = {f"input{i + 1}": frame for i, frame in enumerate(frames)}
-    with tempfile.TemporaryDirectory() as directory:
-        model = flowdbn(sequence_length, directory).eval().to(meta)
-    dbn = DBN(argparse.Namespace(validation_dataset_sequence_length=sequence_length)).eval().to(meta)
+    model = flowdbn(sequence_length).eval().to(meta)
+    dbn = DBN(sequence_length=sequence_length).eval().to(meta)
     pwc = model.flowdbn.warping_network.network
     neighbours = sequence_length - 1
     batch = torch.empty(neighbours, 3, height, width, device=meta)
@@ -95,10 +91,7 @@ def frame_flops(width: int, height: int, sequence_length: int) -> Dict[str, floa
 
 def training_step_flops(size: int, samples: int, sequence_length: int) -> float:
     """FLOPs of one FlowDBN training step (forward + backward) as bench_training.py runs it."""
-    with tempfile.TemporaryDirectory() as directory:
-        model = flowdbn(sequence_length, directory)
-    args = argparse.Namespace(training_dataset_sequence_length=sequence_length)
-    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(args)).train()
+    model_and_loss = runtime.ModelAndLoss(flowdbn(sequence_length), DBNLoss()).train()
     example = {f"input{i}": torch.rand(samples, 3, size, size) for i in range(1, sequence_length + 1)}
     example["target1"] = torch.rand(samples, 3, size, size)
 

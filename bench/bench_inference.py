@@ -25,9 +25,7 @@ target >= 1.5x faster in fp32 at the default settings.
 """
 import argparse
 import copy
-import os
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List
 
@@ -60,12 +58,9 @@ VARIANTS = ("naive", "streaming", "folded", "channels_last")
 def build(sequence_length: int, device: torch.device, variant: str) -> FlowDBN:
     """FlowDBN with random weights (a PWC-Net checkpoint of random weights), in eval mode on the device."""
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "pwcnet.ckpt")
-        pwcnet = PWCNet(argparse.Namespace(), div_flow=0.05)
-        torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}}, path)
-        model = FlowDBN(argparse.Namespace(validation_dataset_sequence_length=sequence_length),
-                        pretrained_pwcnet=path)
+    pwcnet = PWCNet(div_flow=0.05)
+    model = FlowDBN(sequence_length=sequence_length,
+                    prewarping_state_dict={f"model.{k}": v for k, v in pwcnet.state_dict().items()})
     model.eval().to(device)
     if variant == "folded":
         fold_batchnorm(model)

@@ -25,7 +25,6 @@ sys.path.insert(0, REPO)
 
 def write_checkpoint(directory: str, length: int) -> str:
     """A DBN checkpoint of this project (random weights: memory does not depend on their values)."""
-    import argparse as _argparse
 
     import torch
 
@@ -34,7 +33,7 @@ def write_checkpoint(directory: str, length: int) -> str:
     from utils import checkpoints
 
     torch.manual_seed(0)
-    model = DBN(_argparse.Namespace(validation_dataset_sequence_length=length), init_type="fan_in")
+    model = DBN(sequence_length=length, init_type="fan_in")
     checkpoints.save(directory, {"psnr": 0.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
                      extra={"args": {"model": "DBN", "training_dataset_sequence_length": length}})
     return os.path.join(directory, checkpoints.LATEST)

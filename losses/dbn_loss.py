@@ -1,6 +1,6 @@
 """Deblurring loss and metrics (spec §4.1)."""
 from argparse import Namespace
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,7 @@ SSIM_WINDOW = 11
 class DBNLoss(nn.Module):
     """total_loss = 0.5·SSE over the batch; psnr (grayscale, Köhler-optimised in eval), psnr_rgb, ssim."""
 
-    def __init__(self, args: Namespace) -> None:
+    def __init__(self, args: Optional[Namespace] = None) -> None:
         super().__init__()
         self.args = args
 

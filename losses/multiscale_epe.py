@@ -1,6 +1,6 @@
 """Multi-scale endpoint-error loss for FlowNet1S / PWCNet training (spec §4.3)."""
 from argparse import Namespace
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,7 @@ def scale_weights(num_scales: int, num_highres_scales: int, coarsest_weight: flo
 class MultiScaleEPE(nn.Module):
     """Train: weighted sum of EPEs of flow2..flow6 against the scaled target; eval: mean EPE of flow1."""
 
-    def __init__(self, args: Namespace, scale_factor: float = 1.0, div_flow: float = 0.05,
+    def __init__(self, args: Optional[Namespace] = None, scale_factor: float = 1.0, div_flow: float = 0.05,
                  num_scales: int = 5, num_highres_scales: int = 2,
                  coarsest_resolution_loss_weight: float = 0.32) -> None:
         super().__init__()

@@ -14,8 +14,7 @@ from datasets import DATASETS  # noqa: E402
 
 def blurred_input_psnr(root: str, sequence_length: int = 5) -> float:
     """Mean paper-protocol PSNR of the blurred centre frame against the sharp frame over GoProNahTest."""
-    namespace = argparse.Namespace(validation_dataset_sequence_length=sequence_length)
-    dataset = DATASETS.get("GoProNahTest")(namespace, root=root, sequence_length=sequence_length)
+    dataset = DATASETS.get("GoProNahTest")(None, root=root, sequence_length=sequence_length)
     centre = f"input{sequence_length // 2 + 1}"
     values = []
     for index in range(len(dataset)):

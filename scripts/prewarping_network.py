@@ -46,7 +46,7 @@ def export(run: str, output: str) -> Dict[str, object]:
 
 def evaluate(checkpoint: str, data: str, batch_size: int = 8) -> Dict[str, float]:
     """EPE of the prewarping network loaded the way FlowDBN loads it, and of zero flow, on generated pairs."""
-    model = FlowDBN(Namespace(validation_dataset_sequence_length=5), pretrained_pwcnet=checkpoint)
+    model = FlowDBN(sequence_length=5, pretrained_pwcnet=checkpoint)
     network = model.flowdbn.warping_network.network.eval()
     args = Namespace()
     dataset = FlyingChairsValid(args, data) if find_split_file(data) else FlyingChairsFull(args, data)
