@@ -95,9 +95,9 @@ def _keep_alive(filename: str) -> Optional[str]:
     """A second, temporary name for an existing file (None where there is none or links are not supported)."""
     if not os.path.isfile(filename):
         return None
-    link = temporary_path(filename)
-    os.remove(link)
-    try:
+    try:  # an optimisation only: without the link (a full disk, no hard links) the renames still happen
+        link = temporary_path(filename)
+        os.remove(link)
         os.link(filename, link)
     except OSError:
         return None
