@@ -27,7 +27,7 @@ actually reaches on the machine at that moment (other processes included).
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from common import base_parser, emit, finish_parsing, machine, print_table  # noqa: I100
@@ -117,14 +117,25 @@ def cpu_peak_flops(flops_per_cycle: int, ghz: Optional[float]) -> Dict[str, Any]
             "flops_per_cycle": flops_per_cycle}
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
-    """Measured FLOP/s of a size^3 matrix product: what the BLAS reaches on this device (the fastest of
-    `repeats`, since other processes can only slow it down)."""
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, repeats: int,
+                 budget_s: float) -> Tuple[float, int]:
+    """Measured FLOP/s of a size^3 matrix product and the size used: what the BLAS reaches on this device (the
+    fastest of `repeats`, since other processes can only slow it down).
+
+    A 256^3 product is timed first; where the dtype is emulated (bfloat16 on a CPU without bf16
+    instructions runs at ~1 GFLOP/s) the size is halved until the repeats fit in about `budget_s`.
+    """
     from common import measure
 
-    a = torch.rand(size, size, device=device, dtype=dtype)
-    b = torch.rand(size, size, device=device, dtype=dtype)
-    return 2.0 * size ** 3 / min(measure(lambda: a @ b, device, repeats, 1))
+    def rate(n: int, times: int) -> float:
+        a = torch.rand(n, n, device=device, dtype=dtype)
+        b = torch.rand(n, n, device=device, dtype=dtype)
+        return 2.0 * n ** 3 / min(measure(lambda: a @ b, device, times, 1))
+
+    probe = rate(min(size, 256), 1)
+    while size > 256 and 2.0 * size ** 3 * (repeats + 1) / probe > budget_s:
+        size //= 2
+    return rate(size, repeats), size
 
 
 def gpu_peak_flops(name: str, reduced_precision: bool) -> Optional[float]:
@@ -166,11 +177,13 @@ def main() -> None:
     rows = frame_flops(width, height, options.sequence_length)
     step = training_step_flops(64 if options.quick else 128, 4, options.sequence_length)
     peaks: Dict[str, Any] = {"cpu": cpu_peak_flops(options.cpu_flops_per_cycle, options.cpu_ghz)}
-    size = 1024 if options.quick else 4096
-    peaks["matmul_fp32_gflops"] = matmul_flops(options.device, torch.float32, size, max(options.repeats, 5)) / 1e9
+    size, budget_s = (1024, 1.0) if options.quick else (4096, 20.0)
+    dtypes = {"fp32": torch.float32}
     if options.device.type == "cuda" or torch.backends.mkldnn.is_available():
-        peaks["matmul_bf16_gflops"] = matmul_flops(options.device, torch.bfloat16, size,
-                                                   max(options.repeats, 5)) / 1e9
+        dtypes["bf16"] = torch.bfloat16
+    for name, dtype in dtypes.items():
+        flops, used = matmul_flops(options.device, dtype, size, max(options.repeats, 5), budget_s)
+        peaks[f"matmul_{name}_gflops"], peaks[f"matmul_{name}_size"] = flops / 1e9, used
     measured: List[Dict[str, Any]] = []
     if options.training_json:
         with open(options.training_json) as handle:
@@ -199,8 +212,9 @@ def main() -> None:
                     f"{step / 1e12:.4f}"]])
     print(f"float32 peak estimate {peaks['cpu']['peak_flops'] / 1e9:.0f} GFLOP/s "
           f"({peaks['cpu']['cores']} cores x {peaks['cpu']['ghz']:.2f} GHz x {peaks['cpu']['flops_per_cycle']}); "
-          f"measured {size}^3 matmul: float32 {peaks['matmul_fp32_gflops']:.0f} GFLOP/s"
-          + (f", bfloat16 {peaks['matmul_bf16_gflops']:.0f} GFLOP/s" if "matmul_bf16_gflops" in peaks else ""))
+          f"measured matmul: float32 {peaks['matmul_fp32_gflops']:.0f} GFLOP/s at {peaks['matmul_fp32_size']}^3"
+          + (f", bfloat16 {peaks['matmul_bf16_gflops']:.0f} GFLOP/s at {peaks['matmul_bf16_size']}^3"
+             if "matmul_bf16_gflops" in peaks else ""))
     if measured:
         print_table(["measured", "variant", "s", "GFLOP/s", "peak GFLOP/s", "fraction of peak"],
                     [[m["bench"], m["variant"], f"{m['seconds']:.3f}", f"{m['achieved_gflops']:.1f}",
