@@ -543,8 +543,7 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
     with summary.active(folder.tensorboard), telegram.active(notifier):
         trainer.run()
     if distributed.is_distributed():
-        logging.warning("rank %d final parameter checksum %.10e", distributed.rank(),
-                        sum(float(p.double().sum()) for p in runtime.unwrap(trainer.model_and_loss).parameters()))
+        distributed.check_replicas_agree(runtime.unwrap(trainer.model_and_loss))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -62,6 +62,26 @@ def all_reduce_sum(values: List[float], device: torch.device) -> List[float]:
     return tensor.tolist()
 
 
+def check_replicas_agree(module: torch.nn.Module) -> bool:
+    """After training: whether every rank holds the same parameters (compared by their float64 sum, which DDP's
+    synchronised updates make bit-identical); rank 0 logs the outcome."""
+    parameters = list(module.parameters())
+    device = parameters[0].device if parameters else torch.device("cpu")
+    total = torch.tensor([sum(float(p.detach().double().sum()) for p in parameters)], dtype=torch.float64,
+                         device=device)
+    sums = [torch.zeros_like(total) for _ in range(world_size())]
+    dist.all_gather(sums, total)
+    values = [float(s) for s in sums]
+    agree = all(v == values[0] for v in values)
+    if is_main_process():
+        if agree:
+            logging.info("parameters identical on all %d ranks (sum %.10e)", len(values), values[0])
+        else:
+            logging.error("parameters differ between ranks after training (sums %s): the replicas diverged",
+                          ", ".join(f"{v:.10e}" for v in values))
+    return agree
+
+
 class ShardSampler(Sampler):
     """Every rank takes indices rank, rank + world, ... in order: no padding, so validation means stay exact."""
 
