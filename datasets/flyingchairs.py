@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torchvision.transforms as T
 
 from datasets.gopro_common import parse_random_crop, read_image
 from datasets.registry import DATASETS
@@ -85,6 +84,8 @@ class FlowPairDataset(KeyedDataset):
         self.crop_flag = f"{flag_prefix}_random_crop"
         if self.photometric is not None:
             p = self.photometric
+            import torchvision.transforms as T  # noqa: N812 -- imported where used: it loads torch._dynamo (~1.4 s)
+
             self.color_jitter = T.ColorJitter(p["brightness"], p["contrast"], p["saturation"], p["hue"])
 
     def __len__(self) -> int:

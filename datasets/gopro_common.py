@@ -23,7 +23,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pyspng
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 from datasets.sampling import KeyedDataset, check_num_examples, images_to_float
@@ -342,6 +341,10 @@ def _geometric(frames: np.ndarray, options: Augmentation) -> np.ndarray:
 
 def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
     """Brightness/contrast/saturation/hue with one draw for all frames, the enabled ops in random order."""
+    # torchvision is imported where it is used: importing it loads torch._dynamo (~1.4 s), which `--help`, dry runs
+    # and runs without these augmentations never need.
+    import torchvision.transforms.functional as TF  # noqa: N812
+
     ops = []
     if options.random_brightness:
         factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)

@@ -28,7 +28,6 @@ import numpy as np
 import skimage.data
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 from utils.flow_io import write_flo
@@ -178,6 +177,8 @@ def make_flyingchairs(output: str, num_examples: int = 64, height: int = 64, wid
 def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num_test_scenes: int = 1,
                 height: int = 48, width: int = 64, seed: int = 0, max_shift: float = 4.0) -> int:
     """Write MPI-Sintel-layout scenes (training with flow, test without) into `output`; returns the pair count."""
+    import torchvision.transforms.functional as TF  # noqa: N812 -- imported where used: it loads torch._dynamo
+
     _check_size(height, width, max_shift)
     if num_scenes < 1 or frames_per_scene < 2 or num_test_scenes < 0:
         raise ValueError(f"need --num_scenes >= 1, --frames_per_scene >= 2 and --num_test_scenes >= 0, "

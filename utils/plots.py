@@ -5,9 +5,6 @@ import math
 import os
 from typing import Dict, List, Optional, Tuple
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from utils import files
 from utils.records import read_csv_rows
 
@@ -52,6 +49,10 @@ def plot_records(save_dir: str) -> Optional[str]:
     curves = collect_records(save_dir)
     if not curves:
         return None
+    # Imported on first use: matplotlib costs ~0.5 s, which --help, dry runs and failed starts never need.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     keys = sorted(curves)
     columns = min(MAX_COLUMNS, len(keys))
     rows = math.ceil(len(keys) / columns)
