@@ -31,13 +31,9 @@ def _dbn_flags(root, save, epochs=2, validation=True, workers=0):
     return flags
 
 
-def _main(*argv, check=True, process=False):
-    """main.py with these arguments: in this process, or with `process` in a new one (same thread count)."""
-    if process:
-        result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv], capture_output=True,
-                                text=True, cwd=REPO, timeout=300, env=subprocess_env())
-    else:
-        result = run_main(*argv)
+def _main(*argv, check=True):
+    """main.py with these arguments, in this process."""
+    result = run_main(*argv)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -109,8 +105,8 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     # Two persistent loader workers: the resumed run starts new ones, which must not change a sample.
     flags = _dbn_flags(nah_root, None, epochs=3, workers=2)
     flags = [f for f in flags if not f.startswith("--save")]
-    straight = tmp_path / "straight"
-    _main(*flags, f"--save={straight}", process=True)
+    straight = tmp_path / "straight"  # in this process: only the killed run needs one of its own
+    _main(*flags, f"--save={straight}")
 
     # Killed as soon as the first epoch's checkpoint exists: somewhere in epoch 2 or in writing its checkpoint.
     killed = tmp_path / "killed"
@@ -125,7 +121,7 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     stopped_after = json.loads((killed / "checkpoint_latest_.json").read_text())["epoch"]
     assert stopped_after < 3
 
-    _main(*flags, f"--resume={killed}", process=True)
+    _main(*flags, f"--resume={killed}")
     assert f"after epoch {stopped_after}" in (killed / "logbook.txt").read_text()
     a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
     b = torch.load(killed / "checkpoint_latest_.ckpt", weights_only=True)
@@ -138,9 +134,8 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
 
     # A finished one-epoch run, extended by --resume=<folder> alone: every other flag comes from the run.
     short = tmp_path / "short"
-    _main(*[f for f in flags if not f.startswith("--total_epochs")], "--total_epochs=1", f"--save={short}",
-          process=True)
-    _main(f"--resume={short}", "--total_epochs=3", process=True)
+    _main(*[f for f in flags if not f.startswith("--total_epochs")], "--total_epochs=1", f"--save={short}")
+    _main(f"--resume={short}", "--total_epochs=3")
     c = torch.load(short / "checkpoint_latest_.ckpt", weights_only=True)
     assert c["epoch"] == 3
     assert "override: --total_epochs=3 instead of the run's 1" in (short / "logbook.txt").read_text()
