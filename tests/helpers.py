@@ -1,6 +1,5 @@
 """What several test modules share: the original's formats as test data, well-conditioned models and
 prewarping checkpoints, and the environment of the processes the tests start."""
-import argparse
 import contextlib
 import io
 import json
@@ -90,7 +89,7 @@ def random_pwcnet(seed: int = 1) -> torch.nn.Module:
     """A PWC-Net with tamed random weights: flows of many pixels that change with every input."""
     from models.pwcnet import PWCNet
 
-    return tame(PWCNet(argparse.Namespace(), div_flow=0.05), seed=seed)
+    return tame(PWCNet(div_flow=0.05), seed=seed)
 
 
 def constant_flow_pwcnet(flow: Sequence[float] = CONSTANT_FLOW) -> torch.nn.Module:

@@ -1,6 +1,5 @@
 """deblur.py: folders of frames and videos deblurred from a checkpoint, equal to running the model on the
 clamped windows of the whole sequence (padded and cropped back), with the model read from the checkpoint."""
-import argparse
 import logging
 import os
 
@@ -19,7 +18,7 @@ from utils import checkpoints
 
 
 def _dbn_checkpoint(directory, length=3):
-    model = tame(DBN(argparse.Namespace(validation_dataset_sequence_length=length), init_type="fan_in"), residual=0.02)
+    model = tame(DBN(sequence_length=length, init_type="fan_in"), residual=0.02)
     stored = {"model": "DBN", "training_dataset_sequence_length": length}
     checkpoints.save(str(directory), {"psnr": 30.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
                      extra={"args": stored})
@@ -113,7 +112,7 @@ def test_video_from_the_command_line(tmp_path, caplog):
 
 def test_flowdbn_checkpoint_of_the_original_layout_pads_to_8_like_evaluation(tmp_path):
     flow_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", random_pwcnet(seed=0).state_dict())
-    model = tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=3), pretrained_pwcnet=flow_file),
+    model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=flow_file),
                  residual=0.02)
     checkpoint = save_model_checkpoint(tmp_path / "original.ckpt", model.state_dict(), total_loss=1.0, psnr=30.0,
                                        epoch=3)  # no "args"

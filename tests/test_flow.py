@@ -310,7 +310,7 @@ def test_compiled_correlation_backend_agrees_forward_backward_and_in_pwcnet():
         torch.testing.assert_close(b, a, rtol=0, atol=1e-10)
     # Inside PWC-Net: the coarsest level (no warping before its correlation) must agree. Finer levels are
     # not compared: their warp mask (warped ones >= 1.0) flips on last-bit differences.
-    model = PWCNet(Namespace(), div_flow=0.05).double().train()
+    model = PWCNet(div_flow=0.05).double().train()
     images = {"input1": torch.rand(2, 3, 64, 64, dtype=torch.float64),
               "input2": torch.rand(2, 3, 64, 64, dtype=torch.float64)}
     with torch.no_grad():
@@ -333,7 +333,7 @@ def load_prewarping_script():
 
 def test_prewarping_export_loads_in_flowdbn_and_reports_epe(tmp_path, chairs_root):
     script = load_prewarping_script()
-    network = PWCNet(Namespace(), div_flow=0.05)
+    network = PWCNet(div_flow=0.05)
     run = tmp_path / "run"
     run.mkdir()
     state = {"model." + key: value for key, value in network.state_dict().items()}
@@ -360,8 +360,8 @@ def test_prewarping_export_loads_in_flowdbn_and_reports_epe(tmp_path, chairs_roo
 def test_short_pwcnet_training_lowers_the_endpoint_error(chairs_root):
     torch.manual_seed(0)
     data = chairs_batch(chairs_root, 6)
-    model = PWCNet(Namespace(), div_flow=0.05)
-    loss = MultiScaleEPE(Namespace(), div_flow=0.05)
+    model = PWCNet(div_flow=0.05)
+    loss = MultiScaleEPE(div_flow=0.05)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def endpoint_error() -> float:

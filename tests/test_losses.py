@@ -1,7 +1,6 @@
 """Losses: DBNLoss and MultiScaleEPE against hand-computed numbers."""
 import inspect
 import math
-from argparse import Namespace
 
 import pytest
 import torch
@@ -41,7 +40,7 @@ def offset_pair():
 
 def test_dbn_loss_training_values():
     output, target = offset_pair()
-    loss = DBNLoss(Namespace()).train()
+    loss = DBNLoss().train()
     loss_dict = loss({"output1": output}, {"target1": target})
     assert list(loss_dict) == ["total_loss", "psnr", "psnr_rgb", "ssim"]
     assert all(value.dim() == 0 for value in loss_dict.values())
@@ -64,7 +63,7 @@ def test_dbn_loss_training_values():
 def test_dbn_loss_training_psnr_uses_clamped_output_but_loss_does_not():
     target = torch.full((1, 3, 12, 12), 0.95)
     output = torch.full((1, 3, 12, 12), 1.2)
-    loss_dict = DBNLoss(Namespace()).train()({"output1": output}, {"target1": target})
+    loss_dict = DBNLoss().train()({"output1": output}, {"target1": target})
     assert loss_dict["total_loss"].item() == pytest.approx(0.5 * 432 * 0.25 ** 2, rel=1e-5)
     assert loss_dict["psnr"].item() == pytest.approx(-10 * math.log10(0.05 ** 2), abs=1e-3)
     assert loss_dict["psnr_rgb"].item() == pytest.approx(-10 * math.log10(0.05 ** 2), abs=1e-3)
@@ -75,7 +74,7 @@ def test_dbn_loss_eval_psnr_is_scale_and_shift_optimised():
     output = torch.rand(1, 3, 24, 24)
     # The output is the target moved by (1, 2) px plus 0.05: eval PSNR finds that shift.
     output[:, :, 1:, 2:] = target[:, :, :-1, :-2] + 0.05
-    loss = DBNLoss(Namespace()).eval()
+    loss = DBNLoss().eval()
     loss_dict = loss({"output1": output}, {"target1": target})
     expected = koehler_psnr(output, target, scale_opt=True, trans_opt=True, trans_range=5)
     assert loss_dict["psnr"].item() == pytest.approx(expected.item(), abs=1e-6)
@@ -87,14 +86,14 @@ def test_dbn_loss_on_images_smaller_than_the_ssim_window():
     target = torch.rand(2, 3, 8, 8)
     output = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
     for mode in (True, False):
-        loss_dict = DBNLoss(Namespace()).train(mode)({"output1": output}, {"target1": target})
+        loss_dict = DBNLoss().train(mode)({"output1": output}, {"target1": target})
         assert loss_dict["ssim"].item() == pytest.approx(ssim(output, target, window_size=7).mean().item())
         assert math.isfinite(loss_dict["psnr"].item())
 
 
 def test_dbn_loss_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="output1.*target1"):
-        DBNLoss(Namespace())({"output1": torch.zeros(1, 3, 16, 16)}, {"target1": torch.zeros(1, 3, 16, 8)})
+        DBNLoss()({"output1": torch.zeros(1, 3, 16, 16)}, {"target1": torch.zeros(1, 3, 16, 8)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ def test_dbn_loss_rejects_shape_mismatch():
 
 def test_multiscale_weights():
     assert scale_weights(5, 2, 0.32) == pytest.approx([0.005, 0.01, 0.02, 0.08, 0.32])
-    assert MultiScaleEPE(Namespace()).weights == pytest.approx([0.005, 0.01, 0.02, 0.08, 0.32])
+    assert MultiScaleEPE().weights == pytest.approx([0.005, 0.01, 0.02, 0.08, 0.32])
     assert scale_weights(3, 0, 1.0) == pytest.approx([1 / 16, 1 / 4, 1.0])
     with pytest.raises(ValueError, match="--loss_num_highres_scales"):
         scale_weights(5, 5, 0.32)
@@ -119,7 +118,7 @@ def test_multiscale_epe_training_values():
     target[:, 0] = 12.0
     target[:, 1] = 16.0  # |(12, 16)| · 0.05 = 1.0 at every scale
     model_dict = zero_flows(2, 64, 64)
-    loss_dict = MultiScaleEPE(Namespace(), scale_factor=2.0).train()(model_dict, {"target1": target})
+    loss_dict = MultiScaleEPE(scale_factor=2.0).train()(model_dict, {"target1": target})
     assert list(loss_dict) == ["total_loss", "epe2", "epe3", "epe4", "epe5", "epe6"]
     # 2 · B · (0.005·256 + 0.01·64 + 0.02·16 + 0.08·4 + 0.32·1) = 2 · 2 · 2.88
     assert loss_dict["total_loss"].item() == pytest.approx(11.52, rel=1e-5)
@@ -133,7 +132,7 @@ def test_multiscale_epe_downsamples_target_with_average_pooling():
     target = torch.randn(1, 2, 32, 32) * 10
     model_dict = zero_flows(1, 32, 32)
     model_dict["flow3"] = torch.nn.functional.adaptive_avg_pool2d(target * 0.05, (4, 4))
-    loss_dict = MultiScaleEPE(Namespace()).train()(model_dict, {"target1": target})
+    loss_dict = MultiScaleEPE().train()(model_dict, {"target1": target})
     assert loss_dict["epe3"].item() == pytest.approx(0.0, abs=1e-6)
     assert loss_dict["epe2"].item() > 0.1
 
@@ -143,7 +142,7 @@ def test_multiscale_epe_eval_is_mean_endpoint_error_in_pixels():
     flow1 = target * 0.05
     flow1[:, 0] += 3 * 0.05
     flow1[:, 1] += 4 * 0.05
-    loss_dict = MultiScaleEPE(Namespace()).eval()({"flow1": flow1}, {"target1": target})
+    loss_dict = MultiScaleEPE().eval()({"flow1": flow1}, {"target1": target})
     assert list(loss_dict) == ["epe"]
     assert loss_dict["epe"].item() == pytest.approx(5.0, rel=1e-5)
 
@@ -152,4 +151,4 @@ def test_multiscale_epe_missing_scale_is_a_clear_error():
     model_dict = zero_flows(1, 64, 64)
     del model_dict["flow4"]
     with pytest.raises(KeyError, match="flow4"):
-        MultiScaleEPE(Namespace()).train()(model_dict, {"target1": torch.zeros(1, 2, 64, 64)})
+        MultiScaleEPE().train()(model_dict, {"target1": torch.zeros(1, 2, 64, 64)})

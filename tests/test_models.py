@@ -17,6 +17,8 @@ from tests.helpers import reference_json, save_model_checkpoint
 
 
 def make_args(sequence_length: int = 5) -> Namespace:
+    """The namespace main.py hands to a model (the original's calling convention, kept by the compatibility tests;
+    code that builds models itself passes `sequence_length=` instead)."""
     return Namespace(validation_dataset_sequence_length=sequence_length)
 
 
@@ -41,13 +43,13 @@ def parameter_counts(module: nn.Module):
 
 @pytest.fixture(scope="module")
 def pwc_checkpoint(tmp_path_factory) -> str:
-    network = PWCNet(make_args(), div_flow=0.05)
+    network = PWCNet(div_flow=0.05)
     return write_checkpoint(tmp_path_factory.mktemp("prewarping") / "pwcnet.ckpt", network.state_dict(), "model.")
 
 
 @pytest.fixture(scope="module")
 def flownet_checkpoint(tmp_path_factory) -> str:
-    network = FlowNet1S(make_args(), div_flow=0.05)
+    network = FlowNet1S(div_flow=0.05)
     state = {key[len("flownets."):]: value for key, value in network.state_dict().items()}
     return write_checkpoint(tmp_path_factory.mktemp("prewarping") / "flownet1s.ckpt", state, "model._flownets.")
 
@@ -126,7 +128,7 @@ def test_sequence_length_from_args():
 
 @pytest.mark.parametrize("sequence_length,reference", [(5, "input3"), (7, "input4")])
 def test_dbn_output_is_residual_plus_reference_frame(sequence_length, reference):
-    model = DBN(make_args(sequence_length))
+    model = DBN(sequence_length=sequence_length)
     example = frames(sequence_length)
     ordered = [example[f"input{i}"] for i in range(1, sequence_length + 1)]
 
@@ -147,7 +149,7 @@ def test_dbn_output_is_residual_plus_reference_frame(sequence_length, reference)
 
 
 def test_dbn_rejects_sizes_not_divisible_by_8_and_missing_frames():
-    model = DBN(make_args(5))
+    model = DBN(sequence_length=5)
     with pytest.raises(ValueError, match="divisible by 8"):
         model(frames(5, height=36, width=32))
     example = frames(5)
@@ -157,11 +159,11 @@ def test_dbn_rejects_sizes_not_divisible_by_8_and_missing_frames():
 
 
 def test_dbn_init_type_flag():
-    model = DBN(make_args(5), init_type="fan_in")
+    model = DBN(sequence_length=5, init_type="fan_in")
     weight = model.dbn_net.f1[0].weight
     assert weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.03)
     with pytest.raises(ValueError, match="--model_init_type"):
-        DBN(make_args(5), init_type="uniform")
+        DBN(sequence_length=5, init_type="uniform")
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_dbn_init_type_flag():
 
 @pytest.mark.parametrize("cls,size", [(FlowNet1S, (144, 256)), (PWCNet, (144, 256)), (PWCNet, (64, 64))])
 def test_flow_net_output_shapes_and_eval_upsampling(cls, size):
-    model = cls(make_args(), div_flow=0.05)
+    model = cls(div_flow=0.05)
     example = {"input1": torch.rand(1, 3, *size), "input2": torch.rand(1, 3, *size)}
     with torch.no_grad():
         model.train()
@@ -201,7 +203,7 @@ def test_pwc_resizes_flow_with_align_corners_false_between_levels_and_true_at_th
         return original(x, target_as, mode=mode, align_corners=align_corners)
 
     monkeypatch.setattr(pwcnet_module, "resize2d_as", recording_resize2d_as)
-    model = PWCNet(make_args()).eval()
+    model = PWCNet().eval()
     with torch.no_grad():
         model({"input1": torch.rand(1, 3, 64, 128), "input2": torch.rand(1, 3, 64, 128)})
     assert calls == [((1, 2), (2, 4), "bilinear", False), ((2, 4), (4, 8), "bilinear", False),
@@ -249,13 +251,13 @@ def test_pwc_level_warp_converts_full_resolution_flow_to_level_pixels():
 def test_flowdbn_needs_exactly_one_checkpoint(pwc_checkpoint, flownet_checkpoint):
     for kwargs in ({}, {"pretrained_pwcnet": pwc_checkpoint, "pretrained_flownet": flownet_checkpoint}):
         with pytest.raises(ValueError, match="--model_pretrained_flownet or --model_pretrained_pwcnet"):
-            FlowDBN(make_args(), **kwargs)
+            FlowDBN(sequence_length=5, **kwargs)
 
 
 def test_flowdbn_checkpoint_errors_name_file_and_keys(tmp_path, pwc_checkpoint):
     missing_file = str(tmp_path / "nowhere.ckpt")
     with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
-        FlowDBN(make_args(), pretrained_pwcnet=missing_file)
+        FlowDBN(sequence_length=5, pretrained_pwcnet=missing_file)
 
     state = torch.load(pwc_checkpoint, weights_only=True)["state_dict"]
     del state["model.pwcnet_impl.context_network.convs.6.0.bias"]
@@ -264,20 +266,20 @@ def test_flowdbn_checkpoint_errors_name_file_and_keys(tmp_path, pwc_checkpoint):
     torch.save({"state_dict": state}, broken)
     with pytest.raises(ValueError, match=r"broken\.ckpt.*missing keys \[pwcnet_impl\.context_network\.convs\.6\.0"
                                          r"\.bias\].*unexpected keys \[pwcnet_impl\.extra\.weight\]"):
-        FlowDBN(make_args(), pretrained_pwcnet=str(broken))
+        FlowDBN(sequence_length=5, pretrained_pwcnet=str(broken))
 
     no_state_dict = tmp_path / "plain.ckpt"
     torch.save({"weights": torch.zeros(1)}, no_state_dict)
     with pytest.raises(ValueError, match="plain.ckpt.*'state_dict'"):
-        FlowDBN(make_args(), pretrained_pwcnet=str(no_state_dict))
+        FlowDBN(sequence_length=5, pretrained_pwcnet=str(no_state_dict))
 
 
 @pytest.mark.parametrize("prefix", ["model._flownets.", "model.flownets."])
 def test_flowdbn_loads_flownet_checkpoint_variants(tmp_path, prefix):
-    source = FlowNet1S(make_args())
+    source = FlowNet1S()
     state = {key[len("flownets."):]: value for key, value in source.state_dict().items()}
     path = write_checkpoint(tmp_path / "flownet.ckpt", state, prefix)
-    network = FlowDBN(make_args(), pretrained_flownet=path).flowdbn.warping_network.network
+    network = FlowDBN(sequence_length=5, pretrained_flownet=path).flowdbn.warping_network.network
     assert isinstance(network, FlowNet1S) and network.div_flow == 0.05
     for key, value in source.state_dict().items():
         assert torch.equal(network.state_dict()[key], value), key
@@ -285,7 +287,7 @@ def test_flowdbn_loads_flownet_checkpoint_variants(tmp_path, prefix):
 
 def constant_flow_pwc_checkpoint(path: Path, u: float, v: float) -> str:
     """A PWC-Net whose weights are all zero except the last context bias: flow1 = (u, v) everywhere."""
-    state = {key: torch.zeros_like(value) for key, value in PWCNet(make_args()).state_dict().items()}
+    state = {key: torch.zeros_like(value) for key, value in PWCNet().state_dict().items()}
     state["pwcnet_impl.context_network.convs.6.0.bias"] = torch.tensor([u * 0.05, v * 0.05])
     return write_checkpoint(path, state, "model.")
 
@@ -293,7 +295,7 @@ def constant_flow_pwc_checkpoint(path: Path, u: float, v: float) -> str:
 @pytest.mark.parametrize("sequence_length", [5, 7])
 def test_flowdbn_warps_neighbours_into_the_reference_view(tmp_path, sequence_length):
     path = constant_flow_pwc_checkpoint(tmp_path / "pwc.ckpt", u=2.0, v=1.0)
-    model = FlowDBN(make_args(sequence_length), pretrained_pwcnet=path)
+    model = FlowDBN(sequence_length=sequence_length, pretrained_pwcnet=path)
     example = frames(sequence_length)
     reference = sequence_length // 2 + 1
     neighbours = [i for i in range(1, sequence_length + 1) if i != reference]
@@ -316,7 +318,7 @@ def test_flowdbn_warps_neighbours_into_the_reference_view(tmp_path, sequence_len
 
 
 def test_flowdbn_flow_net_is_frozen_and_dbn_trains(pwc_checkpoint):
-    model = FlowDBN(make_args(5), pretrained_pwcnet=pwc_checkpoint)
+    model = FlowDBN(sequence_length=5, pretrained_pwcnet=pwc_checkpoint)
     model.train()
     model(frames(5, batch=1))["output1"].sum().backward()
     warping = model.flowdbn.warping_network
@@ -325,11 +327,11 @@ def test_flowdbn_flow_net_is_frozen_and_dbn_trains(pwc_checkpoint):
 
 
 def test_flowdbn_state_dict_round_trip_through_framework_checkpoint(tmp_path, pwc_checkpoint):
-    source = FlowDBN(make_args(5), pretrained_pwcnet=pwc_checkpoint)
+    source = FlowDBN(sequence_length=5, pretrained_pwcnet=pwc_checkpoint)
     path = save_model_checkpoint(tmp_path / "checkpoint_latest_.ckpt", source.state_dict(), total_loss=12.5,
                                  psnr=30.1, epoch=3)
 
-    other = FlowDBN(make_args(5), pretrained_pwcnet=constant_flow_pwc_checkpoint(tmp_path / "z.ckpt", 1, 1))
+    other = FlowDBN(sequence_length=5, pretrained_pwcnet=constant_flow_pwc_checkpoint(tmp_path / "z.ckpt", 1, 1))
     loaded = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     result = other.load_state_dict({k[len("model."):]: v for k, v in loaded.items()}, strict=True)
     assert not result.missing_keys and not result.unexpected_keys

@@ -163,7 +163,6 @@ def test_training_script_runs_with_the_visualizer(homes):
 
 @pytest.mark.slow
 def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
-    import argparse
 
     import numpy as np
     import torch
@@ -174,7 +173,7 @@ def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
 
     # A checkpoint whose outputs are not saturated (the original's fan_max init gives 0/255 images):
     # kaiming-initialised convolutions and a small residual, behind the constant-flow prewarping network.
-    model = tame(FlowDBN(argparse.Namespace(validation_dataset_sequence_length=5),
+    model = tame(FlowDBN(sequence_length=5,
                          pretrained_pwcnet=str(homes / "experiments" / "prewarping_networks" / "pwcnet.ckpt")),
                  seed=1, residual=0.02)
     checkpoint = save_model_checkpoint(homes / "experiments" / "flowdbn5.ckpt", model.state_dict(), psnr=0.0, epoch=1)

@@ -6,7 +6,6 @@ discontinuous, so float rounding alone can flip whole pixels there. The FlowDBN 
 therefore use a "constant-flow" PWC-Net: every layer runs, but the flow heads have zero weights and a
 bias of (8, -4) px (exact binary fractions at every pyramid level), so the flows are exact.
 """
-import argparse
 import copy
 from typing import Dict, List
 
@@ -23,10 +22,6 @@ from models.dbn import DBN
 from models.flowdbn import FlowDBN
 from models.pwcnet import PWCNetImpl
 from tests.helpers import save_model_checkpoint, tame
-
-
-def _args(length: int) -> argparse.Namespace:
-    return argparse.Namespace(validation_dataset_sequence_length=length)
 
 
 def _smooth(*shape: int, seed: int) -> torch.Tensor:
@@ -56,7 +51,7 @@ def _run(model_and_loss: runtime.ModelAndLoss, example: Dict[str, torch.Tensor],
 
 # ------------------------------------------------------------------------------- streaming pyramids
 def test_constant_flow_pwcnet_warps_by_exactly_the_constant_flow(constant_flow_pwcnet_checkpoint):
-    model = tame(FlowDBN(_args(3), pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05).eval()
+    model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05).eval()
     example = _example(3, batch=1)
     with torch.no_grad():
         warped = model(example)["warped1"]
@@ -68,7 +63,7 @@ def test_constant_flow_pwcnet_warps_by_exactly_the_constant_flow(constant_flow_p
 
 
 def test_streaming_pyramids_are_bit_identical_to_recomputing_every_window(random_pwcnet_checkpoint, monkeypatch):
-    model = tame(FlowDBN(_args(3), pretrained_pwcnet=random_pwcnet_checkpoint), residual=0.05).eval()
+    model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=random_pwcnet_checkpoint), residual=0.05).eval()
     rng = np.random.default_rng(0)
     frames = [(rng.random((20, 30, 3)) * 255).astype(np.uint8) for _ in range(4)]  # padded to 24x32
     pyramid_calls: List[tuple] = []
@@ -105,9 +100,9 @@ def test_streaming_pyramids_are_bit_identical_to_recomputing_every_window(random
 def test_flownet_prewarping_has_no_pyramids(tmp_path):
     from models.flownet1s import FlowNet1S
 
-    net = FlowNet1S(argparse.Namespace(), div_flow=0.05)
+    net = FlowNet1S(div_flow=0.05)
     path = save_model_checkpoint(tmp_path / "flownet.ckpt", net.state_dict())
-    model = FlowDBN(_args(3), pretrained_flownet=path)
+    model = FlowDBN(sequence_length=3, pretrained_flownet=path)
     assert model.frame_pyramid(torch.zeros(1, 3, 64, 64)) is None
     with pytest.raises(ValueError, match="only for a PWC-Net"):
         model.flowdbn.warping_network.pyramid(torch.zeros(1, 3, 64, 64))
@@ -125,7 +120,7 @@ def _random_batchnorm_statistics(model: torch.nn.Module) -> None:
 
 
 def test_folded_dbn_matches_conv_then_batchnorm():
-    model = tame(DBN(_args(5), init_type="fan_in"), residual=0.05)
+    model = tame(DBN(sequence_length=5, init_type="fan_in"), residual=0.05)
     _random_batchnorm_statistics(model)
     model.eval()
     folded = copy.deepcopy(model)
@@ -162,7 +157,7 @@ def test_folding_a_training_network_is_an_error():
 
 # ------------------------------------------------------------------------------- --amp=bf16 on the CPU
 def test_bf16_autocast_dbn_stays_close_to_fp32():
-    model_and_loss = runtime.ModelAndLoss(tame(DBN(_args(3), init_type="fan_in"), residual=0.05), DBNLoss(_args(3)))
+    model_and_loss = runtime.ModelAndLoss(tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.05), DBNLoss())
     example = _example(3)
     # Fresh copies for every run: a training step updates the BatchNorm running statistics.
     reference = {train: _run(copy.deepcopy(model_and_loss), example, train) for train in (True, False)}
@@ -183,8 +178,8 @@ def test_bf16_autocast_dbn_stays_close_to_fp32():
 
 def test_bf16_autocast_flowdbn_runs_the_flow_network_in_bf16_and_warps_in_fp32(constant_flow_pwcnet_checkpoint,
                                                                                  monkeypatch):
-    model = tame(FlowDBN(_args(3), pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05)
-    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(_args(3)))
+    model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05)
+    model_and_loss = runtime.ModelAndLoss(model, DBNLoss())
     example = _example(3, batch=1)
     ref_loss, ref_model, _ = _run(copy.deepcopy(model_and_loss), example, train=True)
     dtypes = []
@@ -212,10 +207,10 @@ def test_bf16_autocast_flowdbn_runs_the_flow_network_in_bf16_and_warps_in_fp32(c
 @pytest.mark.parametrize("flow", [False, True])
 def test_channels_last_gives_the_same_results(flow, constant_flow_pwcnet_checkpoint):
     if flow:
-        model = tame(FlowDBN(_args(3), pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05)
+        model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=constant_flow_pwcnet_checkpoint), residual=0.05)
     else:
-        model = tame(DBN(_args(3), init_type="fan_in"), residual=0.05)
-    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(_args(3)))
+        model = tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.05)
+    model_and_loss = runtime.ModelAndLoss(model, DBNLoss())
     example = _example(3)
     modes = (False,) if flow else (True, False)  # the flow network is frozen: its training step is DBN's
     reference = {train: _run(copy.deepcopy(model_and_loss), example, train) for train in modes}
@@ -243,7 +238,7 @@ def test_channels_last_gives_the_same_results(flow, constant_flow_pwcnet_checkpo
                            "Dynamo/AOTAutograd capture with backend='aot_eager'")
 def test_inductor_compile_matches_eager_on_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both in full fp32: they agree to rounding
-    model = tame(DBN(_args(1), init_type="fan_in"), residual=0.05).cuda().eval()
+    model = tame(DBN(sequence_length=1, init_type="fan_in"), residual=0.05).cuda().eval()
     example = {"input1": _smooth(1, 3, 16, 16, seed=1).cuda()}
     expected = model(example)["output1"]
     model.compile()
@@ -251,8 +246,8 @@ def test_inductor_compile_matches_eager_on_the_gpu(monkeypatch):
 
 
 def test_compiled_dbn_training_step_matches_eager():
-    model = tame(DBN(_args(1), init_type="fan_in"), residual=0.05)
-    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(_args(1)))
+    model = tame(DBN(sequence_length=1, init_type="fan_in"), residual=0.05)
+    model_and_loss = runtime.ModelAndLoss(model, DBNLoss())
     example = {"input1": _smooth(2, 3, 16, 16, seed=1), "target1": _smooth(2, 3, 16, 16, seed=2)}
     ref_loss, ref_model, ref_grads = _run(copy.deepcopy(model_and_loss), example, train=True)
     keys = list(model_and_loss.state_dict())

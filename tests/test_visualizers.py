@@ -211,7 +211,7 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
     torch.manual_seed(0)
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
                           test_sequences=0)
-    pwcnet_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", PWCNet(argparse.Namespace()).state_dict())
+    pwcnet_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", PWCNet().state_dict())
     args = _args(tmp_path, total_epochs=1, training_dataset_sequence_length=7)
     dataset = GoProNahTrain(args, root=str(root), sequence_length=7, num_samples_per_example=1, num_examples=1,
                             random_crop=[32, 32], num_workers=0)
