@@ -5,15 +5,21 @@ LOGGING_GLOBAL_INDENT = 2
 LOGGING_LOGBOOK_FILENAME = "logbook.txt"
 # Telegram configuration (template: dot_machines.json in the repository root).
 LOGGING_TELEGRAM_MACHINES_FILENAME = os.path.join(os.path.expanduser("~"), ".machines.json")
-LOGGING_TIMEZONE = "Europe/Berlin"
+# Zone of log timestamps: None for the machine's local time (as TensorBoard and the clock show), or a tz
+# database name such as "Europe/Berlin" (the original's).
+LOGGING_TIMEZONE = None
 LOGGING_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 LOGGING_ZIPSOURCE_FILENAME = "src.zip"
 
 TELEGRAM_FLUSH_SECS = 600
 TENSORBOARD_FLUSH_SECS = 600
 
-TQDM_NCOLS = 120
+# Width of progress bars on a terminal: None follows the terminal's width; a bar's postfix is cut only
+# between fields. Where stdout is not a terminal there are no bars, but a plain progress line every
+# PROGRESS_PLAIN_INTERVAL_SECS seconds and one per finished pass.
+TQDM_NCOLS = None
 TQDM_SMOOTHING = 0
+PROGRESS_PLAIN_INTERVAL_SECS = 30
 
 DATALOADER_PIN_MEMORY = True
 TRAINING_DATALOADER_SHUFFLE = True

@@ -146,8 +146,10 @@ def format_learning_rate(lr: Optional[List[float]]) -> str:
     return f"{lr[0]:g}" if len(lr) == 1 else "[" + ", ".join(f"{x:g}" for x in lr) + "]"
 
 
-def _format_postfix(means: Dict[str, float]) -> str:
-    return ", ".join(f"{key}_avg={means[key]:1.4f}" for key in sorted(means))
+def _format_postfix(means: Dict[str, float], first: List[str]) -> str:
+    """'key_avg=value' fields, the keys of `first` first (a narrow bar keeps them), then the others sorted."""
+    keys = [key for key in first if key in means] + sorted(key for key in means if key not in first)
+    return ", ".join(f"{key}_avg={means[key]:1.4f}" for key in keys)
 
 
 def require_loss_keys(loss_dict: Dict[str, Any], flag: str, keys: List[str]) -> None:
@@ -224,7 +226,8 @@ class EpochRunner:
                 for key, value in loss_dict.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach()) * batch_size
                 count += batch_size
-                bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}), refresh=False)
+                first = [self.args.training_key] if self.train else getattr(self.args, "validation_keys", [])
+                bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}, first), refresh=False)
                 bar.update()
         keys = list(sums)  # loss_dict order, as the original's checkpoint statistics
         *totals, count = distributed.all_reduce_sum([sums[k] for k in keys] + [count], self.loader.device)

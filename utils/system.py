@@ -1,4 +1,4 @@
-"""Source code snapshot (git hash, src.zip) and process titles."""
+"""Source code snapshot (git hash, src.zip), process titles and the CPUs available."""
 import os
 import random
 import subprocess
@@ -85,6 +85,13 @@ def zip_source(filename: str, root: str = REPOSITORY_ROOT, exclude: Iterable[str
 
     files.write_atomically(filename, write)
     return len(sources)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: what taskset, Slurm or a container grant), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def random_fantasy_name() -> str:
