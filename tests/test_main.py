@@ -1,6 +1,8 @@
 """The real command line end to end: training with validation, records, evaluation, resume, bad input."""
+import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +90,36 @@ def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     assert "folded 22 BatchNorm layers into convolutions" in (folded / "logbook.txt").read_text()
     rows_folded = read_csv_rows(str(folded / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert float(rows_folded[0]["psnr"]) == pytest.approx(float(rows_eval[0]["psnr"]), abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_output_redirected_to_a_file_is_plain_text_and_workers_fit_the_cpus(nah_root, tmp_path):
+    # A separate process because the point is stdout being a file; pinned to one CPU, the default 12
+    # training loader workers become 1 (PyTorch warned twice per loader when there were more than CPUs).
+    save = tmp_path / "run"
+    flags = [f for f in _dbn_flags(nah_root, save, epochs=1) if not f.startswith("--training_dataset_num_workers")]
+    cpu = min(os.sched_getaffinity(0))
+    with open(tmp_path / "log.txt", "w") as log:
+        completed = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *flags], cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT, env=subprocess_env(),
+                                   preexec_fn=lambda: os.sched_setaffinity(0, {cpu}), timeout=300)
+    text = (tmp_path / "log.txt").read_text()
+    assert completed.returncode == 0, text[-3000:]
+    assert "\x1b" not in text and "\r" not in text and "UserWarning" not in text
+    assert "training_dataset: GoProNahTrain, 4 examples, 2 steps per epoch, 1 workers (12 requested, 1 CPUs)" in text
+    assert "validation_dataset: GoProNahTest, 2 examples, 1 steps per epoch, 0 workers\n" in text
+    # One line per pass, the training key first, whole numbers (a 120-column bar cut them mid-number).
+    assert re.search(r"\n\S+ \S+   ==> Train: 100%   2/2 .*  total_loss_avg=\d+\.\d{4}, psnr_avg=\S+, "
+                     r"psnr_rgb_avg=\S+, ssim_avg=\d\.\d{4}\n", text)
+    assert re.search(r"\n\S+ \S+   ==> Valid: 100%   1/1 .*  psnr_avg=\S+, total_loss_avg=\d+\.\d{4}, ", text)
+    assert len(re.findall("==> Train:", text)) == 1 and len(re.findall("==> Total:", text)) == 1
+    logbook = (save / "logbook.txt").read_text()
+    assert "\x1b" not in logbook and "\r" not in logbook and "total_loss_avg=" in logbook
+    # Local time by default (constants.LOGGING_TIMEZONE = None), as the clock shows.
+    finished = re.search(r"\[(.{19})\] Finished\.", logbook).group(1)
+    age = datetime.datetime.now() - datetime.datetime.strptime(finished, "%Y-%m-%d %H:%M:%S")
+    assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=5)
 
 
 def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_path):

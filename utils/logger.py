@@ -30,8 +30,8 @@ logging.addLevelName(LOGBOOK, "LOGBOOK")
 PROGRESS_FINAL = "final"
 PROGRESS_INTERIM = "interim"
 
-# Escape sequences: CSI (colours, cursor moves, line erases), OSC (titles), and two-character ones.
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+# Escape sequences: CSI (colours, cursor moves, line erases), OSC (titles), two-character ones, a lone ESC.
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[0-~])?")
 # Depth of the `block`s being logged in this context (a run, a thread).
 _indent: contextvars.ContextVar[int] = contextvars.ContextVar("log_indent", default=0)
 
