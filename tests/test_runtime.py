@@ -137,3 +137,12 @@ def test_clip_grad_and_loshchilov_decay(tmp_path):
     runner.step(next(iter(_loader(_Samples(n=1), 1))))
     # decay multiplies by (1 - 0.1 * 0.5); the clipped gradient moves the weight by at most 0.5 * 1e-3.
     assert abs(model_and_loss.model.scale.item() - 0.95) <= 0.5e-3 + 1e-7
+
+
+def test_progress_postfix_puts_the_given_keys_first():
+    # A bar narrower than its postfix keeps the leading fields: the training key (or validation keys) first.
+    means = {"psnr": 30.0, "ssim": 0.9, "total_loss": 1234.56789, "a": 1.0}
+    assert runtime._format_postfix(means, ["total_loss"]) == \
+        "total_loss_avg=1234.5679, a_avg=1.0000, psnr_avg=30.0000, ssim_avg=0.9000"
+    assert runtime._format_postfix(means, ["ssim", "missing", "psnr"]) == \
+        "ssim_avg=0.9000, psnr_avg=30.0000, a_avg=1.0000, total_loss_avg=1234.5679"
