@@ -159,7 +159,7 @@ def test_log_time_zone(restore_tz):
     restore_tz.setattr(constants, "LOGGING_TIMEZONE", "Asia/Tokyo")
     assert _format_time(0.0) == "1970-01-01 09:00:00"
     restore_tz.setattr(constants, "LOGGING_TIMEZONE", "Europe/Berlin")  # daylight saving time in July
-    assert _format_time(15638400.0) == "1970-07-01 01:00:00"
+    assert _format_time(1593561600.0) == "2020-07-01 02:00:00"  # 00:00 UTC
     restore_tz.setattr(constants, "LOGGING_TIMEZONE", None)
     restore_tz.setenv("TZ", "America/New_York")
     time.tzset()
