@@ -277,8 +277,9 @@ class Trainer:
 
     def _first_loss_dict(self, loader: Loader, train: bool, augmentation: Optional[torch.nn.Module]
                          ) -> Dict[str, Any]:
-        """The loss_dict of the loader's first example, without a trace in the run: no gradients, and the random
-        number generators and the model's buffers (BatchNorm statistics) restored afterwards."""
+        """The loss_dict of the loader's first example, without a trace in the run: no gradients, the random number
+        generators and the model's buffers (BatchNorm statistics) restored afterwards, and eager even with
+        --compile (a no-gradient graph would be compiled for this one call)."""
         model_and_loss = unwrap(self.model_and_loss)
         was_training = model_and_loss.training
         rng = checkpoints.rng_state()
@@ -286,7 +287,7 @@ class Trainer:
         try:
             example_dict = loader.prepare(default_collate([loader.dataset[0]]))
             model_and_loss.train(train)
-            with torch.no_grad():
+            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
                 if augmentation is not None:
                     example_dict = augmentation(example_dict)
                 loss_dict, _ = model_and_loss(example_dict)
