@@ -94,6 +94,8 @@ def parse_parameters(doc: Optional[str]) -> Dict[str, str]:
     if not doc:
         return {}
     lines = inspect.cleandoc(doc).splitlines()
+    if lines and _SECTION.match(lines[0]):  # '"""Args:' on the first line: cleandoc dedented its entries to it
+        lines = lines[:1] + ["    " + line for line in lines[1:]]
     entries = _sphinx_entries(lines)
     for name, text in _google_entries(lines).items():
         entries.setdefault(name, text)
