@@ -5,10 +5,18 @@ registered class; each constructor parameter of that class with a default become
 `--<category>_<parameter>`, converted according to its default (or its type hint when the default
 is None). Class flags are added only for the classes chosen on the command line, so
 `python main.py --model=DBN --help` lists DBN's flags.
+
+The help describes a class flag with its parameter's entry in the class docstring (Google "Args:" or
+":param x:", see utils.docstrings; base classes' docstrings too) and shows its default once: "(default: 5)",
+"(none)" for None and the original's placeholders "filename"/"directory", "(required)" for a parameter without
+default or whose description says "(required)". An unknown flag's error names the selector that enables it,
+or the closest flag.
 """
 import argparse
 import collections.abc
 import dataclasses
+import difflib
+import functools
 import inspect
 import os
 import sys
@@ -22,7 +30,7 @@ from datasets import DATASETS
 from losses import LOSSES
 from models import MODELS
 from optim import LR_SCHEDULERS, OPTIMIZERS
-from utils import files, jsonfile, strings
+from utils import docstrings, files, jsonfile, strings
 from utils.records import EpochRecorder
 from utils.registry import Registry
 from visualizers import VISUALIZERS
@@ -152,6 +160,7 @@ def _checked(converter: Converter) -> Converter:
                                              else detail) from None
 
     convert.__name__ = getattr(converter, "__name__", "value")
+    convert.converter = converter  # for the help's metavar
     return convert
 
 
@@ -162,19 +171,60 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# The original's defaults of path parameters that mean "not given" (FlowDBN's checkpoints, GoProInference's folder).
+_PLACEHOLDERS = frozenset({"filename", "directory"})
+
+_METAVARS: Dict[Any, str] = {
+    int: "INT", float: "FLOAT", str: "STR", strings.as_int_or_none: "INT", strings.as_float_or_none: "FLOAT",
+    strings.as_string_or_none: "STR", strings.as_bool_or_none: "BOOL", strings.as_dict_or_none: "DICT",
+    **{converter: "LIST" for converter in _LIST_CONVERTERS.values()},
+}
+
+
+def metavar(converter: Optional[Converter]) -> str:
+    """The help's name for a flag's value: BOOL, INT, FLOAT, STR, LIST or DICT (VALUE for other converters)."""
+    return _METAVARS.get(getattr(converter, "converter", converter), "VALUE")
+
+
+def shown_default(value: Any) -> str:
+    """How the help shows a default: 'none' for None, '' and the original's placeholders, else 'default: ...'."""
+    if value is None or (isinstance(value, str) and (value == "" or value in _PLACEHOLDERS)):
+        return "none"
+    return f"default: {format_flag_value(value)}"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Readable metavars: INT, BOOL, LIST, ... instead of the flag's name or its converter's."""
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        return metavar(action.type)
+
+
+def _escaped(text: Optional[str]) -> str:
+    """Text for an argparse help string, where '%' starts a format specifier."""
+    return (text or "").replace("%", "%%")
+
+
+def _add(group: Any, flag: str, *, help: str = "", shown: Optional[str] = None, **kwargs: Any) -> argparse.Action:  # noqa: A002
+    """Add a flag whose help ends with its default, once: '(default: 5)', '(none)' or '(required)' (`shown`)."""
+    shown = shown or shown_default(kwargs.get("default"))
+    return group.add_argument(flag, help=f"{_escaped(help)} ({_escaped(shown)})".strip(), **kwargs)
+
+
 def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("standard")
-    add = group.add_argument
+    add = functools.partial(_add, group)
     add("--batch_size", type=int, default=1, help="examples per step (GoPro datasets multiply by their samples)")
-    add("--checkpoint", type=_checked(strings.as_string_or_none), default=None,
+    add("--checkpoint", type=_checked(strings.as_string_or_none), default=None, metavar="PATH",
         help="checkpoint file or run folder whose weights initialise the model")
     add("--clip_grad", type=float, default=0, help="clip the gradient norm to this value when > 0")
     add("--cuda", type=_checked(strings.as_bool_or_none), default=True, help="use cuda:0 when available")
     add("--logging_loss_graph", type=_checked(strings.as_bool_or_none), default=False, help="log the loss module")
     add("--logging_model_graph", type=_checked(strings.as_bool_or_none), default=False, help="log the model module")
     add("--loshchilov_weight_decay", type=float, default=0, help="decoupled weight decay when > 0")
-    add("--proctitle", type=str, default="__random__", help="process title (random fantasy name by default)")
-    add("--save", type=str, default=None, help="run folder for records, TensorBoard and checkpoints")
+    add("--proctitle", type=str, default="__random__", help="process title", shown="default: a random fantasy name")
+    add("--save", type=str, default=None, metavar="DIR", help="run folder for records, TensorBoard and checkpoints",
+        shown="required")
     add("--seed", type=_checked(strings.as_int_or_none), default=0, help="random seed base (none: unseeded)")
     add("--start_epoch", type=int, default=1, help="first epoch number")
     add("--total_epochs", type=int, default=10, help="last epoch number (inclusive)")
@@ -183,67 +233,108 @@ def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
         help="extra optimizer parameter group, e.g. \"{'params': '*bias*', 'lr': 0.01}\" (repeatable)")
     add("--param_scheduler_group", type=_checked(strings.as_dict_or_none), action="append", default=None,
         help="parameter scheduling group {'params': pattern, 'scheduler': name, 'init': value, ...}")
-    ours = parser.add_argument_group("deblur-devil additions")
-    ours.add_argument("--resume", type=_checked(strings.as_string_or_none), default=None,
+    ours = functools.partial(_add, parser.add_argument_group("deblur-devil additions"))
+    ours("--resume", type=_checked(strings.as_string_or_none), default=None, metavar="PATH",
                       help="run folder or checkpoint file: continue that run exactly where it stopped")
-    ours.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
+    ours("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
                       help="mixed precision: autocast the model (fp16 adds a gradient scaler)")
-    ours.add_argument("--channels_last", type=_checked(strings.as_bool_or_none), default=False,
+    ours("--channels_last", type=_checked(strings.as_bool_or_none), default=False,
                       help="channels-last memory format for the model and its inputs")
-    ours.add_argument("--compile", type=_checked(strings.as_bool_or_none), default=False,
+    ours("--compile", type=_checked(strings.as_bool_or_none), default=False,
                       help="torch.compile the model (first steps are slow while it compiles)")
-    ours.add_argument("--fold_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
+    ours("--fold_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
                       help="evaluation-only runs: fold BatchNorm into the convolutions after loading the checkpoint "
                            "(faster; same results up to float rounding)")
-    ours.add_argument("--sync_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
+    ours("--sync_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
                       help="with torchrun: batch-norm statistics over all processes (SyncBatchNorm)")
 
 
+def _selector(registry: Registry) -> Converter:
+    """A selector's converter: a registered name, else an error with the closest names and the registered ones."""
+
+    def name(value: str) -> str:
+        if value in registry:
+            return value
+        names = registry.names()
+        by_lowercase = {known.lower(): known for known in names}
+        close = difflib.get_close_matches(value.lower(), list(by_lowercase), n=1)
+        hint = f"did you mean {by_lowercase[close[0]]}? " if close else ""
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} ({hint}registered: {', '.join(names)})")
+
+    name.__name__ = registry.name
+    return name
+
+
 def _add_class_flags(parser: argparse.ArgumentParser, category: Category, cls: type) -> None:
-    group = parser.add_argument_group(f"{category.name}: {cls.__name__}")
+    summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    group = parser.add_argument_group(f"{category.name}: {cls.__name__}", description=_escaped(summary) or None)
+    descriptions = docstrings.parameter_descriptions(cls)
     for parameter in constructor_parameters(cls, category.excluded):
         converter, default = flag_converter_and_default(category, cls, parameter)
-        group.add_argument(f"--{category.name}_{parameter.name}", type=_checked(converter), default=default,
-                           metavar=converter.__name__.upper() if converter in _SCALAR_OR_NONE.values()
-                           else None, help=f"default: {default!r}")
+        description = descriptions.get(parameter.name, "")
+        # Required: a value the category needs (a dataset root) or, for placeholder defaults, the docstring says so.
+        required = parameter.default is inspect.Parameter.empty or "(required)" in description
+        _add(group, f"--{category.name}_{parameter.name}", type=_checked(converter), default=default,
+             help=description.replace(" (required)", ""), shown="required" if required else None)
+
+
+def _add_training_flags(group: Any) -> None:
+    _add(group, "--training_key", type=str, default="total_loss",
+         help="loss_dict key that is back-propagated (checked before the run starts)")
+
+
+def _add_validation_flags(group: Any) -> None:
+    _add(group, "--validation_batch_size", type=int, default=-1, help="-1: same as --batch_size")
+    _add(group, "--validation_keys", type=_checked(strings.as_stringlist_or_none),
+         default=["total_loss"], help="loss_dict keys that decide the best checkpoints")
+    _add(group, "--validation_modes", type=_checked(strings.as_stringlist_or_none), default=["min"],
+         help="min or max, one per validation key")
+
+
+def _add_checkpoint_flags(group: Any) -> None:
+    _add(group, "--checkpoint_mode", type=str, default="latest", choices=["latest", "best"],
+         help="which checkpoint of a run folder to load")
+    _add(group, "--checkpoint_include_params", type=_checked(strings.as_stringlist_or_none),
+         default=["*"], help="fnmatch patterns of checkpoint keys to load")
+    _add(group, "--checkpoint_exclude_params", type=_checked(strings.as_stringlist_or_none),
+         default=[], help="fnmatch patterns of checkpoint keys to skip")
+    _add(group, "--checkpoint_translations", type=_checked(strings.as_dict_or_none), default={},
+         help="substring replacements applied to checkpoint keys")
+    _add(group, "--checkpoint_fuzzy_translation_keys", type=_checked(strings.as_stringlist_or_none),
+         default=[], help="key fragments that match checkpoint and model keys")
+
+
+# Flags that exist only when a flag is given: (that flag, what its value is, help section, the flags' adder).
+CONDITIONAL_FLAGS: Tuple[Tuple[str, str, str, Callable[[Any], None]], ...] = (
+    ("loss", "<name>", "training (with --loss)", _add_training_flags),
+    ("validation_dataset", "<name>", "validation (with --validation_dataset)", _add_validation_flags),
+    ("checkpoint", "<file or run folder>", "checkpoint (with --checkpoint)", _add_checkpoint_flags),
+)
 
 
 def _add_conditional_flags(parser: argparse.ArgumentParser, known: argparse.Namespace) -> None:
-    if known.loss is not None:
-        parser.add_argument("--training_key", type=str, default="total_loss",
-                            help="loss_dict key that is back-propagated")
-    if known.validation_dataset is not None:
-        group = parser.add_argument_group("validation")
-        group.add_argument("--validation_batch_size", type=int, default=-1, help="-1: same as --batch_size")
-        group.add_argument("--validation_keys", type=_checked(strings.as_stringlist_or_none),
-                           default=["total_loss"], help="loss_dict keys that decide the best checkpoints")
-        group.add_argument("--validation_modes", type=_checked(strings.as_stringlist_or_none), default=["min"],
-                           help="min or max, one per validation key")
-    if known.checkpoint is not None:
-        group = parser.add_argument_group("checkpoint")
-        group.add_argument("--checkpoint_mode", type=str, default="latest", choices=["latest", "best"],
-                           help="which checkpoint of a run folder to load")
-        group.add_argument("--checkpoint_include_params", type=_checked(strings.as_stringlist_or_none),
-                           default=["*"], help="fnmatch patterns of checkpoint keys to load")
-        group.add_argument("--checkpoint_exclude_params", type=_checked(strings.as_stringlist_or_none),
-                           default=[], help="fnmatch patterns of checkpoint keys to skip")
-        group.add_argument("--checkpoint_translations", type=_checked(strings.as_dict_or_none), default={},
-                           help="substring replacements applied to checkpoint keys")
-        group.add_argument("--checkpoint_fuzzy_translation_keys", type=_checked(strings.as_stringlist_or_none),
-                           default=[], help="key fragments that match checkpoint and model keys")
+    for selector, _, title, add in CONDITIONAL_FLAGS:
+        if getattr(known, selector) is not None:
+            add(parser.add_argument_group(title))
+
+
+_DESCRIPTION = """\
+Train and evaluate video deblurring and optical-flow networks. A selector (--model, --loss, --training_dataset,
+...) picks a registered class; that class's constructor parameters become flags --<selector>_<parameter>, listed
+below once the class is chosen, e.g. `main.py --model=DBN --training_dataset=GoProNahTrain --help`."""
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The full parser for `argv`: standard flags, selectors, chosen classes' flags, conditional flags."""
-    parser = _Parser(prog="main.py", add_help=False, allow_abbrev=False, description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(prog="main.py", add_help=False, allow_abbrev=False, formatter_class=_HelpFormatter,
+                     usage="%(prog)s --save=DIR [--<selector>=NAME ...] [--<flag>=VALUE ...]",
+                     description=_DESCRIPTION)
     _add_standard_flags(parser)
     selectors = parser.add_argument_group("class selectors")
     for category in CATEGORIES:
         if category.registry is not None:
-            selectors.add_argument(f"--{category.name}", type=str, default=category.default,
-                                   choices=category.registry.names(), metavar="NAME",
-                                   help=f"{category.registry.name}: {', '.join(category.registry.names())}")
+            _add(selectors, f"--{category.name}", type=_selector(category.registry), default=category.default,
+                 metavar="NAME", help=f"{category.registry.name}: {', '.join(category.registry.names())}")
     known, _ = parser.parse_known_args(argv)
     for category in CATEGORIES:
         cls = category_class(category, getattr(known, category.name, None))
@@ -253,6 +344,78 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     _add_conditional_flags(parser, known)
     parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
     return parser
+
+
+# ------------------------------------------------------------------------------------- hints for unknown flags
+def class_flags(category: Category, cls: type) -> List[str]:
+    """The flags a class makes in a category: its parameters with a default or one the category supplies."""
+    return [f"--{category.name}_{p.name}" for p in constructor_parameters(cls, category.excluded)
+            if p.default is not inspect.Parameter.empty or p.name in category.without_default]
+
+
+def _conditional_flag_selectors() -> Dict[str, Tuple[str, str]]:
+    """Every conditional flag -> (the flag that enables it, what that flag's value is)."""
+    selectors = {}
+    for selector, value, _, add in CONDITIONAL_FLAGS:
+        scratch = argparse.ArgumentParser(add_help=False)
+        add(scratch)
+        selectors.update({option: (selector, value) for action in scratch._actions for option in action.option_strings})
+    return selectors
+
+
+def _selector_hint(known: argparse.Namespace, flag: str) -> Optional[str]:
+    """For a flag some other command line accepts: which selector (or which class) it needs; else None."""
+    conditional = _conditional_flag_selectors()
+    if flag in conditional:
+        selector, value = conditional[flag]
+        return f"{flag} needs --{selector}: add --{selector}={value}"
+    for category in CATEGORIES:
+        if category.registry is None or not flag.startswith(f"--{category.name}_"):
+            continue
+        owners = [name for name in category.registry.names()
+                  if flag in class_flags(category, category.registry.get(name))]
+        chosen = getattr(known, category.name, None)
+        if owners and chosen is None:
+            return f"{flag} belongs to a --{category.name} class ({', '.join(owners)}): add --{category.name}=<name>"
+        if owners and chosen not in owners:
+            return f"{flag} is not a flag of --{category.name}={chosen}; it belongs to {', '.join(owners)}"
+    return None
+
+
+def _every_flag(parser: argparse.ArgumentParser) -> List[str]:
+    """Every flag some command line accepts: this parser's, the conditional ones, every registered class's."""
+    flags = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    flags += _conditional_flag_selectors()
+    for category in CATEGORIES:
+        for name in category.registry.names() if category.registry is not None else []:
+            flags += class_flags(category, category.registry.get(name))
+    return list(dict.fromkeys(flags))
+
+
+def _unrecognized_flag(parser: argparse.ArgumentParser, known: argparse.Namespace, token: str) -> str:
+    """What is wrong with one unrecognized `--flag[=value]` and what was probably meant."""
+    flag = token.split("=", 1)[0]
+    hint = _selector_hint(known, flag)
+    if hint is not None:
+        return hint
+    matches = difflib.get_close_matches(flag, _every_flag(parser), n=1, cutoff=0.8)
+    if not matches:
+        return f"unrecognized arguments: {token}"
+    accepted = {option for action in parser._actions for option in action.option_strings}
+    also = "" if matches[0] in accepted else f" {_selector_hint(known, matches[0])}"
+    return f"unrecognized arguments: {token} (did you mean {matches[0]}?{also})"
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, known: argparse.Namespace, extras: Sequence[str]) -> str:
+    """One line for the arguments the parser did not accept, with the selector or the flag each probably needs."""
+    messages = []
+    for index, token in enumerate(extras):
+        previous = extras[index - 1] if index > 0 else ""
+        if token.startswith("--"):
+            messages.append(_unrecognized_flag(parser, known, token))
+        elif not (previous.startswith("--") and "=" not in previous):  # else the value of `--flag value`
+            messages.append(f"unrecognized arguments: {token}")
+    return "; ".join(messages)
 
 
 def _check_consistency(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -272,7 +435,9 @@ def parse_arguments(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Name
     """Parse `argv` (default sys.argv[1:]); returns the arguments and their parser defaults."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(unrecognized_message(parser, args, extras))
     defaults = {key: parser.get_default(key) for key in vars(args)}
     args.cuda = bool(args.cuda) and torch.cuda.is_available()
     _check_consistency(parser, args)

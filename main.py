@@ -536,6 +536,7 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
             notifier = telegram.load_notifier()
     trainer = build_run(args, resumption, early.cuda, notifier)
     if trainer.train_loader is not None:
+        trainer.check_training_key()
         trainer.check_validation_keys()
     if main_process:
         folder.lock = lock_run_folder(args.save, folder.lock, continues_run)

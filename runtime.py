@@ -278,6 +278,30 @@ class Trainer:
         """Best value so far of every validation key."""
         return self.run_state.best_values
 
+    def _first_loss_dict(self, loader: Loader, train: bool, augmentation: Optional[torch.nn.Module]
+                         ) -> Dict[str, Any]:
+        """The loss_dict of the loader's first example, without a trace in the run: no gradients, the random number
+        generators and the model's buffers (BatchNorm statistics) restored afterwards, and eager even with
+        --compile (a no-gradient graph would be compiled for this one call)."""
+        model_and_loss = unwrap(self.model_and_loss)
+        was_training = model_and_loss.training
+        rng = checkpoints.rng_state()
+        buffers = [buffer.clone() for buffer in model_and_loss.buffers()]
+        try:
+            example_dict = loader.prepare(default_collate([loader.dataset[0]]))
+            model_and_loss.train(train)
+            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+                if augmentation is not None:
+                    example_dict = augmentation(example_dict)
+                loss_dict, _ = model_and_loss(example_dict)
+        finally:
+            checkpoints.set_rng_state(rng)
+            model_and_loss.train(was_training)
+            with torch.no_grad():
+                for buffer, saved in zip(model_and_loss.buffers(), buffers):
+                    buffer.copy_(saved)
+        return loss_dict
+
     def check_validation_keys(self) -> None:
         """Raise ValueError now, not after a training epoch, if a --validation_keys entry is not a loss key.
 
@@ -286,18 +310,20 @@ class Trainer:
         """
         if self.validation_loader is None or not self.validation_keys or self.validation_loader.dataset is None:
             return
-        model_and_loss = unwrap(self.model_and_loss)
-        was_training = model_and_loss.training
-        rng = checkpoints.rng_state()
-        try:
-            example_dict = self.validation_loader.prepare(default_collate([self.validation_loader.dataset[0]]))
-            model_and_loss.eval()
-            with torch.no_grad():
-                loss_dict, _ = model_and_loss(example_dict)
-        finally:
-            checkpoints.set_rng_state(rng)
-            model_and_loss.train(was_training)
+        loss_dict = self._first_loss_dict(self.validation_loader, train=False, augmentation=None)
         require_loss_keys(loss_dict, "--validation_keys", self.validation_keys)
+
+    def check_training_key(self) -> None:
+        """Raise ValueError now, not in the first training step, if --training_key is not a key of the loss_dict.
+
+        Runs the model and loss on the first training example in training mode (the loss_dict of a training
+        step, which may differ from an evaluation's), without gradients; the random number generators and the
+        model's buffers are restored afterwards, so the run's results do not change.
+        """
+        if self.train_loader is None or self.train_loader.dataset is None:
+            return
+        loss_dict = self._first_loss_dict(self.train_loader, train=True, augmentation=self.training_augmentation)
+        require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
 
     def _is_better(self, index: int, value: float) -> bool:
         if self.validation_modes[index] == "min":

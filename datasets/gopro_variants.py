@@ -35,6 +35,31 @@ FLAG_TYPES: Dict[str, Any] = {
     "cache_dir": Optional[str],
 }
 
+# What every flag means, for the variants' docstrings and so for `main.py --help`.
+FLAG_DOCS: Dict[str, str] = {
+    "root": "dataset folder: GOPRO_Large for GoProNah*, DeepVideoDeblurring_Dataset for GoProSu*",
+    "gamma_corrected_data": "read the gamma-corrected inputs (blur_gamma) instead of blur",
+    "random_brightness": "random brightness jitter of every sample",
+    "random_channel_permutation": "randomly permute the RGB channels of every sample",
+    "random_contrast": "random contrast jitter of every sample",
+    "random_crop": "[height, width] of one random crop per sample, the same for all its frames; [-1, -1]: full frames",
+    "random_flips": "random horizontal and vertical flips",
+    "random_hue": "random hue jitter of every sample",
+    "random_multiplicative_colors": "multiply each colour channel by a random factor in [0.5, 2]",
+    "random_noise": "add Gaussian noise (random sigma up to 0.04) to the inputs",
+    "random_reverse": "reverse the frame order of half the samples",
+    "random_rotate": "random rotations by multiples of 90 degrees",
+    "random_saturation": "random saturation jitter of every sample",
+    "random_scales": "rescale before cropping: none, weak (1/4, 1/3 or 1/2) or strong (uniform in "
+                     "[random_scales_min, 1]); needs random_crop",
+    "random_scales_min": "smallest scale of random_scales=strong",
+    "sequence_length": "frames N per example (odd); the model sees input1..inputN, the centre one is deblurred",
+    "num_samples_per_example": "independently augmented samples per example, merged into the batch",
+    "num_workers": "DataLoader worker processes",
+    "num_examples": "use a fixed random subset of this many examples; -1: all",
+    "cache_dir": "folder for decoded frames (uint8 .npy, memory-mapped on later reads); none: decode every time",
+}
+
 # An evaluation split's defaults (full frames, no augmentation, one sample per example) ...
 EVALUATION = {"random_brightness": False, "random_channel_permutation": False, "random_contrast": False,
               "random_crop": (-1, -1), "random_flips": False, "random_hue": False,
@@ -88,7 +113,9 @@ def variant_class(base: type, variant: Variant, module: str) -> type:
     __init__.__annotations__ = {p.name: p.annotation for p in parameters[1:]} | {"return": None}
     __init__.__qualname__ = f"{variant.name}.__init__"
     __init__.__doc__ = f"{variant.name}: flags as in the signature; see the class docstring."
-    return type(variant.name, (base,), {"__init__": __init__, "__doc__": variant.doc, "__module__": module,
+    arguments = "".join(f"    {p.name}: {FLAG_DOCS[p.name]}\n" for p in parameters[2:] if p.name in FLAG_DOCS)
+    doc = f"{variant.doc}\n\nArgs:\n{arguments}"
+    return type(variant.name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": module,
                                         "__qualname__": variant.name})
 
 

@@ -13,7 +13,11 @@ SSIM_WINDOW = 11
 
 @LOSSES.register("DBNLoss")
 class DBNLoss(nn.Module):
-    """total_loss = 0.5·SSE over the batch; psnr (grayscale, Köhler-optimised in eval), psnr_rgb, ssim."""
+    """total_loss = 0.5·SSE over the batch; psnr (grayscale, Köhler-optimised in eval), psnr_rgb, ssim.
+
+    These four keys are the loss_dict in training and evaluation: the choices of --training_key and
+    --validation_keys. No parameters.
+    """
 
     def __init__(self, args: Optional[Namespace] = None) -> None:
         super().__init__()

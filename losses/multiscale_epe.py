@@ -31,7 +31,17 @@ def scale_weights(num_scales: int, num_highres_scales: int, coarsest_weight: flo
 
 @LOSSES.register("MultiScaleEPE")
 class MultiScaleEPE(nn.Module):
-    """Train: weighted sum of EPEs of flow2..flow6 against the scaled target; eval: mean EPE of flow1."""
+    """Train: weighted sum of EPEs of flow2..flow6 against the scaled target; eval: mean EPE of flow1.
+
+    Keys: total_loss and epe2..epe<num_scales+1> in training, epe in evaluation.
+
+    Args:
+        scale_factor: factor of the training loss total_loss.
+        div_flow: scale of the model's training outputs (flow in pixels × div_flow); the target is scaled alike.
+        num_scales: outputs flow2, flow3, ... that the training loss compares.
+        num_highres_scales: finest scales whose weight halves (instead of quartering) from one scale to the next.
+        coarsest_resolution_loss_weight: weight of the coarsest scale; the defaults give 0.005 ... 0.32.
+    """
 
     def __init__(self, args: Optional[Namespace] = None, scale_factor: float = 1.0, div_flow: float = 0.05,
                  num_scales: int = 5, num_highres_scales: int = 2,

@@ -113,7 +113,11 @@ class DBNImpl(nn.Module):
 
 @MODELS.register("DBN")
 class DBN(nn.Module):
-    """DBN on the N input frames; predicts a residual added to the centre frame."""
+    """DBN on the N input frames; predicts a residual added to the centre frame.
+
+    Args:
+        init_type: weight initialisation of the convolutions: fan_max (the original's), fan_in or fan_out.
+    """
 
     def __init__(self, args: Optional[Namespace] = None, init_type: str = "fan_max", *,
                  sequence_length: Optional[int] = None) -> None:

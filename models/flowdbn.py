@@ -192,7 +192,12 @@ class FlowDBNImpl(nn.Module):
 
 @MODELS.register("FlowDBN")
 class FlowDBN(nn.Module):
-    """DBN with flow-based pre-warping; exactly one of the two prewarping checkpoints must be given."""
+    """DBN with flow-based pre-warping; exactly one of the two prewarping checkpoints must be given.
+
+    Args:
+        pretrained_flownet: FlowNet1S checkpoint of the frozen prewarping network (give this or pretrained_pwcnet).
+        pretrained_pwcnet: PWCNet checkpoint of the frozen prewarping network (give this or pretrained_flownet).
+    """
 
     def __init__(self, args: Optional[Namespace] = None, pretrained_flownet: str = NOT_GIVEN,
                  pretrained_pwcnet: str = NOT_GIVEN, *, sequence_length: Optional[int] = None,

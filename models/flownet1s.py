@@ -95,7 +95,11 @@ class FlowNetS(nn.Module):
 
 @MODELS.register("FlowNet1S")
 class FlowNet1S(nn.Module):
-    """FlowNetS on cat(input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'."""
+    """FlowNetS on cat(input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'.
+
+    Args:
+        div_flow: scale of the training outputs: flow in pixels × div_flow (use the loss's div_flow).
+    """
 
     def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()

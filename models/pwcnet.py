@@ -181,7 +181,11 @@ class PWCNetImpl(nn.Module):
 
 @MODELS.register("PWCNet")
 class PWCNet(nn.Module):
-    """PWC-Net on (input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'."""
+    """PWC-Net on (input1, input2); train → flow2..flow6 (× div_flow), eval → full-res 'flow1'.
+
+    Args:
+        div_flow: scale of the training outputs: flow in pixels × div_flow (use the loss's div_flow).
+    """
 
     def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()

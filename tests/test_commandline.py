@@ -98,6 +98,24 @@ def _run_main(*argv):
      "--validation_modes: expected 'min' or 'max'"),
     (["--training_dataset=GoProNahTrain"], "--training_dataset=GoProNahTrain needs --training_dataset_root"),
     (["--model_typo=1"], "unrecognized arguments: --model_typo=1"),
+    # A flag without its selector names the selector and the registered classes that have the flag.
+    (["--lr_scheduler_milestones=[1]"], "--lr_scheduler_milestones belongs to a --lr_scheduler class (MultiStepLR, "
+                                        "SequentialLR): add --lr_scheduler=<name>"),
+    (["--validation_keys=[psnr]"], "--validation_keys needs --validation_dataset: add --validation_dataset=<name>"),
+    (["--checkpoint_mode=best"], "--checkpoint_mode needs --checkpoint: add --checkpoint=<file or run folder>"),
+    (["--training_key=psnr"], "--training_key needs --loss: add --loss=<name>"),
+    (["--model=DBN", "--model_div_flow=0.05"], "--model_div_flow is not a flag of --model=DBN; it belongs to "
+                                               "FlowNet1S, PWCNet"),
+    # Typos: the closest flag of this command line, or of a class it does not choose.
+    (["--optimizer=Adam", "--optimiser_lr=0.1"], "unrecognized arguments: --optimiser_lr=0.1 (did you mean "
+                                                 "--optimizer_lr?)"),
+    (["--optimiser_lr", "0.1"], "unrecognized arguments: --optimiser_lr (did you mean --optimizer_lr? --optimizer_lr "
+                                "belongs to a --optimizer class (ASGD, AdaBound, Adadelta, Adafactor"),
+    (["--batchsize=2", "stray"], "unrecognized arguments: --batchsize=2 (did you mean --batch_size?); "
+                                 "unrecognized arguments: stray"),
+    (["--model=DNB"], "argument --model: invalid choice: 'DNB' (did you mean DBN? registered: DBN, FlowDBN, "
+                      "FlowNet1S, PWCNet)"),
+    (["--optimizer=adam"], "argument --optimizer: invalid choice: 'adam' (did you mean Adam? registered: ASGD, "),
 ])
 def test_bad_command_lines_fail_with_one_clear_line(tmp_path, argv, message):
     result = _run_main(f"--save={tmp_path}", *argv)
@@ -112,3 +130,127 @@ def test_help_lists_class_flags_grouped_by_class():
     assert "model: DBN:" in result.stdout and "--model_init_type" in result.stdout
     assert "training_dataset: GoProNahTrain:" in result.stdout and "--training_dataset_random_crop" in result.stdout
     assert "--batch_size" in result.stdout and "--resume" in result.stdout
+
+
+def test_an_unknown_flag_close_to_a_drop_in_class_flag_is_suggested(tmp_path, monkeypatch):
+    from losses import LOSSES
+
+    class CharbonnierLoss:
+        def __init__(self, args=None, epsilon: float = 1e-3) -> None:
+            pass
+
+    monkeypatch.setitem(LOSSES._objects, "CharbonnierLoss", CharbonnierLoss)
+    result = _run_main(f"--save={tmp_path}", "--loss_epsillon=0.1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("main.py: error: unrecognized arguments: --loss_epsillon=0.1 (did you mean "
+                                     "--loss_epsilon? --loss_epsilon belongs to a --loss class (CharbonnierLoss): "
+                                     "add --loss=<name>)")
+
+
+def _help(*argv):
+    result = _run_main(*argv, "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    return result.stdout
+
+
+def _flag_help(text, flag):
+    """The help of one flag: its line(s) up to the next flag, joined."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(flag + " "))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("-") or not lines[i].strip()),
+               len(lines))
+    return " ".join(" ".join(lines[start:end]).split())
+
+
+def test_help_shows_descriptions_readable_metavars_and_each_default_once():
+    text = _help("--model=FlowDBN", "--training_dataset=GoProNahTrain", "--loss=MultiScaleEPE", "--optimizer=Adam",
+                 "--lr_scheduler=MultiStepLR", "--visualizer=GoProInference")
+    assert _flag_help(text, "--model_pretrained_pwcnet") == (
+        "--model_pretrained_pwcnet STR PWCNet checkpoint of the frozen prewarping network (give this or "
+        "pretrained_flownet) (none)")
+    assert _flag_help(text, "--training_dataset_root") == (
+        "--training_dataset_root STR dataset folder: GOPRO_Large for GoProNah*, DeepVideoDeblurring_Dataset for "
+        "GoProSu* (required)")
+    assert _flag_help(text, "--training_dataset_random_crop") == (
+        "--training_dataset_random_crop LIST [height, width] of one random crop per sample, the same for all its "
+        "frames; [-1, -1]: full frames (default: [-1, -1])")
+    assert _flag_help(text, "--training_dataset_random_flips") == (
+        "--training_dataset_random_flips BOOL random horizontal and vertical flips (default: True)")
+    assert _flag_help(text, "--training_dataset_cache_dir").endswith("none: decode every time (none)")
+    assert _flag_help(text, "--loss_num_scales") == (
+        "--loss_num_scales INT outputs flow2, flow3, ... that the training loss compares (default: 5)")
+    assert _flag_help(text, "--optimizer_lr") == "--optimizer_lr FLOAT learning rate (default: 0.001)"  # torch's doc
+    assert _flag_help(text, "--lr_scheduler_milestones") == (
+        "--lr_scheduler_milestones LIST List of epoch indices (required)")
+    assert _flag_help(text, "--visualizer_save") == (
+        "--visualizer_save STR folder for the deblurred frames, e.g. <save>/inference (required)")
+    assert _flag_help(text, "--save") == "--save DIR run folder for records, TensorBoard and checkpoints (required)"
+    assert _flag_help(text, "--batch_size").endswith("(default: 1)")
+    assert "AS_" not in text and "'filename'" not in text and "default: filename" not in text
+    assert "(default: None)" not in text
+    for line in text.split("\n  --"):  # every flag's help names its default at most once
+        assert " ".join(line.split()).count("default:") <= 1, line
+    assert text.startswith("usage: main.py --save=DIR [--<selector>=NAME ...] [--<flag>=VALUE ...]\n")
+
+
+@pytest.mark.parametrize("category,names", [
+    ("model", ["DBN", "FlowDBN", "PWCNet", "FlowNet1S"]),
+    ("loss", ["DBNLoss", "MultiScaleEPE"]),
+    ("training_dataset", [name for name in commandline.DATASETS.names() if name.startswith("GoPro")]),
+    ("visualizer", ["GoProVisualizer", "GoProInference"]),
+    ("holistic_records", [None]),
+])
+def test_every_flag_of_the_common_classes_has_a_description(category, names):
+    from utils.docstrings import parameter_descriptions
+
+    cat = commandline.CATEGORY_BY_NAME[category]
+    for name in names:
+        cls = commandline.category_class(cat, name)
+        descriptions = parameter_descriptions(cls)
+        undocumented = [flag for flag in commandline.class_flags(cat, cls)
+                        if not descriptions.get(flag[len(category) + 3:])]
+        assert undocumented == [], f"{cls.__name__}: {undocumented}"
+
+
+def test_help_of_a_drop_in_class_reads_its_docstring(monkeypatch):
+    from losses import LOSSES
+
+    class BaseLoss:
+        """A loss documented in Sphinx style.
+
+        :param weight: factor of the total loss, e.g. 50% less with 0.5 (default: 1.0)
+        """
+
+        def __init__(self, args=None, weight: float = 1.0, reduction: str = "mean") -> None:
+            pass
+
+    class WeightedLoss(BaseLoss):
+        """Google style, and a parameter documented in the base class only.
+
+        Args:
+            reduction (str, optional): how pixels are combined. Sum or mean.
+        """
+
+    monkeypatch.setitem(LOSSES._objects, "WeightedLoss", WeightedLoss)
+    text = _help("--loss=WeightedLoss")
+    assert "loss: WeightedLoss:\n  Google style, and a parameter documented in the base class only." in text
+    assert _flag_help(text, "--loss_weight") == (
+        "--loss_weight FLOAT factor of the total loss, e.g. 50% less with 0.5 (default: 1.0)")
+    assert _flag_help(text, "--loss_reduction") == "--loss_reduction STR how pixels are combined (default: mean)"
+
+
+def test_help_imports_no_plotting_or_vision_module():
+    """--help stays fast: it builds the parser only, without matplotlib or torchvision (seconds to import)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import subprocess_env
+
+    code = ("import sys, main\n"
+            "try:\n    main.main(['--model=FlowDBN', '--training_dataset=GoProNahTrain', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('matplotlib', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env=subprocess_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--model_pretrained_flownet" in result.stdout and "HEAVY []" in result.stdout

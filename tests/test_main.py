@@ -231,6 +231,8 @@ def _error_lines(output: str):
     (["--training_dataset_num_examples=0"], "--training_dataset=GoProNahTrain: num_examples=0"),
     (["--training_dataset_random_crop=[0, 0]"], "--training_dataset=GoProNahTrain: random_crop must be"),
     (["--validation_keys=[psnr, l1]"], "--validation_keys: 'l1' is not a key of the loss's loss_dict"),
+    (["--training_key=l1"], "--training_key: 'l1' is not a key of the loss's loss_dict; available: psnr, "
+                            "psnr_rgb, ssim, total_loss"),
     (["--model=FlowDBN", "--model_pretrained_pwcnet={truncated}"],
      "--model_pretrained_pwcnet: cannot read checkpoint '{truncated}'"),
     (["--save={file}"], "--save={file} is a file, not a folder"),

@@ -146,3 +146,40 @@ def test_progress_postfix_puts_the_given_keys_first():
         "total_loss_avg=1234.5679, a_avg=1.0000, psnr_avg=30.0000, ssim_avg=0.9000"
     assert runtime._format_postfix(means, ["ssim", "missing", "psnr"]) == \
         "ssim_avg=0.9000, psnr_avg=30.0000, a_avg=1.0000, total_loss_avg=1234.5679"
+
+
+class _BatchNormModel(torch.nn.Module):
+    """A model whose training-mode forward changes its buffers (BatchNorm running statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(3)
+
+    def forward(self, example_dict):
+        return {"output1": self.norm(example_dict["input1"])}
+
+
+class _TrainingOnlyKeyLoss(_Loss):
+    """A loss whose loss_dict has a key in training steps only (like MultiScaleEPE's total_loss)."""
+
+    def forward(self, model_dict, example_dict):
+        losses = super().forward(model_dict, example_dict)
+        return {**losses, "train_only": losses["total_loss"] * 2} if self.training else losses
+
+
+def test_training_key_is_checked_against_a_training_steps_keys_and_leaves_no_trace(tmp_path):
+    model_and_loss = runtime.ModelAndLoss(_BatchNormModel(), _TrainingOnlyKeyLoss()).eval()
+    trainer = runtime.Trainer(_args(tmp_path, training_key="train_only"), model_and_loss, _loader(_Samples(), 2),
+                              None, torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
+    rng = torch.get_rng_state()
+    trainer.check_training_key()  # a key of the training step's loss_dict only: accepted
+
+    assert torch.equal(torch.get_rng_state(), rng) and not model_and_loss.training
+    norm = model_and_loss.model.norm
+    assert torch.equal(norm.running_mean, torch.zeros(3)) and torch.equal(norm.running_var, torch.ones(3))
+    assert norm.num_batches_tracked.item() == 0
+
+    trainer.args.training_key = "l1"
+    with pytest.raises(ValueError, match=r"^--training_key: 'l1' is not a key of the loss's loss_dict; "
+                                         r"available: batch, total_loss, train_only$"):
+        trainer.check_training_key()

@@ -1,4 +1,4 @@
-"""Converters, the args.json writer, records, checkpoints, source zip and logging."""
+"""Converters, docstring parameters, the args.json writer, records, checkpoints, source zip and logging."""
 import json
 import logging
 import os
@@ -13,7 +13,7 @@ import pytest
 import scipy.io
 import torch
 
-from utils import checkpoints, jsonfile, strings, system
+from utils import checkpoints, docstrings, jsonfile, strings, system
 from utils.logger import ProgressBar, block, configure_logging, format_eta
 from utils.records import EpochRecorder, read_csv_rows
 
@@ -261,3 +261,53 @@ def test_kept_freed_memory_is_reused_without_page_faults():
     # Ten fresh 64 MiB tensors: glibc maps and faults in 10 x 16384 pages; kept memory is reused (the heap's
     # layout may still cost a few tensors' worth of faults, 0 to 4 x 16384 in our runs).
     assert unchanged > 10 * 16384 * 0.9 and kept < 0.5 * unchanged, (kept, unchanged)
+
+
+# ---------------------------------------------------------------- docstring parameters
+def test_google_args_section_gives_first_sentences_without_defaults_or_markup():
+    doc = """Summary line.
+
+    Args:
+        lr (float, Tensor, optional): learning rate (default: 1e-3)
+        betas (Tuple[float, float], optional): coefficients used for computing
+            running averages (default: (0.9, 0.999)). More text here.
+        gamma (float): Multiplicative factor of :math:`lr` for :class:`~torch.optim.Optimizer`.
+            Default: 0.1.
+        *args: ignored
+
+    Returns:
+        nothing: not a parameter
+    """
+    assert docstrings.parse_parameters(doc) == {
+        "lr": "learning rate",
+        "betas": "coefficients used for computing running averages",
+        "gamma": "Multiplicative factor of lr for Optimizer",
+        "args": "ignored",
+    }
+
+
+def test_sphinx_param_lines_and_continuations():
+    doc = """Summary.
+
+    :param int crop: crop size, e.g. 64 pixels;
+        continued here
+    :param name: the ``name`` (default: None)
+    :returns: nothing
+    """
+    assert docstrings.parse_parameters(doc) == {"crop": "crop size, e.g. 64 pixels; continued here",
+                                                "name": "the name"}
+
+
+def test_parameter_descriptions_prefer_the_subclass_and_fall_back_to_bases():
+    class Base:
+        """Args:
+            a: base's a
+            b: base's b
+        """
+
+    class Child(Base):
+        def __init__(self, a=1, b=2):
+            """:param a: child's a"""
+
+    assert docstrings.parameter_descriptions(Child) == {"a": "child's a", "b": "base's b"}
+    assert docstrings.parse_parameters(None) == {} and docstrings.parse_parameters("No sections.") == {}

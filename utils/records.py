@@ -12,7 +12,14 @@ from utils import files
 
 
 class EpochRecorder:
-    """Appends one epoch's averaged losses to `<root>/csv/<dataset>_<name>.csv` and `<root>/mat/...mat`."""
+    """Appends one epoch's averaged losses to `<root>/csv/<dataset>_<name>.csv` and `<root>/mat/...mat`.
+
+    Args:
+        csv: write the CSV records.
+        mat: write the MATLAB records.
+        png: not supported (the original never wrote them either).
+        mat_exhaustive: not supported (the original never wrote them either).
+    """
 
     def __init__(self, args: argparse.Namespace, root: str, epoch: int, dataset: str, csv: bool = True,
                  mat: bool = True, png: bool = False, mat_exhaustive: bool = False) -> None:

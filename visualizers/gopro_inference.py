@@ -68,7 +68,12 @@ def metrics_table(per_frame: Dict[str, List[Dict[str, float]]]) -> List[Tuple[st
 
 @VISUALIZERS.register("GoProInference")
 class GoProInference(Visualizer):
-    """Writes the deblurred validation frames and their metrics table."""
+    """Writes the deblurred validation frames and their metrics table.
+
+    Args:
+        save: folder for the deblurred frames, e.g. <save>/inference (required).
+        ext: image file format of the frames, e.g. .png or .jpg.
+    """
 
     def __init__(self, args: argparse.Namespace, model_and_loss: Optional[torch.nn.Module] = None,
                  optimizer: Optional[torch.optim.Optimizer] = None, param_scheduler: Optional[Any] = None,

@@ -60,7 +60,14 @@ def summary_mosaic(reference: torch.Tensor, target: torch.Tensor, error: torch.T
 
 class TrackedStepsVisualizer(Visualizer, abc.ABC):
     """Writes `train/lr`, `train/<key>` per step and `valid/<key>` per epoch; subclasses add images
-    for `keep_num_*_steps` random steps of every tracked epoch via `write_images`."""
+    for `keep_num_*_steps` random steps of every tracked epoch via `write_images`.
+
+    Args:
+        images_every_n_epochs: write images in every n-th epoch.
+        keep_num_training_steps: training steps with images in such an epoch, drawn at random.
+        keep_num_validation_steps: validation steps with images in such an epoch, drawn at random.
+        track_epochs: write images in epochs 1 and 2 as well.
+    """
 
     def __init__(self, args: argparse.Namespace, images_every_n_epochs: int, keep_num_training_steps: int,
                  keep_num_validation_steps: int, track_epochs: bool, train_loader: Optional[Any] = None) -> None:
