@@ -557,6 +557,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         commandline.parse_arguments(argv)  # prints help and exits
     early = _early_arguments(argv)
     if early.save is None:
+        commandline.parse_arguments(argv)  # a wrong flag comes first: argparse exits with its hint
         print("main.py: error: --save is required (the run folder for records and checkpoints)", file=sys.stderr)
         return 2
     main_process = int(os.environ.get("RANK", "0")) == 0
