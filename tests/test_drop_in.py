@@ -1,0 +1,129 @@
+"""The README's "Adding your own model, loss or dataset", executed: the example files of examples/drop_in
+copied into a copy of the repository (no other file edited) are listed by --help, trained, resumed,
+evaluated and used by deblur.py, each step in its own process as a user runs it."""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models import MODELS
+from tests.helpers import REPO, subprocess_env
+
+EXAMPLES = REPO / "examples" / "drop_in"
+# Where the README says each example file goes.
+DROP_INS = {"tiny_deblur.py": "models", "charbonnier_loss.py": "losses", "gopro_nah_noisy.py": "datasets"}
+SEQUENCE = "GOPR9500_00_00"  # the nah_root fixture's test sequence
+
+
+def _copy_repository(destination: Path) -> Path:
+    """The files git tracks or would track (what a clean clone holds), copied into `destination`."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in this working tree is not part of it
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def _run(repo: Path, script: str, *argv: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, script, *argv], cwd=repo, capture_output=True, text=True,
+                            env=subprocess_env(), timeout=300)
+    assert result.returncode == 0, f"{script} {' '.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def _deblurred_by_hand(checkpoint: Path, blurred: list, length: int, channels: int) -> list:
+    """The example model loaded from the checkpoint and run on clamped windows, in this process."""
+    spec = importlib.util.spec_from_file_location("drop_in_tiny_deblur", EXAMPLES / "tiny_deblur.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # registers TinyDeblur in MODELS: the caller restores the registry
+    model = module.TinyDeblur(channels=channels, sequence_length=length).eval()
+    state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({key[len("model."):]: value for key, value in state_dict.items()})
+    frames = [torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float() / 255.0 for frame in blurred]
+    outputs = []
+    for i in range(len(frames)):
+        window = [frames[min(max(j, 0), len(frames) - 1)] for j in range(i - length // 2, i + length // 2 + 1)]
+        with torch.no_grad():
+            output = model({f"input{k + 1}": frame for k, frame in enumerate(window)})["output1"][0]
+        outputs.append(output.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+    return outputs
+
+
+@pytest.mark.slow
+def test_dropped_in_model_loss_and_dataset_train_resume_evaluate_and_deblur(tmp_path, nah_root, monkeypatch):
+    repo = _copy_repository(tmp_path / "repo")
+    for filename, package in DROP_INS.items():
+        shutil.copy(EXAMPLES / filename, repo / package / filename)
+    run, evaluation = tmp_path / "runs" / "tiny", tmp_path / "runs" / "tiny-eval"
+
+    # --help lists the new classes, their flags and the flags the dataset inherits through **kwargs.
+    selected = ["--model=TinyDeblur", "--loss=CharbonnierLoss", "--training_dataset=GoProNahNoisy"]
+    shown = _run(repo, "main.py", *selected, "--help").stdout
+    for text in ("model: TinyDeblur:", "--model_channels", "loss: CharbonnierLoss:", "--loss_eps",
+                 "training_dataset: GoProNahNoisy:", "--training_dataset_noise_sigma",
+                 "--training_dataset_random_crop", "--training_dataset_sequence_length", "--training_dataset_root"):
+        assert text in shown, text
+
+    data = [f"--training_dataset_root={nah_root}", "--training_dataset_sequence_length=3",
+            "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_workers=0",
+            "--training_dataset_noise_sigma=0.02", "--validation_dataset=GoProNahTest",
+            f"--validation_dataset_root={nah_root}", "--validation_dataset_sequence_length=3",
+            "--validation_dataset_num_workers=0"]
+    _run(repo, "main.py", f"--save={run}", *selected, "--model_channels=8", "--optimizer=Adam",
+         "--optimizer_lr=0.001", "--batch_size=2", "--total_epochs=1", "--cuda=false", *data,
+         "--validation_keys=[psnr]", "--validation_modes=[max]")
+    stored = json.loads((run / "args.json").read_text())
+    assert (stored["model"], stored["model_channels"], stored["loss"], stored["training_dataset"]) == (
+        "TinyDeblur", 8, "CharbonnierLoss", "GoProNahNoisy")
+    # The parent's flags reached the parent: [32, 32] crops, and the subclass's own default of 2 samples.
+    assert stored["training_dataset_random_crop"] == [32, 32] and stored["training_dataset_noise_sigma"] == 0.02
+    assert stored["training_dataset_num_samples_per_example"] == 2
+    assert json.loads((run / "checkpoint_latest_.json").read_text())["epoch"] == 1
+
+    _run(repo, "main.py", f"--resume={run}", "--total_epochs=2")
+    latest = json.loads((run / "checkpoint_latest_.json").read_text())
+    assert latest["epoch"] == 2
+    training_csv = (run / "csv" / "GoProNahNoisy_training_losses.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in training_csv[1:]] == ["1", "2"]
+
+    _run(repo, "main.py", f"--save={evaluation}", f"--checkpoint={run}", "--loss=CharbonnierLoss", "--cuda=false",
+         *[flag for flag in data if flag.startswith("--validation")])
+    header, row = (evaluation / "csv" / "GoProNahTest_evaluation_losses.csv").read_text().splitlines()
+    psnr = float(row.split(",")[header.split(",").index("psnr")])
+    assert psnr == pytest.approx(latest["psnr"], abs=1e-4)  # the run's own validation of epoch 2, same weights
+
+    blur = Path(nah_root) / "test" / SEQUENCE / "blur"
+    result = _run(repo, "deblur.py", f"--checkpoint={run}", f"--input={blur}", f"--output={tmp_path / 'out'}",
+                  "--device=cpu")
+    assert "TinyDeblur, N=3" in result.stderr
+    names = sorted(path.name for path in blur.glob("*.png"))
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == names
+    blurred = [np.asarray(Image.open(blur / name).convert("RGB")) for name in names]
+    monkeypatch.setattr(MODELS, "_objects", dict(MODELS._objects))  # the example registers itself in here
+    expected = _deblurred_by_hand(run / "checkpoint_latest_.ckpt", blurred, length=3, channels=8)
+    for name, reference in zip(names, expected):
+        written = np.asarray(Image.open(tmp_path / "out" / name))
+        assert np.array_equal(written, reference), name
+    assert any(not np.array_equal(frame, reference) for frame, reference in zip(blurred, expected))  # it learnt
+
+
+@pytest.mark.slow
+def test_a_dropped_in_module_that_fails_to_import_is_named(tmp_path):
+    repo = _copy_repository(tmp_path / "repo")
+    broken = "from losses.registry import LOSSES\n\nLOSSES.register(Undefined)\n"
+    (repo / "losses" / "broken_loss.py").write_text(broken)
+    result = subprocess.run([sys.executable, "main.py", "--help"], cwd=repo, capture_output=True, text=True,
+                            env=subprocess_env(), timeout=300)
+    assert result.returncode != 0 and "usage" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ImportError: cannot import losses/broken_loss.py: NameError: name 'Undefined' is not defined")
