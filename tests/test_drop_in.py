@@ -1,12 +1,15 @@
-"""The README's "Adding your own model, loss or dataset", executed: the example files of examples/drop_in
-copied into a copy of the repository (no other file edited) are listed by --help, trained, resumed,
-evaluated and used by deblur.py, each step in its own process as a user runs it."""
+"""The README's "Adding your own model, loss or dataset", executed: its commands, run in a copy of the
+repository, copy the example files of examples/drop_in into the packages (no other file is edited); the
+new classes are listed by --help, trained, resumed, evaluated and used by deblur.py, each step in its own
+process as a user runs it."""
 import importlib.util
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
@@ -34,13 +37,6 @@ def _copy_repository(destination: Path) -> Path:
     return destination
 
 
-def _run(repo: Path, script: str, *argv: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, script, *argv], cwd=repo, capture_output=True, text=True,
-                            env=subprocess_env(), timeout=300)
-    assert result.returncode == 0, f"{script} {' '.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
 def _deblurred_by_hand(checkpoint: Path, blurred: list, length: int, channels: int) -> list:
     """The example model loaded from the checkpoint and run on clamped windows, in this process."""
     spec = importlib.util.spec_from_file_location("drop_in_tiny_deblur", EXAMPLES / "tiny_deblur.py")
@@ -59,61 +55,71 @@ def _deblurred_by_hand(checkpoint: Path, blurred: list, length: int, channels: i
     return outputs
 
 
-@pytest.mark.slow
-def test_dropped_in_model_loss_and_dataset_train_resume_evaluate_and_deblur(tmp_path, nah_root, monkeypatch):
-    repo = _copy_repository(tmp_path / "repo")
-    for filename, package in DROP_INS.items():
-        shutil.copy(EXAMPLES / filename, repo / package / filename)
-    run, evaluation = tmp_path / "runs" / "tiny", tmp_path / "runs" / "tiny-eval"
+def readme_commands() -> List[str]:
+    """The shell commands of the README's worked example, one per line (continuations joined, comments cut)."""
+    section = (REPO / "README.md").read_text().split("## Adding your own model, loss or dataset\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split(" # ")[0].strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
-    # --help lists the new classes, their flags and the flags the dataset inherits through **kwargs.
-    selected = ["--model=TinyDeblur", "--loss=CharbonnierLoss", "--training_dataset=GoProNahNoisy"]
-    shown = _run(repo, "main.py", *selected, "--help").stdout
+
+def _shell(repo: Path, command: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", "-c", command], cwd=repo, capture_output=True, text=True, env=subprocess_env(),
+                            timeout=300)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_the_readme_example_trains_resumes_evaluates_and_deblurs(tmp_path, nah_root, monkeypatch):
+    repo = _copy_repository(tmp_path / "repo")
+    outputs = {}
+    for command in readme_commands():
+        if "make_demo_data.sh" in command:
+            continue  # the fixture's tiny data instead of the demo data
+        command = command.replace("demo_data/GOPRO_Large", shlex.quote(nah_root))
+        if command.startswith("python deblur.py "):
+            command += " --device=cpu"  # compared below with the model run on the CPU
+        if command.startswith("python "):
+            command = f"{shlex.quote(sys.executable)} {command[len('python '):]}"
+        outputs[command] = _shell(repo, command)
+    assert [command.split()[0] for command in readme_commands()] == ["cp"] * 3 + ["python", "bash"] + ["python"] * 4
+    for filename, package in DROP_INS.items():
+        assert (repo / package / filename).read_bytes() == (EXAMPLES / filename).read_bytes()
+    run, evaluation = repo / "experiments" / "tiny", repo / "experiments" / "tiny-eval"
+
+    # --help listed the new classes, their flags and the flags the dataset inherits through **kwargs.
+    shown = next(result.stdout for command, result in outputs.items() if "--help" in command)
     for text in ("model: TinyDeblur:", "--model_channels", "loss: CharbonnierLoss:", "--loss_eps",
                  "training_dataset: GoProNahNoisy:", "--training_dataset_noise_sigma",
                  "--training_dataset_random_crop", "--training_dataset_sequence_length", "--training_dataset_root"):
         assert text in shown, text
 
-    data = [f"--training_dataset_root={nah_root}", "--training_dataset_sequence_length=3",
-            "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_workers=0",
-            "--training_dataset_noise_sigma=0.02", "--validation_dataset=GoProNahTest",
-            f"--validation_dataset_root={nah_root}", "--validation_dataset_sequence_length=3",
-            "--validation_dataset_num_workers=0"]
-    _run(repo, "main.py", f"--save={run}", *selected, "--model_channels=8", "--optimizer=Adam",
-         "--optimizer_lr=0.001", "--batch_size=2", "--total_epochs=1", "--cuda=false", *data,
-         "--validation_keys=[psnr]", "--validation_modes=[max]")
     stored = json.loads((run / "args.json").read_text())
     assert (stored["model"], stored["model_channels"], stored["loss"], stored["training_dataset"]) == (
         "TinyDeblur", 8, "CharbonnierLoss", "GoProNahNoisy")
     # The parent's flags reached the parent: [32, 32] crops, and the subclass's own default of 2 samples.
     assert stored["training_dataset_random_crop"] == [32, 32] and stored["training_dataset_noise_sigma"] == 0.02
     assert stored["training_dataset_num_samples_per_example"] == 2
-    assert json.loads((run / "checkpoint_latest_.json").read_text())["epoch"] == 1
 
-    _run(repo, "main.py", f"--resume={run}", "--total_epochs=2")
     latest = json.loads((run / "checkpoint_latest_.json").read_text())
-    assert latest["epoch"] == 2
+    assert latest["epoch"] == 2  # resumed for a second epoch
     training_csv = (run / "csv" / "GoProNahNoisy_training_losses.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in training_csv[1:]] == ["1", "2"]
 
-    _run(repo, "main.py", f"--save={evaluation}", f"--checkpoint={run}", "--loss=CharbonnierLoss", "--cuda=false",
-         *[flag for flag in data if flag.startswith("--validation")])
     header, row = (evaluation / "csv" / "GoProNahTest_evaluation_losses.csv").read_text().splitlines()
     psnr = float(row.split(",")[header.split(",").index("psnr")])
     assert psnr == pytest.approx(latest["psnr"], abs=1e-4)  # the run's own validation of epoch 2, same weights
 
     blur = Path(nah_root) / "test" / SEQUENCE / "blur"
-    result = _run(repo, "deblur.py", f"--checkpoint={run}", f"--input={blur}", f"--output={tmp_path / 'out'}",
-                  "--device=cpu")
-    assert "TinyDeblur, N=3" in result.stderr
+    deblurred = repo / "experiments" / "tiny-deblurred"
+    assert "TinyDeblur, N=3" in next(result.stderr for command, result in outputs.items() if " deblur.py " in command)
     names = sorted(path.name for path in blur.glob("*.png"))
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == names
+    assert sorted(path.name for path in deblurred.iterdir()) == names
     blurred = [np.asarray(Image.open(blur / name).convert("RGB")) for name in names]
     monkeypatch.setattr(MODELS, "_objects", dict(MODELS._objects))  # the example registers itself in here
     expected = _deblurred_by_hand(run / "checkpoint_latest_.ckpt", blurred, length=3, channels=8)
     for name, reference in zip(names, expected):
-        written = np.asarray(Image.open(tmp_path / "out" / name))
-        assert np.array_equal(written, reference), name
+        assert np.array_equal(np.asarray(Image.open(deblurred / name)), reference), name
     assert any(not np.array_equal(frame, reference) for frame, reference in zip(blurred, expected))  # it learnt
 
 
