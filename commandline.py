@@ -93,18 +93,57 @@ def category_class(category: Category, class_name: Optional[str]) -> Optional[ty
     return None if class_name is None else category.registry.get(class_name)
 
 
+def constructors(cls: type) -> List[Callable[..., None]]:
+    """The `__init__`s whose parameters a class accepts: its own and, while one takes **kwargs, the next one
+    up the MRO (as LightningCLI/jsonargparse resolve them), so a subclass forwarding **kwargs keeps its
+    parent's parameters."""
+    chain: List[Callable[..., None]] = []
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):  # a constructor implemented in C: nothing to read
+            break
+        chain.append(init)
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return chain
+
+
+def _resolved_parameters(cls: type) -> List[inspect.Parameter]:
+    """Named parameters of a class's constructors (see `constructors`), the nearest definition of each name."""
+    resolved: Dict[str, inspect.Parameter] = {}
+    for init in constructors(cls):
+        for parameter in inspect.signature(init).parameters.values():
+            if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                resolved.setdefault(parameter.name, parameter)
+    return list(resolved.values())
+
+
 def constructor_parameters(cls: type, excluded: FrozenSet[str]) -> List[inspect.Parameter]:
-    """Positional-or-keyword constructor parameters that are not excluded."""
-    signature = inspect.signature(cls.__init__)
-    return [p for p in signature.parameters.values()
+    """Positional-or-keyword constructor parameters that are not excluded, inherited ones through **kwargs."""
+    return [p for p in _resolved_parameters(cls)
             if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in excluded]
 
 
 def _type_hints(cls: type) -> Dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 -- foreign classes may carry unresolvable hints; fall back to defaults
-        return {}
+    """Type hints of the constructor parameters, each from the constructor that defines the parameter."""
+    hints: Dict[str, Any] = {}
+    seen = set()
+    for init in constructors(cls):
+        try:
+            own = typing.get_type_hints(init)
+        except Exception:  # noqa: BLE001 -- foreign classes may carry unresolvable hints; fall back to defaults
+            own = {}
+        for name in inspect.signature(init).parameters:
+            if name not in seen and name in own:
+                hints[name] = own[name]
+            seen.add(name)
+    return hints
 
 
 def _converter_from_hint(hint: Any) -> Converter:
@@ -473,7 +512,7 @@ def instance_from_args(namespace: argparse.Namespace, category_name: str, **extr
     """Instantiate the class chosen for a category with its flags plus `extra` (e.g. args=namespace)."""
     category = CATEGORY_BY_NAME[category_name]
     cls = category_class(category, getattr(namespace, category_name, None))
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = {p.name for p in _resolved_parameters(cls)}
     kwargs = {k: v for k, v in extra.items() if k in accepted}
     kwargs.update(kwargs_from_args(namespace, category_name))
     try:

@@ -1,4 +1,4 @@
-"""Deblur your own footage with a trained DBN or FlowDBN checkpoint.
+"""Deblur your own footage with a trained checkpoint of DBN, FlowDBN or any registered deblurring model.
 
     python deblur.py --checkpoint run/checkpoint_best_psnr.ckpt --input clip.mp4 --output clip_deblurred
     python deblur.py --checkpoint run/checkpoint_latest_.ckpt --input frames/ --output frames_deblurred
@@ -6,14 +6,17 @@
 Input is a folder of frames (png/jpg/bmp/tif, in natural name order) or a video file. Every frame is
 deblurred at full resolution from the window of N frames around it (the first and last frames are
 repeated at the ends, as in the GoPro datasets); frames are padded (replicating the border) to a
-multiple of 8, what DBN's three down-samplings need (the flow networks resize between their levels),
-and cropped back: 1280x720 frames are deblurred exactly as main.py's evaluation does. Only the N
-frames of the current window are held in memory, so memory does not grow with the length of the video.
+multiple of 8, what DBN's three down-samplings need (the flow networks resize between their levels;
+another model's class may set its own `pad_multiple`), and cropped back: 1280x720 frames are deblurred
+exactly as main.py's evaluation does. Only the N frames of the current window are held in memory, so
+memory does not grow with the length of the video.
 Output: `<output>/<input frame name>.png` for a folder; for a video `<output>/<000000>.png ...` and
 `<output>/<video name>_deblurred.mp4` at the input's frame rate.
 
-The model comes from the checkpoint: its stored arguments (checkpoints of this project) or, for
-checkpoints of the original framework, the state-dict keys (FlowDBN or DBN, the sequence length from
+The model comes from the checkpoint: its stored arguments (checkpoints of this project: the --model
+class, built from the registry with the run's --model_* values and sequence length, as main.py built
+it; any model that maps input1..inputN to output1 works) or, for checkpoints of the original
+framework, the state-dict keys (FlowDBN or DBN, the sequence length from
 the first layer's input channels, PWC-Net or FlowNet1S as the flow network). The frozen flow network's
 weights are part of every FlowDBN checkpoint, so the prewarping checkpoint file is not needed.
 """
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 import tqdm
 from PIL import Image
 
+import commandline
 import constants
 import runtime
 from contrib.fusion import fold_batchnorm
@@ -42,6 +46,7 @@ from visualizers.gopro_inference import to_uint8
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 8}
+DEFAULT_PAD_MULTIPLE = 8  # other models: their class attribute `pad_multiple`, else this
 FLOW_PREFIX = "model.flowdbn.warping_network.network."
 SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
 
@@ -175,22 +180,14 @@ def prewarping_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torc
     return flow
 
 
-def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
-    """Build the model the checkpoint (or the flags) describe and load its weights strictly."""
-    checkpoint = checkpoints.load_file(checkpoints.find_checkpoint(options.checkpoint, "latest"))
-    state_dict = checkpoint["state_dict"]
-    stored = stored_arguments(checkpoint)
-    inferred_name, inferred_length = (None, None)
-    described = stored.get("model") is not None and any(stored.get(flag) for flag in SEQUENCE_FLAGS)
-    if (options.model is None or options.sequence_length is None) and not described:
-        inferred_name, inferred_length = infer_model(state_dict)
-    name = options.model or stored.get("model") or inferred_name
-    length = options.sequence_length or next((stored[f] for f in SEQUENCE_FLAGS if stored.get(f)), None) \
-        or inferred_length
-    if name not in PAD_MULTIPLE:
-        raise ValueError(f"--model: deblur.py runs the deblurring models {', '.join(PAD_MULTIPLE)}, "
-                         f"the checkpoint holds {name}")
-    kwargs: Dict[str, Any] = {"sequence_length": int(length)}
+def stored_sequence_length(stored: Dict[str, Any]) -> Optional[int]:
+    """N from a run's stored dataset flags (the validation dataset's first), None if the run set none."""
+    return next((int(stored[flag]) for flag in SEQUENCE_FLAGS if stored.get(flag)), None)
+
+
+def _dbn_or_flowdbn(name: str, length: int, options: argparse.Namespace,
+                    state_dict: Dict[str, torch.Tensor]) -> torch.nn.Module:
+    kwargs: Dict[str, Any] = {"sequence_length": length}
     if name == "FlowDBN":
         if options.pretrained_pwcnet:
             kwargs["pretrained_pwcnet"] = options.pretrained_pwcnet
@@ -198,7 +195,42 @@ def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
             kwargs["pretrained_flownet"] = options.pretrained_flownet
         else:
             kwargs["prewarping_state_dict"] = prewarping_state_dict(state_dict)
-    model = MODELS.get(name)(**kwargs)
+    return MODELS.get(name)(**kwargs)
+
+
+def registered_model(name: str, length: Optional[int], stored: Dict[str, Any]) -> torch.nn.Module:
+    """Any registered model, built as main.py built it: from the run's stored arguments (its --model_* values),
+    with the sequence flags set to `length` when that is known."""
+    if name not in MODELS:
+        raise ValueError(f"--model: the checkpoint holds model '{name}', which is not registered (is its file in "
+                         f"models/?); registered: {', '.join(MODELS.names())}")
+    # Another --model than the run's: its own defaults, not the run's --model_* values.
+    namespace = argparse.Namespace(**(stored if stored.get("model") == name else {}))
+    namespace.model = name
+    if length is not None:
+        for flag in SEQUENCE_FLAGS:
+            setattr(namespace, flag, length)
+    return commandline.instance_from_args(namespace, "model", args=namespace)
+
+
+def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
+    """Build the model the checkpoint (or the flags) describe and load its weights strictly."""
+    checkpoint = checkpoints.load_file(checkpoints.find_checkpoint(options.checkpoint, "latest"))
+    state_dict = checkpoint["state_dict"]
+    stored = stored_arguments(checkpoint)
+    name = options.model or stored.get("model")
+    length = options.sequence_length or stored_sequence_length(stored)
+    if name is None or (name in PAD_MULTIPLE and length is None):  # the original's checkpoints store no arguments
+        inferred_name, inferred_length = infer_model(state_dict)
+        name, length = name or inferred_name, length or inferred_length
+    if name in PAD_MULTIPLE:
+        model = _dbn_or_flowdbn(name, int(length), options, state_dict)
+    else:
+        model = registered_model(name, length, stored)
+        length = length or getattr(model, "sequence_length", None)
+        if length is None:
+            raise ValueError(f"--sequence_length: the checkpoint does not record how many frames {name} sees "
+                             f"(no --{SEQUENCE_FLAGS[0]} or --{SEQUENCE_FLAGS[1]} in its arguments); give it")
     wrapper = runtime.ModelAndLoss(model, torch.nn.Module())  # checkpoint keys are 'model.<...>'
     checkpoints.load_state_dict(wrapper, state_dict, options.checkpoint)
     return model, name, int(length)
@@ -268,6 +300,9 @@ def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray
                 model_dict = model(example)
             else:
                 model_dict = model(example, pyramids=pyramids)
+            if "output1" not in model_dict:
+                raise ValueError(f"--checkpoint: {type(model).__name__} is not a deblurring model: its outputs "
+                                 f"({', '.join(sorted(model_dict))}) have no 'output1'")
             output = model_dict["output1"][0, :, :height, :width]
             writer.write(name, to_uint8(output))
             count += 1
@@ -286,11 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deblur.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
-                        help="DBN or FlowDBN checkpoint (.ckpt), or a run folder (its latest checkpoint)")
+                        help="checkpoint of a deblurring model (.ckpt), or a run folder (its latest checkpoint)")
     parser.add_argument("--input", required=True, help="folder of frames or a video file")
     parser.add_argument("--output", required=True, help="folder for the deblurred frames (and video)")
-    parser.add_argument("--model", choices=sorted(PAD_MULTIPLE), default=None,
-                        help="model class (default: from the checkpoint)")
+    parser.add_argument("--model", choices=MODELS.names(), default=None, metavar="NAME",
+                        help=f"model class (default: from the checkpoint): {', '.join(MODELS.names())}")
     parser.add_argument("--sequence_length", type=int, default=None,
                         help="frames per window N (default: from the checkpoint)")
     parser.add_argument("--pretrained_pwcnet", default=None,
@@ -298,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained_flownet", default=None,
                         help="FlowDBN: FlowNet1S checkpoint (default: the weights inside --checkpoint)")
     parser.add_argument("--pad_multiple", type=int, default=None,
-                        help="pad frames to multiples of this (default 8)")
+                        help="pad frames to multiples of this (default: the model class's `pad_multiple`, else 8)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device")
     parser.add_argument("--fps", type=float, default=None,
@@ -331,7 +366,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         fold_batchnorm(model)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
-    multiple = options.pad_multiple or PAD_MULTIPLE[name]
+    multiple = options.pad_multiple or PAD_MULTIPLE.get(name) or getattr(model, "pad_multiple", DEFAULT_PAD_MULTIPLE)
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
     reader = None
     if files is None:

@@ -1,3 +1,9 @@
-"""Runtime augmentations (applied to whole batches on the device): imported here so they register."""
-from augmentations import random_affine_flow  # noqa: F401
+"""Runtime augmentations (applied to whole batches on the device), registered in AUGMENTATIONS.
+
+Every module of this folder is imported here, so a file dropped into it registers its classes with no
+edit anywhere else; a module that fails to import stops the program with an error naming its file.
+"""
 from augmentations.registry import AUGMENTATIONS  # noqa: F401
+from utils.registry import import_package_modules
+
+import_package_modules(__name__, __path__)

@@ -1,8 +1,9 @@
-"""Models: every implementation module is imported here so that it registers itself in MODELS."""
-from models import (
-    dbn,  # noqa: F401
-    flowdbn,  # noqa: F401
-    flownet1s,  # noqa: F401
-    pwcnet,  # noqa: F401
-)
+"""Models, registered in MODELS.
+
+Every module of this folder is imported here, so a file dropped into it registers its classes with no
+edit anywhere else; a module that fails to import stops the program with an error naming its file.
+"""
 from models.registry import MODELS  # noqa: F401
+from utils.registry import import_package_modules
+
+import_package_modules(__name__, __path__)

@@ -1,10 +1,14 @@
-"""Optimizers (every torch.optim optimizer plus AdaBound) and LR schedulers (torch.optim.lr_scheduler)."""
+"""Optimizers (every torch.optim optimizer plus AdaBound) and LR schedulers (torch.optim.lr_scheduler).
+
+Every module of this folder is imported here, so that a file dropped into it registers its optimizers
+or schedulers without an edit anywhere else (a module that fails to import stops, naming its file).
+"""
 import inspect
 
 import torch
 
-from optim import adabound  # noqa: F401  (registers AdaBound)
 from optim.registry import LR_SCHEDULERS, OPTIMIZERS
+from utils.registry import import_package_modules
 
 
 def _register_torch_classes() -> None:
@@ -19,4 +23,5 @@ def _register_torch_classes() -> None:
             LR_SCHEDULERS.register(name, cls)
 
 
+import_package_modules(__name__, __path__)
 _register_torch_classes()

@@ -39,3 +39,15 @@ def random_pwcnet_checkpoint(tmp_path_factory) -> str:
     """Prewarping checkpoint of helpers.random_pwcnet (tamed random weights)."""
     path = tmp_path_factory.mktemp("prewarping") / "pwcnet_random.ckpt"
     return helpers.save_model_checkpoint(path, helpers.random_pwcnet().state_dict())
+
+
+@pytest.fixture
+def register(request):
+    """`register(registry, name, obj)`: `obj` registered under `name` for this test only."""
+
+    def add(registry, name: str, obj):
+        registry.register(name, obj)
+        request.addfinalizer(lambda: registry.unregister(name) if name in registry else None)
+        return obj
+
+    return add

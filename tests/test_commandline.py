@@ -1,9 +1,12 @@
 """The generated command line: naming rules, converters, the original's scripts, help and errors."""
 import os
+from typing import Optional
 
 import pytest
 
 import commandline
+from datasets import DATASETS
+from datasets.gopro_nah import GoProNahTrain
 from tests.helpers import reference_json, run_main, script_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,14 +135,14 @@ def test_help_lists_class_flags_grouped_by_class():
     assert "--batch_size" in result.stdout and "--resume" in result.stdout
 
 
-def test_an_unknown_flag_close_to_a_drop_in_class_flag_is_suggested(tmp_path, monkeypatch):
+def test_an_unknown_flag_close_to_a_drop_in_class_flag_is_suggested(tmp_path, register):
     from losses import LOSSES
 
     class CharbonnierLoss:
         def __init__(self, args=None, epsilon: float = 1e-3) -> None:
             pass
 
-    monkeypatch.setitem(LOSSES._objects, "CharbonnierLoss", CharbonnierLoss)
+    register(LOSSES, "CharbonnierLoss", CharbonnierLoss)
     result = _run_main(f"--save={tmp_path}", "--loss_epsillon=0.1")
     assert result.returncode == 2
     assert result.stderr.strip() == ("main.py: error: unrecognized arguments: --loss_epsillon=0.1 (did you mean "
@@ -212,7 +215,7 @@ def test_every_flag_of_the_common_classes_has_a_description(category, names):
         assert undocumented == [], f"{cls.__name__}: {undocumented}"
 
 
-def test_help_of_a_drop_in_class_reads_its_docstring(monkeypatch):
+def test_help_of_a_drop_in_class_reads_its_docstring(register):
     from losses import LOSSES
 
     class BaseLoss:
@@ -231,7 +234,7 @@ def test_help_of_a_drop_in_class_reads_its_docstring(monkeypatch):
             reduction (str, optional): how pixels are combined. Sum or mean.
         """
 
-    monkeypatch.setitem(LOSSES._objects, "WeightedLoss", WeightedLoss)
+    register(LOSSES, "WeightedLoss", WeightedLoss)
     text = _help("--loss=WeightedLoss")
     assert "loss: WeightedLoss:\n  Google style, and a parameter documented in the base class only." in text
     assert _flag_help(text, "--loss_weight") == (
@@ -254,3 +257,53 @@ def test_help_imports_no_plotting_or_vision_module():
                             env=subprocess_env(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--model_pretrained_flownet" in result.stdout and "HEAVY []" in result.stdout
+
+
+class _ForwardingNah(GoProNahTrain):
+    """A GoPro dataset subclass that adds one flag and forwards everything else to its parent."""
+
+    def __init__(self, args, my_flag: int = 3, random_noise: bool = True, *, hidden: int = 1, **kwargs) -> None:
+        self.my_flag, self.hidden = my_flag, hidden
+        super().__init__(args, random_noise=random_noise, **kwargs)
+
+
+class _ClosedNah(GoProNahTrain):
+    """A subclass that does not forward **kwargs: only its own parameters are flags."""
+
+    def __init__(self, args, root: str, width: Optional[int] = None) -> None:
+        super().__init__(args, root, random_crop=(width or 32, width or 32))
+
+
+def test_a_subclass_forwarding_kwargs_keeps_its_parents_flags(register, nah_root):
+    register(DATASETS, "ForwardingNah", _ForwardingNah)
+    category = commandline.CATEGORY_BY_NAME["training_dataset"]
+    names = [p.name for p in commandline.constructor_parameters(_ForwardingNah, category.excluded)]
+    parent = [p.name for p in commandline.constructor_parameters(GoProNahTrain, category.excluded)]
+    # Its own parameters first (a redefined one once, with the subclass's default), keyword-only ones make none.
+    assert names == ["my_flag", "random_noise"] + [name for name in parent if name != "random_noise"]
+    args, _ = _parse("--training_dataset=ForwardingNah", f"--training_dataset_root={nah_root}",
+                     "--training_dataset_random_crop=[32, 16]", "--training_dataset_my_flag=5",
+                     "--training_dataset_sequence_length=3", "--training_dataset_random_rotate=False")
+    assert (args.training_dataset_my_flag, args.training_dataset_random_noise) == (5, True)
+    assert args.training_dataset_num_samples_per_example == 8 and not hasattr(args, "training_dataset_hidden")
+    dataset = commandline.instance_from_args(args, "training_dataset", args=args)
+    assert (dataset.my_flag, dataset.hidden) == (5, 1)
+    example = dataset[0]
+    assert sorted(k for k in example if k.startswith("input")) == ["input1", "input2", "input3"]
+    assert tuple(example["input1"].shape[-2:]) == (32, 16)  # the parent got --training_dataset_random_crop
+
+
+def test_a_subclass_without_kwargs_has_only_its_own_flags():
+    category = commandline.CATEGORY_BY_NAME["training_dataset"]
+    assert [p.name for p in commandline.constructor_parameters(_ClosedNah, category.excluded)] == ["root", "width"]
+    width = next(p for p in commandline.constructor_parameters(_ClosedNah, category.excluded) if p.name == "width")
+    converter, default = commandline.flag_converter_and_default(category, _ClosedNah, width)
+    assert default is None and converter("7") == 7  # the hint Optional[int], read from the subclass
+
+
+def test_inherited_none_default_flags_take_the_parents_type_hint():
+    category = commandline.CATEGORY_BY_NAME["training_dataset"]
+    parameter = next(p for p in commandline.constructor_parameters(_ForwardingNah, category.excluded)
+                     if p.name == "cache_dir")
+    converter, default = commandline.flag_converter_and_default(category, _ForwardingNah, parameter)
+    assert default is None and converter("none") is None and converter("/tmp/c") == "/tmp/c"

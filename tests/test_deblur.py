@@ -1,5 +1,6 @@
 """deblur.py: folders of frames and videos deblurred from a checkpoint, equal to running the model on the
 clamped windows of the whole sequence (padded and cropped back), with the model read from the checkpoint."""
+import argparse
 import logging
 import os
 
@@ -11,7 +12,8 @@ from PIL import Image
 
 import deblur
 import runtime
-from models.dbn import DBN
+from models import MODELS
+from models.dbn import DBN, sequence_length_from_args
 from models.flowdbn import FlowDBN
 from tests.helpers import random_pwcnet, save_model_checkpoint, tame
 from utils import checkpoints
@@ -187,3 +189,81 @@ def test_ctrl_c_ends_with_one_line_and_exit_code_130(tmp_path, capsys, monkeypat
                         str(tmp_path / "out"), "--device", "cpu"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         f"deblur.py: interrupted; the frames written so far are in {tmp_path / 'out'}"]
+
+
+class _TinyResidual(torch.nn.Module):
+    """A registered-elsewhere deblurring model: reference frame + scale * conv(all N frames)."""
+
+    pad_multiple = 4
+
+    def __init__(self, args=None, scale: float = 1.0) -> None:
+        super().__init__()
+        self.sequence_length = sequence_length_from_args(args)
+        self.scale = scale  # a plain attribute: only the stored --model_scale can set it
+        self.conv = torch.nn.Conv2d(3 * self.sequence_length, 3, 3, padding=1)
+
+    def forward(self, example_dict):
+        frames = [example_dict[f"input{i + 1}"] for i in range(self.sequence_length)]
+        return {"output1": frames[len(frames) // 2] + self.scale * self.conv(torch.cat(frames, dim=1))}
+
+
+class _TinyFlow(torch.nn.Module):
+    """A registered model that is not a deblurring one: two frames in, a flow out."""
+
+    def __init__(self, args=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(6, 2, 3, padding=1)
+
+    def forward(self, example_dict):
+        return {"flow1": self.conv(torch.cat([example_dict["input1"], example_dict["input2"]], dim=1))}
+
+
+def _tiny_checkpoint(directory, stored):
+    torch.manual_seed(1)
+    model = _TinyResidual(argparse.Namespace(**stored), scale=stored.get("model_scale", 1.0))
+    checkpoints.save(str(directory), {"psnr": 30.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
+                     extra={"args": stored})
+    return str(directory / checkpoints.LATEST), model.eval()
+
+
+def test_any_registered_model_is_built_from_its_stored_arguments(tmp_path, register):
+    register(MODELS, "TinyResidual", _TinyResidual)
+    stored = {"model": "TinyResidual", "model_scale": 0.25, "validation_dataset_sequence_length": 3,
+              "training_dataset_sequence_length": 5, "loss": "DBNLoss"}
+    checkpoint, model = _tiny_checkpoint(tmp_path / "run", stored)
+    frames = _frames(5, 18, 22)  # padded to 20x24 by the class's pad_multiple=4
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "in" / f"{i:04d}.png")
+    result = deblur.run(deblur.build_parser().parse_args(
+        ["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+         "--device", "cpu"]))
+    assert (result["model"], result["sequence_length"], result["frames"]) == ("TinyResidual", 3, 5)
+    expected = _reference(model, frames, 3, 4)
+    for i in range(5):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{i:04d}.png")), expected[i])
+    # The stored --model_scale=0.25 was used: the default scale 1.0 gives other frames.
+    model.scale = 1.0
+    assert not np.array_equal(_reference(model, frames, 3, 4)[2], expected[2])
+
+
+def test_a_model_that_is_not_registered_or_not_deblurring_is_one_line(tmp_path, capsys, register):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_frames(1, 16, 16)[0]).save(tmp_path / "in" / "0000.png")
+    register(MODELS, "TinyResidual", _TinyResidual)
+    checkpoint, _ = _tiny_checkpoint(tmp_path / "run", {"model": "TinyResidual", "training_dataset_sequence_length": 1})
+    MODELS.unregister("TinyResidual")
+    argv = ["--checkpoint", checkpoint, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    assert deblur.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "deblur.py: error: --model: the checkpoint holds model 'TinyResidual', which is not registered (is its file "
+        f"in models/?); registered: {', '.join(MODELS.names())}"]
+    register(MODELS, "TinyFlow", _TinyFlow)
+    checkpoints.save(str(tmp_path / "flow"), {"epe": 1.0}, 1, runtime.ModelAndLoss(_TinyFlow(), torch.nn.Module()),
+                     extra={"args": {"model": "TinyFlow"}})
+    argv[1] = str(tmp_path / "flow")
+    assert deblur.main(argv) == 2
+    assert "--sequence_length: the checkpoint does not record how many frames TinyFlow sees" in capsys.readouterr().err
+    assert deblur.main(argv + ["--sequence_length", "3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "deblur.py: error: --checkpoint: _TinyFlow is not a deblurring model: its outputs (flow1) have no 'output1'")

@@ -1,5 +1,9 @@
-"""A small typed name -> class registry, one per package (models, datasets, losses, ...)."""
-from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar, Union
+"""A small typed name -> class registry, one per package (models, datasets, losses, ...), and the discovery
+that imports every module of such a package so that a file dropped into it registers its classes."""
+import importlib
+import os
+import pkgutil
+from typing import Callable, Dict, Generic, Iterable, Iterator, List, Optional, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -39,6 +43,12 @@ class Registry(Generic[T]):
         except KeyError:
             raise KeyError(f"unknown {self._name} '{name}'; registered: {', '.join(self.names())}") from None
 
+    def unregister(self, name: str) -> T:
+        """Remove `name` and return what it named (tests and notebooks that register classes of their own)."""
+        obj = self.get(name)
+        del self._objects[name]
+        return obj
+
     def names(self) -> List[str]:
         """Registered names in alphabetical order."""
         return sorted(self._objects)
@@ -54,3 +64,20 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self._name!r}: {', '.join(self.names())})"
+
+
+def import_package_modules(package: str, path: Iterable[str]) -> List[str]:
+    """Import every module of a package folder (`__path__`) in name order; returns their names.
+
+    Private modules (a leading '_') are skipped. A module that fails to import stops the import with an
+    ImportError naming its file, chained from the original error: a broken drop-in never goes unnoticed.
+    """
+    names = sorted((info.name, info.ispkg) for info in pkgutil.iter_modules(list(path))
+                   if not info.name.startswith("_"))
+    for name, is_package in names:
+        try:
+            importlib.import_module(f"{package}.{name}")
+        except Exception as error:  # noqa: BLE001 -- re-raised, naming the module at fault
+            where = os.path.join(package, name) + ("/" if is_package else ".py")
+            raise ImportError(f"cannot import {where}: {type(error).__name__}: {error}") from error
+    return [name for name, _ in names]

@@ -1,8 +1,9 @@
-"""Visualizers: every implementation module is imported here so that it registers itself in VISUALIZERS."""
-from visualizers import (
-    flow_visualizer,  # noqa: F401
-    gopro_inference,  # noqa: F401
-    gopro_visualizer,  # noqa: F401
-    visualizer,  # noqa: F401
-)
+"""Visualizers, registered in VISUALIZERS.
+
+Every module of this folder is imported here, so a file dropped into it registers its classes with no
+edit anywhere else; a module that fails to import stops the program with an error naming its file.
+"""
+from utils.registry import import_package_modules
 from visualizers.registry import VISUALIZERS  # noqa: F401
+
+import_package_modules(__name__, __path__)
