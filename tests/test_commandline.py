@@ -127,6 +127,14 @@ def test_bad_command_lines_fail_with_one_clear_line(tmp_path, argv, message):
     assert len(lines) == 1 and lines[0].startswith("main.py: error:") and message in lines[0], result.stderr
 
 
+def test_a_wrong_flag_is_reported_before_a_missing_save():
+    result = _run_main("--lr_scheduler_milestones=[1]")
+    assert result.returncode == 2 and "add --lr_scheduler=<name>" in result.stderr and "--save" not in result.stderr
+    result = _run_main("--model=DBN")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "main.py: error: --save is required (the run folder for records and checkpoints)")
+
+
 def test_help_lists_class_flags_grouped_by_class():
     result = _run_main("--model=DBN", "--training_dataset=GoProNahTrain", "--help")
     assert result.returncode == 0
