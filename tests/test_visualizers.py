@@ -374,8 +374,9 @@ def test_visualizer_flags_match_the_original():
 
 
 # ---------------------------------------------------------------- training curves
-def test_plot_records_draws_every_key_of_every_record(tmp_path):
-    from utils.plots import collect_records, plot_records
+def test_plot_records_draws_one_panel_per_key_and_split_with_the_input_baseline(tmp_path):
+    from utils import baseline
+    from utils.plots import arrange_panels, collect_records, plot_records
     from utils.records import EpochRecorder
 
     assert plot_records(str(tmp_path)) is None  # no records yet
@@ -385,20 +386,45 @@ def test_plot_records_draws_every_key_of_every_record(tmp_path):
             "training_losses", {"total_loss": 100.0 / epoch, "psnr": 20.0 + epoch})
         EpochRecorder(args, str(tmp_path), epoch, "GoProNahTest", mat=False).add_scalars(
             "evaluation_losses", {"total_loss": 120.0 / epoch, "psnr": 19.0 + epoch, "ssim": 0.5 + 0.1 * epoch})
+    baseline.write(str(tmp_path), "GoProNahTest", {}, {"total_loss": 30.0, "psnr": 21.5, "ssim": 0.7}, {"mat": False})
     curves = collect_records(str(tmp_path))
     assert sorted(curves) == ["psnr", "ssim", "total_loss"]
     assert curves["psnr"]["GoProNahTrain_training_losses"] == ([1, 2, 3], [21.0, 22.0, 23.0])
-    assert curves["ssim"] == {"GoProNahTest_evaluation_losses": ([1, 2, 3], pytest.approx([0.6, 0.7, 0.8]))}
+    panels = arrange_panels(curves)
+    # Training and validation never share an axis; the baseline is a reference line of the validation panel.
+    assert sorted(panels) == [("psnr", "training"), ("psnr", "validation"), ("ssim", "validation"),
+                              ("total_loss", "training"), ("total_loss", "validation")]
+    assert panels[("psnr", "validation")].curves == {"GoProNahTest": ([1, 2, 3], [20.0, 21.0, 22.0])}
+    assert panels[("psnr", "validation")].references == {"input (GoProNahTest)": 21.5}
+    assert panels[("ssim", "validation")].references == {"input (GoProNahTest)": 0.7}
+    assert panels[("psnr", "training")].references == {}
     filename = plot_records(str(tmp_path))
     assert filename == str(tmp_path / "training_curves.png")
-    image = np.asarray(Image.open(filename).convert("RGB"))
-    assert image.shape == (300, 1200, 3)  # three 4x3-inch panels at 100 dpi
-    # Every panel holds drawn curves: matplotlib's default line colours appear in the image.
-    blue, orange = np.array([31, 119, 180]), np.array([255, 127, 14])
-    for panel in range(3):
-        pixels = image[:, panel * 400:(panel + 1) * 400].reshape(-1, 3).astype(int)
-        assert (np.abs(pixels - blue).sum(1) < 30).sum() > 50
-    assert (np.abs(image.reshape(-1, 3).astype(int) - orange).sum(1) < 30).sum() > 100  # second record
+    image = np.asarray(Image.open(filename).convert("RGB")).astype(int)
+    assert image.shape == (900, 800, 3)  # rows psnr, ssim, total_loss; columns training, validation
+    # Curves in matplotlib's first colour (31, 119, 180); the dashed baseline in tab:red, blended by
+    # antialiasing across two pixel rows.
+    def blue(pixels):
+        return (np.abs(pixels - np.array([31, 119, 180])).sum(-1) < 30)
+
+    def red(pixels):
+        return (pixels[..., 0] > 150) & (pixels[..., 1] < 120) & (pixels[..., 2] < 120)
+
+    def count(row, column, colour):
+        rows, columns = slice(row * 300, (row + 1) * 300), slice(column * 400, (column + 1) * 400)
+        return int(colour(image[rows, columns]).sum())
+
+    for row, column in [(0, 0), (0, 1), (1, 1), (2, 0), (2, 1)]:
+        assert count(row, column, blue) > 50
+    assert count(1, 0, blue) == 0  # no ssim in training: an empty slot
+    for row in range(3):
+        assert count(row, 1, red) > 200 and count(row, 0, red) == 0  # the baseline in validation panels only
+    # The line lies at the baseline's height: in the psnr validation panel (values 20..22, input 21.5) the red
+    # rows are between the first and last epoch's points.
+    panel = image[0:300, 400:800]
+    red_rows = np.where(red(panel).sum(1) > 100)[0]
+    blue_rows = np.where(blue(panel).sum(1) > 0)[0]
+    assert len(red_rows) and blue_rows.min() < red_rows.mean() < blue_rows.max()
 
 
 def test_resumed_run_continues_the_training_step_axis(tmp_path):
