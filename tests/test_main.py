@@ -139,6 +139,11 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     c = torch.load(short / "checkpoint_latest_.ckpt", weights_only=True)
     assert c["epoch"] == 3
     assert "override: --total_epochs=3 instead of the run's 1" in (short / "logbook.txt").read_text()
+    # The input baseline was computed once, before epoch 1; the resumed runs read it back.
+    for run in (killed, short):
+        assert "input baseline of GoProNahTest: read from" in (run / "logbook.txt").read_text()
+        baseline = run / "csv" / "GoProNahTest_input_baseline.csv"
+        assert baseline.read_bytes() == (straight / "csv" / "GoProNahTest_input_baseline.csv").read_bytes()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], c["state_dict"][key]), key
 
@@ -293,3 +298,42 @@ def test_two_runs_in_one_process_give_the_same_records(nah_root, tmp_path):
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
     # Each run wrote into its own TensorBoard folder only: 2 steps per epoch, 2 epochs, in both.
     assert scalars(first) == scalars(second) and len(scalars(first)) == 4
+
+
+def _reference_frame_metrics(root):
+    """The DBNLoss metrics of input3 as the output on --validation_dataset_num_examples=2, one batch of 2,
+    computed here from the dataset and contrib.psnr, not through the trainer."""
+    from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
+    from datasets.gopro_nah import GoProNahTest
+    from datasets.sampling import images_to_float
+
+    dataset = GoProNahTest(None, root=root, sequence_length=5, num_examples=2, num_workers=0)
+    examples = [dataset[index] for index in range(len(dataset))]
+    frame = images_to_float(torch.stack([example["input3"] for example in examples]).flatten(0, 1))
+    target = images_to_float(torch.stack([example["target1"] for example in examples]).flatten(0, 1))
+    window = fitting_ssim_window(*target.shape[-2:])
+    return {"total_loss": 0.5 * float(((frame - target) ** 2).sum()),
+            "psnr": float(koehler_psnr(frame, target, scale_opt=True, trans_opt=True, trans_range=5)),
+            "psnr_rgb": float(psnr_rgb(frame, target).mean()), "ssim": float(ssim(frame, target, window).mean())}
+
+
+def test_input_baseline_is_recorded_once_and_equals_a_direct_computation(nah_root, tmp_path):
+    save = tmp_path / "run"
+    _main(*_dbn_flags(nah_root, save, epochs=1))
+    baseline_csv = save / "csv" / "GoProNahTest_input_baseline.csv"
+    evaluation_csv = save / "csv" / "GoProNahTest_evaluation_losses.csv"
+    header = baseline_csv.read_text().splitlines()[0]
+    assert header == evaluation_csv.read_text().splitlines()[0] == "epoch,step,psnr,psnr_rgb,ssim,total_loss"
+    [row] = read_csv_rows(str(baseline_csv))
+    assert row["epoch"] == "0"
+    expected = _reference_frame_metrics(nah_root)
+    for key, value in expected.items():
+        assert float(row[key]) == pytest.approx(value, rel=1e-5), key
+    assert 20 < expected["psnr"] < 60  # a real blurred frame, not a degenerate one
+    # The logbook shows the model's value beside the input's.
+    [evaluation] = read_csv_rows(str(evaluation_csv))
+    psnr, baseline_psnr = float(evaluation["psnr"]), float(row["psnr"])
+    logbook = (save / "logbook.txt").read_text()
+    assert (f"Valid vs input: total_loss {float(evaluation['total_loss']):.4g} (input "
+            f"{float(row['total_loss']):.4g}, ") in logbook
+    assert f"psnr {psnr:.2f} (input {baseline_psnr:.2f}, {psnr - baseline_psnr:+.2f} dB)" in logbook
