@@ -318,8 +318,11 @@ def _reference_frame_metrics(root):
 
 
 def test_input_baseline_is_recorded_once_and_equals_a_direct_computation(nah_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     save = tmp_path / "run"
-    _main(*_dbn_flags(nah_root, save, epochs=1))
+    _main(*_dbn_flags(nah_root, save, epochs=1), "--visualizer=GoProVisualizer", "--visualizer_track_epochs=true",
+          "--visualizer_keep_num_training_steps=2", "--optimizer_group={'params': '*f15.1.*', 'lr': 0.01}")
     baseline_csv = save / "csv" / "GoProNahTest_input_baseline.csv"
     evaluation_csv = save / "csv" / "GoProNahTest_evaluation_losses.csv"
     header = baseline_csv.read_text().splitlines()[0]
@@ -337,3 +340,20 @@ def test_input_baseline_is_recorded_once_and_equals_a_direct_computation(nah_roo
     assert (f"Valid vs input: total_loss {float(evaluation['total_loss']):.4g} (input "
             f"{float(row['total_loss']):.4g}, ") in logbook
     assert f"psnr {psnr:.2f} (input {baseline_psnr:.2f}, {psnr - baseline_psnr:+.2f} dB)" in logbook
+
+    # TensorBoard: the baseline beside the model's value, the LR of both groups, a few sections.
+    events = EventAccumulator(str(save / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    baseline_line = [(e.step, e.value) for e in events.Scalars("valid/psnr_input_baseline")]
+    assert baseline_line == [(1, pytest.approx(baseline_psnr))]
+    assert [(e.step, e.value) for e in events.Scalars("lr/group0")] == [(1, pytest.approx(0.01))]  # --optimizer_group
+    assert [(e.step, e.value) for e in events.Scalars("lr/group1")] == [(1, pytest.approx(0.001))]  # the rest
+    assert sorted({tag.split("/")[0] for tag in scalars}) == ["lr", "train", "train_epoch", "valid"]
+    assert [e.step for e in events.Scalars("train/total_loss")] == [1, 2]  # per step; every other section per epoch
+    assert all([e.step for e in events.Scalars(tag)] == [1] for tag in scalars if not tag.startswith("train/"))
+    images = events.Tags()["images"]
+    assert sorted({tag.rsplit("/", 1)[0] for tag in images}) == ["train_images/00", "train_images/01",
+                                                                  "valid_images/00"]
+    assert len(images) == 3 * 9  # input1..5, gt, output, error, summary per slot
+    assert "custom_scalars__config__" in events.Tags()["tensors"]
