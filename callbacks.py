@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 import setproctitle
 
-from utils import checkpoints, plots, summary, telegram
+from utils import baseline, checkpoints, plots, summary, telegram
 
 if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
     from runtime import Trainer
@@ -78,8 +78,12 @@ class Notifications(Callback):
         args = trainer.args
         progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(trainer.validation_keys, trainer.best_values)}
         progress["lr"] = trainer.learning_rate_text()
+        text = ", ".join(f"{k}: {v}" for k, v in progress.items())
+        gain = baseline.gain_over_input(stats, getattr(trainer, "input_baseline", {}), trainer.validation_keys)
+        if gain:
+            text += f"; {gain}"
         self._send("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
-                   args.total_epochs, eta, ", ".join(f"{k}: {v}" for k, v in progress.items()))
+                   args.total_epochs, eta, text)
 
     def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
         if isinstance(error, FloatingPointError):

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 import constants
 from callbacks import Callback, default_callbacks
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-from utils import checkpoints, distributed
+from models.dbn import reference_index
+from utils import baseline, checkpoints, distributed
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer
@@ -160,6 +161,36 @@ def require_loss_keys(loss_dict: Dict[str, Any], flag: str, keys: List[str]) -> 
                          f"available: {', '.join(sorted(loss_dict))}")
 
 
+class ReferenceFrame(torch.nn.Module):
+    """A 'model' that returns the unprocessed reference frame (the centre input, as DBN's) as output1."""
+
+    def forward(self, example_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """{'output1': input<N//2 + 1>} of the N input frames."""
+        return {"output1": example_dict[reference_key(example_dict)]}
+
+
+def reference_key(example_dict: Dict[str, Any]) -> str:
+    """'input3' of input1..input5, 'input4' of input1..input7: DBN's reference frame."""
+    count = sum(1 for key in example_dict if key.startswith("input") and key[len("input"):].isdigit())
+    return f"input{reference_index(count) + 1}"
+
+
+def has_image_target(example_dict: Dict[str, Any]) -> bool:
+    """Whether the reference frame can stand in for output1: a target1 of the inputs' shape (deblurring,
+    not optical flow)."""
+    target, frame = example_dict.get("target1"), example_dict.get(reference_key(example_dict))
+    return torch.is_tensor(target) and torch.is_tensor(frame) and target.shape == frame.shape
+
+
+def baseline_protocol(args: argparse.Namespace, loader: Loader) -> Dict[str, Any]:
+    """What the input baseline depends on: validation data, augmentation and loss flags, batching, ranks."""
+    prefixes = ("validation_dataset", "validation_augmentation", "loss")
+    flags = {key: value for key, value in stored_arguments(args).items()
+             if key.startswith(prefixes) and not key.endswith("_num_workers")}
+    return {"flags": flags, "examples": len(loader.dataset), "batch_size": loader.loader.batch_size,
+            "world_size": distributed.world_size()}
+
+
 class EpochRunner:
     """One training or validation pass over a loader."""
 
@@ -268,6 +299,8 @@ class Trainer:
             unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, stored_arguments(args))
         self.callbacks = callbacks if callbacks is not None else default_callbacks(
             args, self.run_state, save_checkpoints, self.is_main)
+        # The validation metrics of the unprocessed input (see utils/baseline.py); empty until computed.
+        self.input_baseline: Dict[str, float] = {}
 
     def learning_rate_text(self) -> str:
         """The learning rate of every parameter group, as the log shows it."""
@@ -325,6 +358,40 @@ class Trainer:
         loss_dict = self._first_loss_dict(self.train_loader, train=True, augmentation=self.training_augmentation)
         require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
 
+    def compute_input_baseline(self) -> Dict[str, float]:
+        """The validation pass with the reference frame as output (same loss, batches and augmentation),
+        recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
+        and was made under the same protocol (not under torchrun, where every rank must run the pass)."""
+        loader = self.validation_loader
+        if loader is None or loader.dataset is None or len(loader) == 0:
+            return {}
+        dataset = type(loader.dataset).__name__
+        first = default_collate([loader.dataset[0]])
+        if not has_image_target(first):
+            logging.info("input baseline: skipped (%s has no image target1 of the inputs' shape)", dataset)
+            return {}
+        protocol = baseline_protocol(self.args, loader)
+        stored = None if distributed.is_distributed() else baseline.read(self.args.save, dataset, protocol)
+        if stored is not None:
+            self.input_baseline = stored
+            logging.info("input baseline of %s: read from %s", dataset, baseline.csv_filename(self.args.save, dataset))
+        else:
+            rng = checkpoints.rng_state()  # the run's random streams do not see this extra pass
+            try:
+                reference = ModelAndLoss(ReferenceFrame(), unwrap(self.model_and_loss).loss)
+                self.input_baseline = EpochRunner(self.args, reference, loader, False, None,
+                                                  self.validation_augmentation).run("Input")
+            finally:
+                checkpoints.set_rng_state(rng)
+                unwrap(self.model_and_loss).loss.train(unwrap(self.model_and_loss).training)
+            if self.is_main:
+                baseline.write(self.args.save, dataset, protocol, self.input_baseline,
+                               getattr(self.args, "holistic_records_kwargs", {}))
+        logging.info("input baseline of %s (%s as output): %s", dataset, reference_key(first),
+                     ", ".join(baseline.compare(k, v, None) for k, v in self.input_baseline.items()))
+        self.visualizer.on_input_baseline(self.input_baseline)
+        return self.input_baseline
+
     def _is_better(self, index: int, value: float) -> bool:
         if self.validation_modes[index] == "min":
             return value < self.best_values[index]
@@ -351,6 +418,7 @@ class Trainer:
         last_stats: Dict[str, float] = {}
         with block("Runtime"):
             logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
+            self.compute_input_baseline()
         for callback in self.callbacks:
             callback.on_run_start(self)
         total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
@@ -396,6 +464,8 @@ class Trainer:
                                     self.validation_augmentation, self.visualizer).run("Valid")
                 self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
                 self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)
+                if self.input_baseline:
+                    logging.info("Valid vs input: %s", baseline.compare_all(stats, self.input_baseline))
                 require_loss_keys(stats, "--validation_keys", self.validation_keys)
                 for index, key in enumerate(self.validation_keys):
                     if self._is_better(index, stats[key]):

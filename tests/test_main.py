@@ -171,6 +171,11 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     c = torch.load(short / "checkpoint_latest_.ckpt", weights_only=True)
     assert c["epoch"] == 3
     assert "override: --total_epochs=3 instead of the run's 1" in (short / "logbook.txt").read_text()
+    # The input baseline was computed once, before epoch 1; the resumed runs read it back.
+    for run in (killed, short):
+        assert "input baseline of GoProNahTest: read from" in (run / "logbook.txt").read_text()
+        baseline = run / "csv" / "GoProNahTest_input_baseline.csv"
+        assert baseline.read_bytes() == (straight / "csv" / "GoProNahTest_input_baseline.csv").read_bytes()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], c["state_dict"][key]), key
 
@@ -327,3 +332,62 @@ def test_two_runs_in_one_process_give_the_same_records(nah_root, tmp_path):
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
     # Each run wrote into its own TensorBoard folder only: 2 steps per epoch, 2 epochs, in both.
     assert scalars(first) == scalars(second) and len(scalars(first)) == 4
+
+
+def _reference_frame_metrics(root):
+    """The DBNLoss metrics of input3 as the output on --validation_dataset_num_examples=2, one batch of 2,
+    computed here from the dataset and contrib.psnr, not through the trainer."""
+    from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
+    from datasets.gopro_nah import GoProNahTest
+    from datasets.sampling import images_to_float
+
+    dataset = GoProNahTest(None, root=root, sequence_length=5, num_examples=2, num_workers=0)
+    examples = [dataset[index] for index in range(len(dataset))]
+    frame = images_to_float(torch.stack([example["input3"] for example in examples]).flatten(0, 1))
+    target = images_to_float(torch.stack([example["target1"] for example in examples]).flatten(0, 1))
+    window = fitting_ssim_window(*target.shape[-2:])
+    return {"total_loss": 0.5 * float(((frame - target) ** 2).sum()),
+            "psnr": float(koehler_psnr(frame, target, scale_opt=True, trans_opt=True, trans_range=5)),
+            "psnr_rgb": float(psnr_rgb(frame, target).mean()), "ssim": float(ssim(frame, target, window).mean())}
+
+
+def test_input_baseline_is_recorded_once_and_equals_a_direct_computation(nah_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    save = tmp_path / "run"
+    _main(*_dbn_flags(nah_root, save, epochs=1), "--visualizer=GoProVisualizer", "--visualizer_track_epochs=true",
+          "--visualizer_keep_num_training_steps=2", "--optimizer_group={'params': '*f15.1.*', 'lr': 0.01}")
+    baseline_csv = save / "csv" / "GoProNahTest_input_baseline.csv"
+    evaluation_csv = save / "csv" / "GoProNahTest_evaluation_losses.csv"
+    header = baseline_csv.read_text().splitlines()[0]
+    assert header == evaluation_csv.read_text().splitlines()[0] == "epoch,step,psnr,psnr_rgb,ssim,total_loss"
+    [row] = read_csv_rows(str(baseline_csv))
+    assert row["epoch"] == "0"
+    expected = _reference_frame_metrics(nah_root)
+    for key, value in expected.items():
+        assert float(row[key]) == pytest.approx(value, rel=1e-5), key
+    assert 20 < expected["psnr"] < 60  # a real blurred frame, not a degenerate one
+    # The logbook shows the model's value beside the input's.
+    [evaluation] = read_csv_rows(str(evaluation_csv))
+    psnr, baseline_psnr = float(evaluation["psnr"]), float(row["psnr"])
+    logbook = (save / "logbook.txt").read_text()
+    assert (f"Valid vs input: total_loss {float(evaluation['total_loss']):.4g} (input "
+            f"{float(row['total_loss']):.4g}, ") in logbook
+    assert f"psnr {psnr:.2f} (input {baseline_psnr:.2f}, {psnr - baseline_psnr:+.2f} dB)" in logbook
+
+    # TensorBoard: the baseline beside the model's value, the LR of both groups, a few sections.
+    events = EventAccumulator(str(save / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    baseline_line = [(e.step, e.value) for e in events.Scalars("valid/psnr_input_baseline")]
+    assert baseline_line == [(1, pytest.approx(baseline_psnr))]
+    assert [(e.step, e.value) for e in events.Scalars("lr/group0")] == [(1, pytest.approx(0.01))]  # --optimizer_group
+    assert [(e.step, e.value) for e in events.Scalars("lr/group1")] == [(1, pytest.approx(0.001))]  # the rest
+    assert sorted({tag.split("/")[0] for tag in scalars}) == ["lr", "train", "train_epoch", "valid"]
+    assert [e.step for e in events.Scalars("train/total_loss")] == [1, 2]  # per step; every other section per epoch
+    assert all([e.step for e in events.Scalars(tag)] == [1] for tag in scalars if not tag.startswith("train/"))
+    images = events.Tags()["images"]
+    assert sorted({tag.rsplit("/", 1)[0] for tag in images}) == ["train_images/00", "train_images/01",
+                                                                  "valid_images/00"]
+    assert len(images) == 3 * 9  # input1..5, gt, output, error, summary per slot
+    assert "custom_scalars__config__" in events.Tags()["tensors"]

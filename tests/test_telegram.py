@@ -229,3 +229,34 @@ def test_the_token_is_redacted_in_any_letter_case_and_url_encoded():
             "url http://x/bot123456%3AAbCdEf-Gh/getMe; raw 123456:ABCDEF-GH")
     assert notifier.redact(text) == ("POST /bot<token>/sendMessage failed; url http://x/bot<token>/getMe; "
                                      "raw <token>")
+
+
+def test_epoch_message_says_the_gain_over_the_input(tmp_path, server, monkeypatch):
+    import constants
+    import main
+    from datasets.synthetic_gopro import make_gopro_nah
+    from utils.records import read_csv_rows
+
+    root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=5, train_sequences=1,
+                          test_sequences=1)
+    machines = tmp_path / "home" / ".machines.json"
+    machines.parent.mkdir()
+    machines.write_text(json.dumps({"chat_id": CHAT_ID, "base_url": server.base_url,
+                                    "machines": {telegram.short_hostname(): TOKEN}}))
+    monkeypatch.setattr(constants, "LOGGING_TELEGRAM_MACHINES_FILENAME", str(machines))
+    save = tmp_path / "run"
+    argv = [f"--save={save}", "--model=DBN", "--loss=DBNLoss", "--optimizer=SGD", "--training_dataset=GoProNahTrain",
+            f"--training_dataset_root={root}", "--training_dataset_num_samples_per_example=1",
+            "--training_dataset_num_workers=0", "--training_dataset_num_examples=1", "--total_epochs=1",
+            "--validation_dataset=GoProNahTest", f"--validation_dataset_root={root}",
+            "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=1", "--cuda=False", "--prefix=tg"]
+    try:
+        assert main.main(argv) == 0
+    finally:
+        configure_logging(None)
+    [evaluation] = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    [baseline] = read_csv_rows(str(save / "csv" / "GoProNahTest_input_baseline.csv"))
+    gain = float(evaluation["psnr"]) - float(baseline["psnr"])
+    epoch = server.texts()[-1].splitlines()[0]
+    assert epoch.startswith("tg:DBN on cpu [1/1<00m:00s]: best_total_loss_avg: ")
+    assert epoch.endswith(f"; psnr {gain:+.2f} dB over input"), epoch

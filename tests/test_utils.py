@@ -311,3 +311,27 @@ def test_parameter_descriptions_prefer_the_subclass_and_fall_back_to_bases():
 
     assert docstrings.parameter_descriptions(Child) == {"a": "child's a", "b": "base's b"}
     assert docstrings.parse_parameters(None) == {} and docstrings.parse_parameters("No sections.") == {}
+
+def test_input_baseline_record_is_read_back_only_under_the_same_protocol(tmp_path):
+    from utils import baseline
+
+    protocol = {"flags": {"validation_dataset": "GoProNahTest", "loss": "DBNLoss"}, "batch_size": 2, "examples": 4}
+    assert baseline.read(str(tmp_path), "GoProNahTest", protocol) is None  # nothing recorded yet
+    stats = {"total_loss": 12.5, "psnr": 33.26, "ssim": 0.91}
+    baseline.write(str(tmp_path), "GoProNahTest", protocol, stats, {"mat": False})
+    assert (tmp_path / "csv" / "GoProNahTest_input_baseline.csv").read_text().splitlines() == [
+        "epoch,step,psnr,ssim,total_loss", "0,,33.26,0.91,12.5"]
+    assert baseline.read(str(tmp_path), "GoProNahTest", protocol) == stats
+    assert baseline.read(str(tmp_path), "GoProNahTest", {**protocol, "batch_size": 1}) is None
+    assert baseline.read(str(tmp_path), "GoProSuTest", protocol) is None
+
+
+def test_gain_texts_name_the_input_and_the_difference():
+    from utils import baseline
+
+    assert baseline.compare("psnr", 33.08, 33.26) == "psnr 33.08 (input 33.26, -0.18 dB)"
+    assert baseline.compare("total_loss", 150.0, 200.0) == "total_loss 150 (input 200, -25.0%)"
+    assert baseline.compare("ssim", 0.9, None) == "ssim 0.9"
+    stats, inputs = {"total_loss": 150.0, "psnr": 34.06}, {"total_loss": 200.0, "psnr": 33.26}
+    assert baseline.gain_over_input(stats, inputs, ["total_loss", "psnr"]) == "psnr +0.80 dB over input"
+    assert baseline.gain_over_input(stats, {}, ["psnr"]) == ""

@@ -24,7 +24,7 @@ from utils.logger import configure_logging
 from utils.records import read_csv_rows
 from visualizers.flow_visualizer import FlowVisualizer
 from visualizers.gopro_inference import GoProInference
-from visualizers.gopro_visualizer import GoProVisualizer
+from visualizers.gopro_visualizer import COLOUR_BAR_WIDTH, GoProVisualizer
 
 
 class _TensorBoard:
@@ -169,7 +169,7 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
     tensorboard.close()
     events = _events(tmp_path / "tb")
     scalars = events.Tags()["scalars"]
-    lrs = [(e.step, e.value) for e in events.Scalars("train/lr")]
+    lrs = [(e.step, e.value) for e in events.Scalars("lr/group0")]
     expected_lr = [0.01, 0.005, 0.0025] if scheduler else [0.01] * 3
     assert [s for s, _ in lrs] == [1, 2, 3] and np.allclose([v for _, v in lrs], expected_lr)
     for key in ("total_loss", "psnr"):
@@ -178,27 +178,36 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
         assert [e.step for e in valid] == [1, 2, 3]
     csv_rows = read_csv_rows(str(tmp_path / "csv" / "_Sequences_evaluation_losses.csv"))
     assert np.allclose([e.value for e in events.Scalars("valid/psnr")], [float(r["psnr"]) for r in csv_rows])
-    assert "train/lr" in scalars
+    # Per-step scalars only in train/, per-epoch ones in lr/, train_epoch/ and valid/.
+    assert sorted(scalars) == ["lr/group0", "train/psnr", "train/total_loss", "train_epoch/psnr",
+                               "train_epoch/total_loss", "valid/psnr", "valid/psnr_input_baseline",
+                               "valid/total_loss", "valid/total_loss_input_baseline"]
+    # The input's value at every epoch: a flat line beside the model's.
+    baseline = [(e.step, e.value) for e in events.Scalars("valid/psnr_input_baseline")]
+    assert baseline == [(epoch, pytest.approx(trainer.input_baseline["psnr"])) for epoch in (1, 2, 3)]
+    assert [e.step for e in events.Scalars("train_epoch/psnr")] == [1, 2, 3]
     image_tags = events.Tags()["images"]
     expected_names = [f"input{i}" for i in range(1, n_frames + 1)] + ["gt", "output", "error", "summary"] + \
         [f"warped{i}" for i in range(1, n_frames + 1) if i != n_frames // 2 + 1]
-    train_prefixes = {t.split("/")[0] for t in image_tags if t.split("/")[0].endswith("_train")}
-    valid_prefixes = {t.split("/")[0] for t in image_tags if t.split("/")[0].endswith("_valid")}
-    assert train_prefixes and valid_prefixes
-    for prefix in train_prefixes | valid_prefixes:
-        assert sorted(t.split("/")[1] for t in image_tags if t.startswith(prefix + "/")) == sorted(expected_names)
+    # Two sections, one slot per kept step, whatever the epochs: 2 training slots and 1 validation slot.
+    assert sorted(image_tags) == sorted(f"{section}/{slot}/{name}" for section, slots in
+                                        (("train_images", ("00", "01")), ("valid_images", ("00",)))
+                                        for slot in slots for name in expected_names)
     # Tracked epochs 1, 2 (track_epochs) and 3 (multiple of 3): 2 training steps each → 6 image steps,
     # written at the global training step; validation images at the epoch number.
-    train_steps = sorted(e.step for p in train_prefixes for e in events.Images(f"{p}/gt"))
+    train_steps = sorted(e.step for slot in ("00", "01") for e in events.Images(f"train_images/{slot}/gt"))
     assert len(train_steps) == 6 and all(1 <= s <= 9 for s in train_steps)
-    assert sorted(e.step for p in valid_prefixes for e in events.Images(f"{p}/gt")) == [1, 2, 3]
-    some = sorted(valid_prefixes)[0]
-    output = events.Images(f"{some}/output")[0]
-    summary_image = events.Images(f"{some}/summary")[0]
+    assert [e.step for e in events.Images("valid_images/00/gt")] == [1, 2, 3]
+    # The same validation example every epoch: its ground truth does not change.
+    truths = [_decode(e) for e in events.Images("valid_images/00/gt")]
+    assert all(np.array_equal(truths[0], truth) for truth in truths)
+    output = events.Images("valid_images/00/output")[0]
+    summary_image = events.Images("valid_images/00/summary")[0]
     assert (output.height, output.width) == (16, 24)
-    assert (summary_image.height, summary_image.width) == (16, 24)  # 2x2 mosaic at half resolution
-    error = _decode(events.Images(f"{some}/error")[0])
-    assert error.shape == (16, 24, 3) and error.max() > 100
+    # 2x2 mosaic at half resolution, and the colour bar of the error
+    assert (summary_image.height, summary_image.width) == (16, 24 + COLOUR_BAR_WIDTH)
+    error = _decode(events.Images("valid_images/00/error")[0])
+    assert error.shape == (16, 24 + COLOUR_BAR_WIDTH, 3) and error[:, :24].max() > 100
 
 
 def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
@@ -223,11 +232,12 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
                     save_checkpoints=False).run()
     tensorboard.close()
     events = _events(tmp_path / "tb")
-    assert [e.value for e in events.Scalars("train/lr")] == [pytest.approx(0.005)]
-    assert sorted(events.Tags()["scalars"]) == ["train/lr", "train/psnr", "train/psnr_rgb", "train/ssim",
-                                                "train/total_loss"]
+    assert [e.value for e in events.Scalars("lr/group0")] == [pytest.approx(0.005)]
+    keys = ["psnr", "psnr_rgb", "ssim", "total_loss"]
+    assert sorted(events.Tags()["scalars"]) == ["lr/group0"] + [f"{section}/{key}" for section in
+                                                                ("train", "train_epoch") for key in keys]
     tags = events.Tags()["images"]
-    prefix = "GOPR9000_00_00_000001_train/"
+    prefix = "train_images/00/"
     expected = [f"input{i}" for i in range(1, 8)] + ["gt", "output", "error", "summary"] + \
         [f"warped{i}" for i in (1, 2, 3, 5, 6, 7)]
     assert sorted(tags) == sorted(prefix + name for name in expected)
@@ -245,7 +255,7 @@ def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
     visualizer.on_epoch_init(None, True, 2, 2)  # no optimizer: lr is None, nothing to write, no crash
     tensorboard.close()
     events = _events(tmp_path / "tb")
-    assert events.Tags()["images"] == [] and "train/lr" not in events.Tags()["scalars"]
+    assert events.Tags()["images"] == [] and "lr/group0" not in events.Tags()["scalars"]
     assert [e.step for e in events.Scalars("valid/total_loss")] == [1]
 
 
@@ -258,14 +268,18 @@ def test_gopro_visualizer_error_image_matches_brute_force(tmp_path):
     visualizer.on_step_finished(example, {"output1": output}, {}, False, 0, 1)
     tensorboard.close()
     events = _events(tmp_path / "tb")
-    error = _decode(events.Images("seq0_000000_valid/error")[0])
+    error = _decode(events.Images("valid_images/00/error")[0])
     squared = ((output[0] - example["target1"][0]) ** 2).sum(0).numpy()
     normalized = (squared - squared.min()) / (squared.max() - squared.min())
     expected = np.round(matplotlib.colormaps["jet"](normalized)[..., :3] * 255)
-    assert np.abs(error.astype(float) - expected).max() <= 1
-    summary_image = _decode(events.Images("seq0_000000_valid/summary")[0])
+    assert np.abs(error[:, :24].astype(float) - expected).max() <= 1
+    # The colour bar beside it: the scale from dark red (top, the largest error) to dark blue (bottom).
+    bar = error[:, 24 + 2:24 + 10].astype(float)
+    top, bottom = np.round(matplotlib.colormaps["jet"]([1.0, 0.0])[:, :3] * 255)
+    assert np.abs(bar[0] - top).max() <= 1 and np.abs(bar[-1] - bottom).max() <= 1
+    summary_image = _decode(events.Images("valid_images/00/summary")[0])
     gt = np.floor(example["target1"][0].permute(1, 2, 0).numpy() * 255)
-    assert np.abs(summary_image[:8, 12:].astype(float) - gt[::2, ::2]).max() <= 1  # top right: ground truth
+    assert np.abs(summary_image[:8, 12:24].astype(float) - gt[::2, ::2]).max() <= 1  # top right: ground truth
 
 
 # ---------------------------------------------------------------- GoProInference
@@ -349,11 +363,10 @@ def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path)
     visualizer.on_step_finished(example, network.train()(example), {"total_loss": torch.tensor(2.0)}, True, 0, 1)
     tensorboard.close()
     events = _events(tmp_path / "tb")
-    assert sorted(events.Tags()["images"]) == ["train/alley_1/frame_0001/progress",
-                                               "valid/alley_1/frame_0001/progress"]
-    train_image = events.Images("train/alley_1/frame_0001/progress")[0]
+    assert sorted(events.Tags()["images"]) == ["train_images/00/progress", "valid_images/00/progress"]
+    train_image = events.Images("train_images/00/progress")[0]
     assert train_image.height == 128 and train_image.width == 4 * 192  # four 8x12 panels scaled to height 128
-    valid = _decode(events.Images("valid/alley_1/frame_0001/progress")[0])
+    valid = _decode(events.Images("valid_images/00/progress")[0])
     assert valid.shape == (128, 4 * 192, 3)
     # Prediction = 1.1 x truth on one colour scale: same hues, so the two flow panels are close.
     assert np.abs(valid[:, 384:576].astype(float) - valid[:, 576:].astype(float)).mean() < 30
@@ -374,8 +387,9 @@ def test_visualizer_flags_match_the_original():
 
 
 # ---------------------------------------------------------------- training curves
-def test_plot_records_draws_every_key_of_every_record(tmp_path):
-    from utils.plots import collect_records, plot_records
+def test_plot_records_draws_one_panel_per_key_and_split_with_the_input_baseline(tmp_path):
+    from utils import baseline
+    from utils.plots import arrange_panels, collect_records, plot_records
     from utils.records import EpochRecorder
 
     assert plot_records(str(tmp_path)) is None  # no records yet
@@ -385,20 +399,45 @@ def test_plot_records_draws_every_key_of_every_record(tmp_path):
             "training_losses", {"total_loss": 100.0 / epoch, "psnr": 20.0 + epoch})
         EpochRecorder(args, str(tmp_path), epoch, "GoProNahTest", mat=False).add_scalars(
             "evaluation_losses", {"total_loss": 120.0 / epoch, "psnr": 19.0 + epoch, "ssim": 0.5 + 0.1 * epoch})
+    baseline.write(str(tmp_path), "GoProNahTest", {}, {"total_loss": 30.0, "psnr": 21.5, "ssim": 0.7}, {"mat": False})
     curves = collect_records(str(tmp_path))
     assert sorted(curves) == ["psnr", "ssim", "total_loss"]
     assert curves["psnr"]["GoProNahTrain_training_losses"] == ([1, 2, 3], [21.0, 22.0, 23.0])
-    assert curves["ssim"] == {"GoProNahTest_evaluation_losses": ([1, 2, 3], pytest.approx([0.6, 0.7, 0.8]))}
+    panels = arrange_panels(curves)
+    # Training and validation never share an axis; the baseline is a reference line of the validation panel.
+    assert sorted(panels) == [("psnr", "training"), ("psnr", "validation"), ("ssim", "validation"),
+                              ("total_loss", "training"), ("total_loss", "validation")]
+    assert panels[("psnr", "validation")].curves == {"GoProNahTest": ([1, 2, 3], [20.0, 21.0, 22.0])}
+    assert panels[("psnr", "validation")].references == {"input (GoProNahTest)": 21.5}
+    assert panels[("ssim", "validation")].references == {"input (GoProNahTest)": 0.7}
+    assert panels[("psnr", "training")].references == {}
     filename = plot_records(str(tmp_path))
     assert filename == str(tmp_path / "training_curves.png")
-    image = np.asarray(Image.open(filename).convert("RGB"))
-    assert image.shape == (300, 1200, 3)  # three 4x3-inch panels at 100 dpi
-    # Every panel holds drawn curves: matplotlib's default line colours appear in the image.
-    blue, orange = np.array([31, 119, 180]), np.array([255, 127, 14])
-    for panel in range(3):
-        pixels = image[:, panel * 400:(panel + 1) * 400].reshape(-1, 3).astype(int)
-        assert (np.abs(pixels - blue).sum(1) < 30).sum() > 50
-    assert (np.abs(image.reshape(-1, 3).astype(int) - orange).sum(1) < 30).sum() > 100  # second record
+    image = np.asarray(Image.open(filename).convert("RGB")).astype(int)
+    assert image.shape == (900, 800, 3)  # rows psnr, ssim, total_loss; columns training, validation
+    # Curves in matplotlib's first colour (31, 119, 180); the dashed baseline in tab:red, blended by
+    # antialiasing across two pixel rows.
+    def blue(pixels):
+        return (np.abs(pixels - np.array([31, 119, 180])).sum(-1) < 30)
+
+    def red(pixels):
+        return (pixels[..., 0] > 150) & (pixels[..., 1] < 120) & (pixels[..., 2] < 120)
+
+    def count(row, column, colour):
+        rows, columns = slice(row * 300, (row + 1) * 300), slice(column * 400, (column + 1) * 400)
+        return int(colour(image[rows, columns]).sum())
+
+    for row, column in [(0, 0), (0, 1), (1, 1), (2, 0), (2, 1)]:
+        assert count(row, column, blue) > 50
+    assert count(1, 0, blue) == 0  # no ssim in training: an empty slot
+    for row in range(3):
+        assert count(row, 1, red) > 200 and count(row, 0, red) == 0  # the baseline in validation panels only
+    # The line lies at the baseline's height: in the psnr validation panel (values 20..22, input 21.5) the red
+    # rows are between the first and last epoch's points.
+    panel = image[0:300, 400:800]
+    red_rows = np.where(red(panel).sum(1) > 100)[0]
+    blue_rows = np.where(blue(panel).sum(1) > 0)[0]
+    assert len(red_rows) and blue_rows.min() < red_rows.mean() < blue_rows.max()
 
 
 def test_resumed_run_continues_the_training_step_axis(tmp_path):

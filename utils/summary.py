@@ -10,7 +10,7 @@ import contextlib
 import contextvars
 import functools
 import logging
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -70,6 +70,13 @@ def _forward(method: str) -> Callable[..., None]:
             run_summary.write(method, *args, **kwargs)
 
     return call
+
+
+def custom_scalars(layout: Dict[str, Dict[str, List[Any]]]) -> None:
+    """The Custom Scalars dashboard's charts (SummaryWriter.add_custom_scalars, which takes no step)."""
+    run_summary = _current.get()
+    if run_summary is not None:
+        run_summary.writer.add_custom_scalars(layout)
 
 
 scalar = _forward("add_scalar")

@@ -1,7 +1,7 @@
 """TensorBoard while training an optical-flow network (spec §7.5).
 
-Scalars `train/lr`, `train/<key>` per step and `valid/<key>` per epoch; in epochs 1, 2 and every
-`images_every_n_epochs`-th epoch, for random steps, the image `<train|valid>/<basename>/progress` =
+Scalars as GoProVisualizer's (visualizers/gopro_visualizer.py); in epochs 1, 2 and every
+`images_every_n_epochs`-th epoch, for chosen steps, the image `<train|valid>_images/<slot>/progress` =
 [input1 | input2 | predicted flow | ground-truth flow] (Middlebury colours, one colour scale for
 both flows, images resized to the prediction's size, mosaic scaled to a height of 128).
 
@@ -60,7 +60,7 @@ class FlowVisualizer(TrackedStepsVisualizer):
                          track_epochs=True, train_loader=train_loader)
         self.div_flow = float(getattr(args, "loss_div_flow", 1.0))
 
-    def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, step: int,
+    def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, prefix: str,
                      image_step: int) -> None:
         if "flow1" in model_dict:
             prediction = model_dict["flow1"]
@@ -77,6 +77,4 @@ class FlowVisualizer(TrackedStepsVisualizer):
                                  example_dict["input2"][first].detach().float().cpu(),
                                  prediction[first].detach().float().cpu(),
                                  example_dict["target1"][first].detach().float().cpu())
-        names = example_dict.get("basename")
-        name = str(names[0]) if isinstance(names, (list, tuple)) and names else f"step{step}"
-        summary.image(f"{'train' if train else 'valid'}/{name}/progress", mosaic, global_step=image_step)
+        summary.image(prefix + "progress", mosaic, global_step=image_step)

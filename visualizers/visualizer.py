@@ -7,6 +7,9 @@ import torch
 class Visualizer(torch.nn.Module):
     """Receives every epoch's and step's dictionaries; subclasses override the hooks they need."""
 
+    def on_input_baseline(self, baseline: Dict[str, float]) -> None:
+        """Called once before the first epoch with the validation metrics of the unprocessed input."""
+
     def on_epoch_init(self, lr: Any, train: bool, epoch: int, total_epochs: int) -> None:
         """Called before a training or validation pass."""
 
