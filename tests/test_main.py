@@ -201,8 +201,9 @@ def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path
         for frame in (sequence / "blur").iterdir():
             frame.unlink()
         expected = str(sequence / "blur")
-    elif case.startswith("corrupt_png"):  # training frames: read by the first training step, after the start
-        for frame in (root / "train").glob("*/blur/*.png"):
+    elif case.startswith("corrupt_png"):  # frames of the 2nd training sequence: the start-time key check reads
+        # the first example (1st sequence) and passes, a training step reads the broken ones, after the start
+        for frame in sorted((root / "train").iterdir())[1].glob("blur/*.png"):
             frame.write_bytes(b"\x89PNG broken")
         expected = "/blur/"
         if case == "corrupt_png_in_a_worker":  # the worker's traceback becomes the worker's one error line
