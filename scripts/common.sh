@@ -5,7 +5,8 @@
 # Environment (all optional):
 #   DATASETS_HOME     dataset roots: GOPRO_Large/, DeepVideoDeblurring_Dataset/ (default $HOME/Datasets)
 #   EXPERIMENTS_HOME  run folders and prewarping_networks/pwcnet.ckpt (default $HOME/Experiments)
-#   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv, else python3)
+#   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv; setup_venv.sh
+#                     creates it when missing)
 #   DRY_RUN=1         print the command line and check that it parses (no data needed); run nothing
 # Extra arguments given to a launcher are appended to its command line (the last value of a flag wins).
 
@@ -25,12 +26,9 @@ fi
 export DATASETS_HOME EXPERIMENTS_HOME
 
 if [ -z "${PYTHON:-}" ]; then
-    # The same virtual environment as setup_venv.sh: DEBLUR_DEVIL_VENV, else the repository's .venv.
-    if [ -x "${DEBLUR_DEVIL_VENV:-$REPO_ROOT/.venv}/bin/python" ]; then
-        PYTHON="${DEBLUR_DEVIL_VENV:-$REPO_ROOT/.venv}/bin/python"
-    else
-        PYTHON="$(command -v python3 || command -v python)"
-    fi
+    # The project's virtual environment (DEBLUR_DEVIL_VENV, else the repository's .venv), created from
+    # requirements.txt when missing, as for demo.sh: the system python lacks torch.
+    source "$REPO_ROOT/scripts/setup_venv.sh"
 fi
 
 # One thread per process: the data-loader workers run in parallel already.
