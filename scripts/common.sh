@@ -5,8 +5,10 @@
 # Environment (all optional):
 #   DATASETS_HOME     dataset roots: GOPRO_Large/, DeepVideoDeblurring_Dataset/ (default $HOME/Datasets)
 #   EXPERIMENTS_HOME  run folders and prewarping_networks/pwcnet.ckpt (default $HOME/Experiments)
-#   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv, else python3)
-#   DRY_RUN=1         print the command line and check that it parses (no data needed); run nothing
+#   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv; setup_venv.sh
+#                     creates it when missing)
+#   DRY_RUN=1         print the command line, check that it parses and warn about each missing dataset folder,
+#                     prewarping network or checkpoint it names (scripts/dry_run.py); run nothing
 # Extra arguments given to a launcher are appended to its command line (the last value of a flag wins).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,12 +27,9 @@ fi
 export DATASETS_HOME EXPERIMENTS_HOME
 
 if [ -z "${PYTHON:-}" ]; then
-    # The same virtual environment as setup_venv.sh: DEBLUR_DEVIL_VENV, else the repository's .venv.
-    if [ -x "${DEBLUR_DEVIL_VENV:-$REPO_ROOT/.venv}/bin/python" ]; then
-        PYTHON="${DEBLUR_DEVIL_VENV:-$REPO_ROOT/.venv}/bin/python"
-    else
-        PYTHON="$(command -v python3 || command -v python)"
-    fi
+    # The project's virtual environment (DEBLUR_DEVIL_VENV, else the repository's .venv), created from
+    # requirements.txt when missing, as for demo.sh: the system python lacks torch.
+    source "$REPO_ROOT/scripts/setup_venv.sh"
 fi
 
 # One thread per process: the data-loader workers run in parallel already.
@@ -53,7 +52,7 @@ wait-for-gpu() {
     done
 }
 
-# run_main ARGS...: show the command line, then run main.py from the repository root (DRY_RUN=1: parse only).
+# run_main ARGS...: show the command line, then run main.py from the repository root (DRY_RUN=1: check only).
 run_main() {
     echo "$PYTHON $REPO_ROOT/main.py \\"
     local argument
@@ -62,14 +61,7 @@ run_main() {
     done
     echo
     if [ "${DRY_RUN:-0}" = "1" ]; then
-        (cd "$REPO_ROOT" && "$PYTHON" -c '
-import json, sys
-import commandline
-args, defaults = commandline.parse_arguments(sys.argv[1:])
-print("command line: " + json.dumps(sys.argv[1:]))
-print("parsed arguments: " + json.dumps(vars(args), sort_keys=True, default=str))
-print("non-default arguments: " + json.dumps(commandline.non_default_arguments(args, defaults), default=str))
-' "$@")
+        (cd "$REPO_ROOT" && "$PYTHON" scripts/dry_run.py "$@")
         return
     fi
     wait-for-gpu

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The demo: creates .venv if needed, generates GoPro-like demo data from real photographs, trains DBN
-# on the CPU for a few epochs with validation after each, and reports the PSNR of the blurred input
-# and of the deblurred result. Override with DEMO_EPOCHS, DEMO_DATA, DEMO_SAVE.
+# on 32x32 crops on the CPU for a few epochs with validation after each, reports the PSNR of the
+# blurred input and of the deblurred result, and writes <run folder>/before_after.png (blurred input |
+# deblurred | sharp, one test frame deblurred by deblur.py with the best checkpoint, full size).
+# Override with DEMO_EPOCHS (16), DEMO_DATA (demo_data), DEMO_SAVE (experiments/<time>-demo-DBN) and
+# DEMO_WIDTH / DEMO_HEIGHT (256x144, the generated frames; multiples of 8, at least 32).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_venv.sh"

@@ -1,15 +1,24 @@
-"""Print the demo's result: PSNR of the blurred input and of the deblurred output on the test frames."""
+"""Print the demo's result: PSNR of the blurred input and of the deblurred output on the test frames, and
+write `before_after.png` (blurred input | deblurred | sharp) for one test frame into the run folder."""
 import argparse
 import json
 import os
 import sys
+from typing import Dict, Tuple
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import deblur  # noqa: E402
 from contrib.psnr import koehler_psnr  # noqa: E402
 from datasets import DATASETS  # noqa: E402
+from datasets.gopro_common import read_image  # noqa: E402
+from datasets.gopro_nah import nah_sequences  # noqa: E402
+
+LABEL_HEIGHT = 16  # a strip above the panels, so that the panels keep every pixel of the frames
 
 
 def blurred_input_psnr(root: str, sequence_length: int = 5) -> float:
@@ -24,6 +33,43 @@ def blurred_input_psnr(root: str, sequence_length: int = 5) -> float:
     return sum(values) / len(values)
 
 
+def paper_psnr(image: np.ndarray, sharp: np.ndarray) -> float:
+    """The paper's PSNR (grayscale, scale- and +-5 px shift-optimised) of two HxWx3 uint8 frames."""
+    def tensor(frame: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+    return float(koehler_psnr(tensor(image), tensor(sharp), scale_opt=True, trans_opt=True, trans_range=5))
+
+
+def deblur_test_sequence(save: str, data: str, checkpoint: str) -> Tuple[str, Dict[str, np.ndarray]]:
+    """Deblur the first test sequence with deblur.py into <save>/deblurred/<sequence>/; its centre frame's
+    name and the blurred, deblurred and sharp frames."""
+    with open(os.path.join(save, "args.json"), encoding="utf-8") as handle:
+        gamma = json.load(handle).get("validation_dataset_gamma_corrected_data", True)
+    sequence = nah_sequences(data, "test", gamma)[0]  # the frames the run was validated on
+    output = os.path.join(save, "deblurred", sequence.name)
+    code = deblur.main(["--checkpoint", checkpoint, "--input", os.path.dirname(sequence.inputs[0]),
+                        "--output", output, "--device", "cpu"])
+    if code != 0:
+        raise SystemExit(f"demo_summary.py: deblur.py failed on {sequence.name} (exit code {code})")
+    index = len(sequence) // 2
+    name = os.path.splitext(os.path.basename(sequence.inputs[index]))[0]
+    frames = {"blurred": read_image(sequence.inputs[index]),
+              "deblurred": read_image(os.path.join(output, f"{name}.png")),
+              "sharp": read_image(sequence.targets[index])}
+    return f"{sequence.name}/{name}", frames
+
+
+def write_before_after(filename: str, frames: Dict[str, np.ndarray], labels: Dict[str, str]) -> None:
+    """The frames side by side at full size (blurred | deblurred | sharp) under a strip with their labels."""
+    height, width = frames["blurred"].shape[:2]
+    canvas = Image.new("RGB", (3 * width, LABEL_HEIGHT + height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, key in enumerate(("blurred", "deblurred", "sharp")):
+        canvas.paste(Image.fromarray(frames[key]), (column * width, LABEL_HEIGHT))
+        draw.text((column * width + 3, 2), labels[key], fill="black")
+    canvas.save(filename)
+
+
 def main() -> None:
     """Read the run folder's best checkpoint statistics and compare with the blurred input."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -35,12 +81,20 @@ def main() -> None:
     with open(os.path.join(args.save, "checkpoint_latest_.json"), encoding="utf-8") as handle:
         latest = json.load(handle)
     blurred = blurred_input_psnr(args.data)
+    frame, frames = deblur_test_sequence(args.save, args.data, os.path.join(args.save, "checkpoint_best_psnr.ckpt"))
+    before, after = paper_psnr(frames["blurred"], frames["sharp"]), paper_psnr(frames["deblurred"], frames["sharp"])
+    picture = os.path.join(args.save, "before_after.png")
+    write_before_after(picture, frames, {"blurred": f"blurred input: {before:.2f} dB",
+                                         "deblurred": f"DBN, epoch {best['epoch']}: {after:.2f} dB",
+                                         "sharp": "sharp (ground truth)"})
     print()
     print("==> Demo result on the generated GoProNahTest frames (paper protocol: grayscale, scale- and")
     print("    +-5 px shift-optimised PSNR)")
     print(f"    blurred input             : {blurred:6.2f} dB")
     print(f"    DBN, best epoch {best['epoch']:<2d}        : {best['psnr']:6.2f} dB")
     print(f"    DBN, last epoch {latest['epoch']:<2d}        : {latest['psnr']:6.2f} dB")
+    print(f"    before_after.png          : {picture}")
+    print(f"      frame {frame}: blurred input {before:.2f} dB, deblurred {after:.2f} dB ({after - before:+.2f} dB)")
     print(f"    run folder                : {args.save}")
     print(f"    records                   : {os.path.join(args.save, 'csv')}, logbook.txt")
     print(f"    TensorBoard               : tensorboard --logdir {os.path.join(args.save, 'tb')}")

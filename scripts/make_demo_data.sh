@@ -4,13 +4,15 @@
 #   <OUT>/DeepVideoDeblurring_Dataset  Su layout: validation sequence IMG_0030 (98 frames), 2 training
 #                                      sequences x 16 frames, 1 qualitative sequence x 16 frames
 # at 256x144 (16:9 like GoPro's 1280x720, divisible by 8 for DBN): small enough that DBN trains a few
-# epochs on 64x64 crops and validates on full frames on a CPU in a few minutes. Nothing is regenerated
+# epochs on 32x32 crops and validates on full frames on a CPU in a few minutes. Nothing is regenerated
 # when <OUT>/.synthetic_gopro.stamp says the same settings and generator produced the data already.
 # Usage: scripts/make_demo_data.sh [OUT]; DEMO_WIDTH / DEMO_HEIGHT override the frame size.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(realpath -m "${1:-$ROOT/demo_data}")"
-if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+# The project's virtual environment (DEBLUR_DEVIL_VENV or .venv, created if missing), as demo.sh uses:
+# the system python lacks torch and scikit-image.
+source "$ROOT/scripts/setup_venv.sh"
 
 ARGS=(--out "$OUT" --width "${DEMO_WIDTH:-256}" --height "${DEMO_HEIGHT:-144}" --layout both --seed 0
       --train_sequences 2 --num_frames 16 --test_sequences 1 --test_frames 8

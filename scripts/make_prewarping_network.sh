@@ -33,9 +33,8 @@ OUTPUT="$1"
 shift
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON="$(command -v python3)"; fi
-fi
+# The project's virtual environment (DEBLUR_DEVIL_VENV or .venv, created if missing) unless PYTHON is set.
+if [ -z "${PYTHON:-}" ]; then source "$ROOT/scripts/setup_venv.sh"; fi
 # A single process trains here, so it may use every core.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
 

@@ -77,6 +77,47 @@ def test_dry_run_prints_and_parses_without_data(tmp_path):
     assert parsed["save"] == f"{tmp_path}/Experiments/T-flowdbn-128-5-su-FlowDBN-inference"
     assert parsed["checkpoint"] == f"{tmp_path}/Experiments/path/to/checkpoint.ckpt"
     assert not (tmp_path / "Experiments").exists()  # nothing was run
+    # Nothing of what the command names exists here: one warning line each, naming the path and the remedy.
+    warnings = [line for line in completed.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        f"warning: --checkpoint={tmp_path}/Experiments/path/to/checkpoint.ckpt: no such file or run folder; "
+        "set CHECKPOINT to a trained checkpoint",
+        f"warning: --model_pretrained_pwcnet={tmp_path}/Experiments/prewarping_networks/pwcnet.ckpt: no such "
+        "prewarping file; make one with `bash scripts/make_prewarping_network.sh <that path>` or put the released "
+        "pwcnet.ckpt there (EXPERIMENTS_HOME/prewarping_networks/)",
+        f"warning: --validation_dataset_root={tmp_path}/Datasets/DeepVideoDeblurring_Dataset/: no such folder; "
+        "put the dataset there or set DATASETS_HOME to the folder that holds it"]
+
+
+def test_dry_run_warns_only_about_what_is_missing(tmp_path):
+    from scripts.dry_run import missing_paths
+
+    (tmp_path / "GOPRO_Large").mkdir()
+    (tmp_path / "pwcnet.ckpt").write_bytes(b"")
+    argv = ["--model=FlowDBN", f"--model_pretrained_pwcnet={tmp_path}/pwcnet.ckpt", "--loss=DBNLoss",
+            "--training_dataset=GoProNahTrain", f"--training_dataset_root={tmp_path}/GOPRO_Large",
+            "--validation_dataset=GoProNahTest", f"--validation_dataset_root={tmp_path}/GOPRO",
+            "--validation_keys=[psnr]", "--checkpoint=None"]
+    args, defaults = commandline.parse_arguments(argv)
+    assert missing_paths(args, defaults) == [
+        f"warning: --validation_dataset_root={tmp_path}/GOPRO: no such folder; put the dataset there or set "
+        "DATASETS_HOME to the folder that holds it"]
+    args, defaults = commandline.parse_arguments(argv[:-4])
+    assert missing_paths(args, defaults) == []
+
+
+@pytest.mark.slow
+def test_make_demo_data_uses_the_venv_not_the_system_python(tmp_path):
+    # A system python3 without the project's packages comes first on PATH; the script must not reach it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text("#!/bin/sh\necho system python3 called >&2\nexit 7\n")
+    (bin_dir / "python3").chmod(0o755)
+    env = _environment(tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", DEMO_WIDTH="16", DEMO_HEIGHT="16")
+    completed = _bash(f"bash scripts/make_demo_data.sh {tmp_path}/data", env)
+    assert completed.returncode == 0, completed.stderr
+    assert "system python3" not in completed.stderr
+    assert len(os.listdir(tmp_path / "data" / "GOPRO_Large" / "test" / "GOPR9500_00_00" / "blur_gamma")) == 8
 
 
 def test_common_defaults_and_gpu_wait(tmp_path):
@@ -197,3 +238,46 @@ def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
     assert [(r["sequence"], r["frames"]) for r in rows] == [("GOPR9500_00_00", "3"), ("overall", "3")]
     evaluation = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert float(rows[-1]["psnr"]) == pytest.approx(float(evaluation[0]["psnr"]), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from contrib.psnr import koehler_psnr
+    from datasets.gopro_nah import GoProNahTest
+    from models.dbn import DBN
+    from scripts.demo_summary import LABEL_HEIGHT
+    from visualizers.gopro_inference import to_uint8
+
+    data, save = tmp_path / "data", tmp_path / "run"
+    env = _environment(tmp_path, DEMO_EPOCHS="1", DEMO_WIDTH="32", DEMO_HEIGHT="32", DEMO_DATA=str(data),
+                       DEMO_SAVE=str(save), OMP_NUM_THREADS=str(torch.get_num_threads()))
+    completed = _bash("bash scripts/demo.sh", env, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    picture = save / "before_after.png"
+    assert f"    before_after.png          : {picture}" in completed.stdout.splitlines()
+    panels = np.asarray(Image.open(picture).convert("RGB"))
+    assert panels.shape == (LABEL_HEIGHT + 32, 3 * 32, 3)
+    blurred, deblurred, sharp = (panels[LABEL_HEIGHT:, column * 32:(column + 1) * 32] for column in range(3))
+    # The centre frame (5 of 8) of the test sequence, deblurred by the best checkpoint's model.
+    example = GoProNahTest(None, root=str(data / "GOPRO_Large"), sequence_length=5)[4]
+    assert example["basename"][0] == "GOPR9500_00_00/000005"
+    assert np.array_equal(blurred, to_uint8(example["input3"][0]))
+    assert np.array_equal(sharp, to_uint8(example["target1"][0]))
+    checkpoint = torch.load(save / "checkpoint_best_psnr.ckpt", map_location="cpu", weights_only=False)
+    model = DBN(sequence_length=5)
+    model.load_state_dict({key[len("model."):]: value for key, value in checkpoint["state_dict"].items()})
+    with torch.no_grad():
+        expected = to_uint8(model.eval()(example)["output1"][0]).astype(int)
+    assert expected.std() > 5
+    assert np.abs(deblurred.astype(int) - expected).max() <= 1 and np.mean(deblurred != expected) < 0.01
+    # The printed PSNRs are the paper protocol's on these panels.
+    def psnr(image):
+        def tensor(frame):
+            return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255
+        return float(koehler_psnr(tensor(image), tensor(sharp), scale_opt=True, trans_opt=True, trans_range=5))
+    line = f"frame GOPR9500_00_00/000005: blurred input {psnr(blurred):.2f} dB, deblurred {psnr(deblurred):.2f} dB"
+    assert any(line in printed for printed in completed.stdout.splitlines()), completed.stdout[-2000:]

@@ -9,16 +9,7 @@
 # Needs $DATASETS_HOME/FlyingChairs_release/data/ (with FlyingChairs_train_val.txt there or one folder
 # up) and $DATASETS_HOME/MPI-Sintel-complete/.
 set -euo pipefail
-SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$SCRIPTS/common.sh" ]; then
-    source "$SCRIPTS/common.sh"
-else
-    REPO_ROOT="$(cd "$SCRIPTS/.." && pwd)"
-    : "${DATASETS_HOME:=$HOME/Datasets}"
-    : "${EXPERIMENTS_HOME:=$HOME/Experiments}"
-    if [ -x "$REPO_ROOT/.venv/bin/python" ]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
-    run_main() { cd "$REPO_ROOT" && exec "$PYTHON" main.py "$@"; }
-fi
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/common.sh"
 
 MODEL=FlowNet1S
 TIME="${TIME:-$(date +%Y%m%d-%H%M%S)}"
