@@ -272,3 +272,23 @@ def test_the_built_in_table_names_every_documented_source():
     assert get_data.SOURCES["gopro_su"].urls[1].endswith("/fxied15l3xlxm79/DeepVideoDeblurring_Dataset.zip")
     assert all(url.startswith(("http://", "https://")) for s in get_data.SOURCES.values() for url in s.urls)
     assert os.path.basename(get_data.SOURCES["flyingchairs"].extra[0][0]) == "FlyingChairs_train_val.txt"
+
+
+def test_flow_datasets_verify(tmp_path):
+    from datasets.synthetic_flow import make_flyingchairs, make_sintel
+
+    data = tmp_path / "FlyingChairs_release" / "data"
+    make_flyingchairs(str(data), num_examples=3, height=16, width=16)
+    code, out, err = _get("flyingchairs", "--root", str(tmp_path), "--verify")
+    assert code == 0, err
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("pairs")] == [["pairs", "1", "3"]]
+    (data / "00002_flow.flo").unlink()
+    code, _, err = _get("flyingchairs", "--root", str(tmp_path), "--verify")
+    assert code == 1 and "pair 00002" in err and "_flow.flo" in err
+
+    sintel = tmp_path / "MPI-Sintel-complete"
+    make_sintel(str(sintel), num_scenes=2, frames_per_scene=3, num_test_scenes=1, height=16, width=16)
+    code, out, err = _get("sintel", "--root", str(tmp_path), "--verify")
+    assert code == 0, err
+    flow_row = next(line for line in out.splitlines() if line.startswith("training/flow"))
+    assert flow_row.split()[1:3] == ["2", "4"]  # 2 scenes x 2 flow fields (frame N -> N+1)
