@@ -187,7 +187,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if options.verify:
             folder = dataset_folder(options.name, root)
         else:
-            root.mkdir(parents=True, exist_ok=True)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
             folder = download(options.name, root, [options.url] if options.url else source.urls,
                               options.keep_archive, sys.stderr.isatty())
         problems = verify(options.name, folder, options.deep)
