@@ -58,6 +58,20 @@ def checked_root(root: Optional[str], what: str, layout: str) -> Path:
     return path
 
 
+def nesting_hint(root: Path, expected: Sequence[str]) -> Optional[str]:
+    """Where the folders `expected` really are when `root` lacks them: in a subfolder (an archive's own top
+    folder, e.g. GOPRO_Large/GOPRO_Large/train) or in the parent; None when they are nowhere near."""
+    root = Path(root)
+    if all((root / name).is_dir() for name in expected):
+        return None
+    for child in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if all((child / name).is_dir() for name in expected):
+            return f"found '{child / expected[0]}': pass the inner folder '{child}'"
+    if root.name in expected and all((root.parent / name).is_dir() for name in expected):
+        return f"'{root}' is one of the dataset's own folders: pass its parent '{root.parent}'"
+    return None
+
+
 def sequence_folders(parent: Path, what: str) -> List[Path]:
     """The immediate subfolders of `parent` (one per sequence), sorted by name."""
     if not parent.is_dir():

@@ -8,7 +8,14 @@ import argparse
 from pathlib import Path
 from typing import Any, List, Optional
 
-from datasets.gopro_common import FrameSequence, GoProSequenceDataset, checked_root, paired_sequence, sequence_folders
+from datasets.gopro_common import (
+    FrameSequence,
+    GoProSequenceDataset,
+    checked_root,
+    nesting_hint,
+    paired_sequence,
+    sequence_folders,
+)
 from datasets.gopro_variants import (
     EVALUATION,
     PHOTOMETRIC,
@@ -33,9 +40,9 @@ def nah_sequences(root: Optional[str], dstype: str, gamma_corrected_data: bool) 
     for split in DSTYPES[dstype]:
         split_dir = path / split
         if not split_dir.is_dir():
-            hint = f" (did you mean '{path / 'GOPRO_Large'}'?)" if (path / "GOPRO_Large").is_dir() else ""
-            raise FileNotFoundError(f"GoPro (Nah): split folder '{split_dir}' does not exist{hint}; "
-                                    f"expected {LAYOUT}")
+            hint = nesting_hint(path, DSTYPES[dstype])
+            raise FileNotFoundError(f"GoPro (Nah): split folder '{split_dir}' does not exist"
+                                    + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
         for folder in sequence_folders(split_dir, "GoPro (Nah)"):
             sequences.append(paired_sequence(folder.name, folder / input_name, folder / "sharp", ".png"))
     return sequences

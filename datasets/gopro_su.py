@@ -9,7 +9,14 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from datasets.gopro_common import FrameSequence, GoProSequenceDataset, checked_root, paired_sequence, sequence_folders
+from datasets.gopro_common import (
+    FrameSequence,
+    GoProSequenceDataset,
+    checked_root,
+    nesting_hint,
+    paired_sequence,
+    sequence_folders,
+)
 from datasets.gopro_variants import (
     EVALUATION,
     PHOTOMETRIC,
@@ -40,9 +47,9 @@ def su_sequences(root: Optional[str], dstype: str) -> List[FrameSequence]:
     path = checked_root(root, "GoPro (Su)", LAYOUT)
     subfolder = "qualitative_datasets" if dstype == "qualitative" else "quantitative_datasets"
     if not (path / subfolder).is_dir():
-        hint = (f" (did you mean '{path / 'DeepVideoDeblurring_Dataset'}'?)"
-                if (path / "DeepVideoDeblurring_Dataset").is_dir() else "")
-        raise FileNotFoundError(f"GoPro (Su): folder '{path / subfolder}' does not exist{hint}; expected {LAYOUT}")
+        hint = nesting_hint(path, (subfolder,))
+        raise FileNotFoundError(f"GoPro (Su): folder '{path / subfolder}' does not exist"
+                                + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
     folders = sequence_folders(path / subfolder, "GoPro (Su)")
     if dstype == "qualitative":
         return [paired_sequence(f.name, f / "input", None, ".jpg") for f in folders]

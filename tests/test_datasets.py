@@ -468,7 +468,8 @@ def _remove(path: Path) -> None:
 NAH_ERRORS = [
     ("no root", lambda r: None, {}, ValueError, "no dataset root given"),
     ("missing root", lambda r: r / "nowhere", {}, FileNotFoundError, "is not a directory"),
-    ("parent of GOPRO_Large", lambda r: r.parent, {}, FileNotFoundError, "did you mean '.*GOPRO_Large'"),
+    ("parent of GOPRO_Large", lambda r: r.parent, {}, FileNotFoundError,
+     "found '.*GOPRO_Large/test': pass the inner folder '.*GOPRO_Large'"),
     ("missing split", lambda r: (_remove(r / "test"), r)[1], {}, FileNotFoundError, "split folder '.*test'"),
     ("no sequences", lambda r: (_remove(r / "test" / "SEQT"), r)[1], {}, ValueError, "no sequence folders in"),
     ("missing blur", lambda r: (_remove(r / "test" / "SEQT" / "blur"), r)[1], {}, FileNotFoundError,

@@ -1,0 +1,212 @@
+"""Download, check and unpack the paper's datasets and the released prewarping networks.
+
+    python scripts/get_data.py gopro_nah --root $DATASETS_HOME            # -> $DATASETS_HOME/GOPRO_Large
+    python scripts/get_data.py gopro_su --root $DATASETS_HOME             # -> .../DeepVideoDeblurring_Dataset
+    python scripts/get_data.py prewarping_networks --root $EXPERIMENTS_HOME   # -> .../prewarping_networks
+    python scripts/get_data.py flyingchairs --root $DATASETS_HOME         # -> .../FlyingChairs_release
+    python scripts/get_data.py sintel --root $DATASETS_HOME               # -> .../MPI-Sintel-complete
+    python scripts/get_data.py gopro_nah --root $DATASETS_HOME --verify [--deep]   # check a tree only
+
+`--url` replaces the built-in address (a mirror, a local copy: any http(s) or file address). Downloads
+resume after an interruption (run the same command again), land under their final name only when
+complete, and are checked before they are unpacked; the unpacked tree is checked against the layout the
+dataset classes read, and the archive is removed afterwards unless --keep_archive. Every failure ends
+with one line that says what to do.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasets import layout  # noqa: E402
+from utils.download import DataError, check_archive, fetch, unpack  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One downloadable item: its archive, where it comes from and the folder it becomes under --root."""
+
+    archive: str
+    urls: Tuple[str, ...]
+    folder: str
+    marker: Callable[[Path], bool]  # true for the unpacked folder that becomes `folder`
+    size: str
+    terms: str
+    extra: Tuple[Tuple[str, str], ...] = ()  # (url, file name in the folder) of separate small files
+
+
+def _has(*names: str) -> Callable[[Path], bool]:
+    return lambda folder: all((folder / name).is_dir() for name in names)
+
+
+def _has_files(pattern: str) -> Callable[[Path], bool]:
+    return lambda folder: any(folder.glob(pattern))
+
+
+SOURCES = {
+    "gopro_nah": Source(
+        "GOPRO_Large.zip",
+        # Nah et al.'s own link is the Google-Drive file 1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2, which needs a
+        # browser to confirm the download; the original README's mirror is a plain address.
+        ("https://dl.dropboxusercontent.com/s/rwlliuyk513bwum/GOPRO_Large.zip",),
+        "GOPRO_Large", _has("train", "test"), "about 8.9 GB",
+        "Nah et al., CVPR 2017 (https://seungjunnah.github.io/Datasets/gopro): CC BY 4.0; cite the paper."),
+    "gopro_su": Source(
+        "DeepVideoDeblurring_Dataset.zip",
+        ("http://www.cs.ubc.ca/labs/imager/tr/2017/DeepVideoDeblurring/DeepVideoDeblurring_Dataset.zip",
+         "https://dl.dropboxusercontent.com/s/fxied15l3xlxm79/DeepVideoDeblurring_Dataset.zip"),
+        "DeepVideoDeblurring_Dataset", _has("quantitative_datasets"), "several GB (not published)",
+        "Su et al., CVPR 2017 (http://www.cs.ubc.ca/labs/imager/tr/2017/DeepVideoDeblurring/): for research; "
+        "cite the paper."),
+    "prewarping_networks": Source(
+        "prewarping_networks.zip",
+        ("https://dl.dropboxusercontent.com/s/h9k5oasjoayyfh1/prewarping_networks.zip",),
+        "prewarping_networks", _has_files("*.ckpt"), "(size not published)",
+        "Gast & Roth, ICCVW 2019: released with the original framework (Apache-2.0)."),
+    "flyingchairs": Source(
+        "FlyingChairs.zip",
+        ("https://lmb.informatik.uni-freiburg.de/data/FlyingChairs/FlyingChairs.zip",),
+        "FlyingChairs_release", _has("data"), "about 31 GB",
+        "Dosovitskiy et al., ICCV 2015 (https://lmb.informatik.uni-freiburg.de/resources/datasets/"
+        "FlyingChairs.en.html): research purposes only; cite the paper.",
+        extra=(("https://lmb.informatik.uni-freiburg.de/resources/datasets/FlyingChairs/FlyingChairs_train_val.txt",
+                "FlyingChairs_train_val.txt"),)),
+    "sintel": Source(
+        "MPI-Sintel-complete.zip",
+        ("http://files.is.tue.mpg.de/sintel/MPI-Sintel-complete.zip",),
+        "MPI-Sintel-complete", _has("training"), "about 5.3 GB",
+        "Butler et al., ECCV 2012 (http://sintel.is.tue.mpg.de): see its terms of use; the film is (c) Blender "
+        "Foundation, CC BY 3.0."),
+}
+
+
+def dataset_folder(name: str, root: Path) -> Path:
+    """The folder to check: `<root>/<folder>`, or `root` itself when it already is one."""
+    source = SOURCES[name]
+    inside = root / source.folder
+    return root if not inside.exists() and root.is_dir() and source.marker(root) else inside
+
+
+def _arrange(source: Source, archive: Path) -> Callable[[Path], Path]:
+    """Finds the unpacked folder to keep: the top level or the first folder down that has the layout."""
+
+    def arrange(staging: Path) -> Path:
+        candidates = [staging] + sorted(p for p in staging.rglob("*") if p.is_dir())
+        for folder in candidates:
+            if source.marker(folder):
+                return folder
+        top = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in staging.iterdir())[:8]) or "nothing"
+        raise DataError(f"'{archive}' does not hold the {source.folder} layout (its top level: {top}); pass the "
+                        f"right archive with --url")
+
+    return arrange
+
+
+def _prewarping_problems(folder: Path) -> List[str]:
+    """Every *.ckpt must load as FlowDBN's prewarping network; pwcnet.ckpt is what the scripts read."""
+    from models.flowdbn import FlowDBN
+    from utils import checkpoints
+
+    problems = [] if (folder / "pwcnet.ckpt").is_file() else [
+        f"no pwcnet.ckpt in '{folder}' (the FlowDBN scripts read $EXPERIMENTS_HOME/prewarping_networks/pwcnet.ckpt)"]
+    for path in sorted(folder.glob("*.ckpt")):
+        try:
+            FlowDBN(sequence_length=5,
+                    prewarping_state_dict=checkpoints.load_file(str(path), "prewarping network")["state_dict"])
+        except (ValueError, OSError, RuntimeError) as error:
+            problems.append(f"'{path}': {error}")
+    return problems
+
+
+def verify(name: str, folder: Path, deep: bool) -> List[str]:
+    """Print what `folder` holds; returns the problems (empty when it has the layout)."""
+    if name == "prewarping_networks":
+        if not folder.is_dir():
+            return [f"'{folder}' is not a folder"]
+        problems = _prewarping_problems(folder)
+        print("\n".join(f"{p.name:<24} {p.stat().st_size / 1e6:8.1f} MB" for p in sorted(folder.glob("*.ckpt"))))
+        return problems
+    report = layout.verify(name, folder / "data" if name == "flyingchairs" else folder, deep)
+    if report.rows:
+        print(report.table())
+    return report.problems
+
+
+def download(name: str, root: Path, urls: Sequence[str], keep_archive: bool, progress: bool) -> Path:
+    """Fetch, check and unpack one source under `root`; returns the unpacked folder."""
+    source = SOURCES[name]
+    target = root / source.folder
+    if target.exists():
+        print(f"{target} exists already: checking it (move it away to download again)")
+        return target
+    archive = root / source.archive
+    last_error: Optional[DataError] = None
+    for url in urls:
+        try:
+            fetch(url, archive, progress)
+            break
+        except DataError as error:
+            if not error.elsewhere:
+                raise  # broke off (resumes) or a local problem: another address would not help
+            last_error = error
+    else:
+        assert last_error is not None
+        raise last_error
+    try:
+        check_archive(archive)
+    except DataError as error:
+        archive.unlink()
+        raise DataError(f"{error} (removed it: run the same command again to download it afresh)") from None
+    unpack(archive, target, _arrange(source, archive))
+    for url, filename in source.extra:
+        fetch(url, target / filename, progress)
+    if not keep_archive:
+        archive.unlink()
+    return target
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="get_data.py", description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(SOURCES), help="what to get")
+    parser.add_argument("--root", required=True, type=Path,
+                        help="parent folder: $DATASETS_HOME for datasets, $EXPERIMENTS_HOME for prewarping_networks")
+    parser.add_argument("--url", "--mirror", dest="url", default=None,
+                        help="address to download from instead of the built-in ones")
+    parser.add_argument("--verify", action="store_true", help="only check the existing tree under --root")
+    parser.add_argument("--deep", action="store_true", help="with --verify: also decode every frame")
+    parser.add_argument("--keep_archive", action="store_true", help="keep the downloaded archive after unpacking")
+    options = parser.parse_args(argv)
+    root = options.root.expanduser()
+    source = SOURCES[options.name]
+    try:
+        if options.verify:
+            folder = dataset_folder(options.name, root)
+        else:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
+            folder = download(options.name, root, [options.url] if options.url else source.urls,
+                              options.keep_archive, sys.stderr.isatty())
+        problems = verify(options.name, folder, options.deep)
+    except DataError as error:
+        print(f"get_data.py: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("get_data.py: interrupted; run the same command again to resume the download", file=sys.stderr)
+        return 130
+    if problems:
+        for problem in problems:
+            print(f"get_data.py: error: {problem}", file=sys.stderr)
+        return 1
+    print(f"{folder}: {options.name} is complete. Terms: {source.terms}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
