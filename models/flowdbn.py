@@ -1,5 +1,6 @@
 """FlowDBN: DBN on the input frames plus neighbours pre-warped by a frozen flow network (spec §3.3)."""
 import logging
+import os
 from argparse import Namespace
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -45,6 +46,12 @@ def _short_list(keys: List[str], limit: int = 8) -> str:
 
 def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate: Callable[[str], str]) -> None:
     """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
+    if not os.path.isfile(path) and os.path.basename(os.path.dirname(os.path.abspath(path))) == "prewarping_networks":
+        # Where the launch scripts look for the released networks: say how to get them.
+        experiments = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        raise FileNotFoundError(f"{flag}: '{path}' does not exist; download the released prewarping networks with "
+                                f"`python scripts/get_data.py prewarping_networks --root {experiments}`, or make one "
+                                f"with `bash scripts/make_prewarping_network.sh {path}`")
     checkpoint = checkpoints.load_file(path, flag)
     load_prewarping_state_dict(network, checkpoint["state_dict"], f"{flag}: '{path}'", translate)
 

@@ -16,11 +16,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import commandline  # noqa: E402
 
 PREWARPING_HINTS = {
-    "model_pretrained_pwcnet": "make one with `bash scripts/make_prewarping_network.sh <that path>` or put the "
-                               "released pwcnet.ckpt there (EXPERIMENTS_HOME/prewarping_networks/)",
+    "model_pretrained_pwcnet": "download the released networks with `python scripts/get_data.py prewarping_networks "
+                               "--root {experiments}`, or make one with `bash scripts/make_prewarping_network.sh "
+                               "<that path>`",
     "model_pretrained_flownet": "train one with scripts/flow/train_flownet1s_with_sintel.sh or put the released "
                                 "FlowNet1S checkpoint there",
 }
+
+
+# The folder each dataset of scripts/get_data.py unpacks to, and its name there.
+DOWNLOADS = {"GOPRO_Large": "gopro_nah", "DeepVideoDeblurring_Dataset": "gopro_su",
+             "FlyingChairs_release": "flyingchairs", "MPI-Sintel-complete": "sintel"}
+
+
+def _dataset_remedy(root: str) -> str:
+    folder = os.path.abspath(root)
+    for name, download in DOWNLOADS.items():
+        if name in folder.split(os.sep):
+            parent = folder[:folder.index(os.sep + name)] or os.sep
+            return f"get it with `python scripts/get_data.py {download} --root {parent}`, or set DATASETS_HOME"
+    return "put the dataset there or set DATASETS_HOME to the folder that holds it"
 
 
 def missing_paths(args: Namespace, defaults: Dict[str, Any]) -> List[str]:
@@ -30,10 +45,11 @@ def missing_paths(args: Namespace, defaults: Dict[str, Any]) -> List[str]:
         if value == defaults.get(key) or not isinstance(value, str) or value in ("", "None"):
             continue  # only paths given on the command line: defaults are placeholders or None
         if key.endswith("_dataset_root") and not os.path.isdir(value):
-            warnings.append(f"warning: --{key}={value}: no such folder; put the dataset there or set "
-                            "DATASETS_HOME to the folder that holds it")
+            warnings.append(f"warning: --{key}={value}: no such folder; {_dataset_remedy(value)}")
         elif key in PREWARPING_HINTS and not os.path.isfile(value):
-            warnings.append(f"warning: --{key}={value}: no such prewarping file; {PREWARPING_HINTS[key]}")
+            experiments = os.path.dirname(os.path.dirname(os.path.abspath(value)))
+            warnings.append(f"warning: --{key}={value}: no such prewarping file; "
+                            + PREWARPING_HINTS[key].format(experiments=experiments))
         elif key == "checkpoint" and not os.path.exists(value):
             warnings.append(f"warning: --checkpoint={value}: no such file or run folder; set CHECKPOINT to a "
                             "trained checkpoint")

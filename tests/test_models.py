@@ -361,3 +361,13 @@ def test_models_built_in_code_take_keyword_only_arguments_that_make_no_flags(pwc
     category = commandline.CATEGORY_BY_NAME["model"]
     assert [p.name for p in commandline.constructor_parameters(FlowDBN, category.excluded)] == [
         "pretrained_flownet", "pretrained_pwcnet"]
+
+
+def test_a_missing_released_prewarping_network_names_the_download_command(tmp_path):
+    path = tmp_path / "prewarping_networks" / "pwcnet.ckpt"
+    with pytest.raises(FileNotFoundError) as error:
+        FlowDBN(sequence_length=5, pretrained_pwcnet=str(path))
+    assert str(error.value) == (
+        f"--model_pretrained_pwcnet: '{path}' does not exist; download the released prewarping networks with "
+        f"`python scripts/get_data.py prewarping_networks --root {tmp_path}`, or make one with "
+        f"`bash scripts/make_prewarping_network.sh {path}`")

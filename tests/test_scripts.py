@@ -83,10 +83,10 @@ def test_dry_run_prints_and_parses_without_data(tmp_path):
         f"warning: --checkpoint={tmp_path}/Experiments/path/to/checkpoint.ckpt: no such file or run folder; "
         "set CHECKPOINT to a trained checkpoint",
         f"warning: --model_pretrained_pwcnet={tmp_path}/Experiments/prewarping_networks/pwcnet.ckpt: no such "
-        "prewarping file; make one with `bash scripts/make_prewarping_network.sh <that path>` or put the released "
-        "pwcnet.ckpt there (EXPERIMENTS_HOME/prewarping_networks/)",
+        f"prewarping file; download the released networks with `python scripts/get_data.py prewarping_networks "
+        f"--root {tmp_path}/Experiments`, or make one with `bash scripts/make_prewarping_network.sh <that path>`",
         f"warning: --validation_dataset_root={tmp_path}/Datasets/DeepVideoDeblurring_Dataset/: no such folder; "
-        "put the dataset there or set DATASETS_HOME to the folder that holds it"]
+        f"get it with `python scripts/get_data.py gopro_su --root {tmp_path}/Datasets`, or set DATASETS_HOME"]
 
 
 def test_dry_run_warns_only_about_what_is_missing(tmp_path):
