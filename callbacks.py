@@ -6,10 +6,12 @@ TensorBoard's default step, notifications, the process title, checkpoints and th
 """
 import argparse
 import logging
+import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 
 import setproctitle
 
+import constants
 from utils import baseline, checkpoints, plots, summary, telegram
 
 if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
@@ -118,14 +120,28 @@ class CheckpointWriter(Callback):
 
 
 class TrainingCurves(Callback):
-    """training_curves.png: every loss and metric per epoch, from the CSV records."""
+    """training_curves.png: every loss and metric per epoch, from the CSV records; drawn after the first epoch,
+    then after an epoch once `interval_s` seconds have passed since the last drawing, and at the end."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, interval_s: Optional[float] = None) -> None:
         self.directory = directory
+        self.interval_s = constants.PLOT_INTERVAL_SECS if interval_s is None else interval_s
+        self.drawn_at: Optional[float] = None
+        self.pending = False
+
+    def _draw(self) -> None:
+        plots.plot_records(self.directory)
+        self.drawn_at, self.pending = time.monotonic(), False
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
                      eta: str) -> None:
-        plots.plot_records(self.directory)
+        self.pending = True
+        if self.drawn_at is None or time.monotonic() - self.drawn_at >= self.interval_s:
+            self._draw()
+
+    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+        if self.pending and error is None:
+            self._draw()
 
 
 def default_callbacks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,
