@@ -565,8 +565,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                              keep_for_logbook=main_process)
     logging.info("%s", allocator.keep_freed_memory())
     folder = RunFolderState()
+    finished = False
     try:
         start_and_run(argv, early, main_process, folder)
+        finished = True
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -582,7 +584,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         if folder.tensorboard is not None:
             folder.tensorboard.close()
-        distributed.shutdown()
+        distributed.shutdown(synchronize=finished)
         if folder.lock is not None:
             folder.lock.release(remove_if_created=not folder.opened)
     return 0

@@ -47,9 +47,13 @@ def init_from_environment(cuda: bool) -> torch.device:
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group."""
+def shutdown(synchronize: bool = False) -> None:
+    """Leave the process group; with `synchronize` (every rank finished the run) after a barrier, so that no rank
+    tears down its connections while another still uses them (gloo aborted the process: 'terminate called
+    without an active exception'). A failed rank does not wait: the others may never arrive."""
     if is_distributed():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
