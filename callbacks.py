@@ -120,28 +120,37 @@ class CheckpointWriter(Callback):
 
 
 class TrainingCurves(Callback):
-    """training_curves.png: every loss and metric per epoch, from the CSV records; drawn after the first epoch,
-    then after an epoch once `interval_s` seconds have passed since the last drawing, and at the end."""
+    """training_curves.png: every loss and metric per epoch, from the CSV records; redrawn after an epoch once
+    `interval_s` seconds have passed since the run started or since the last drawing, and at the end."""
 
     def __init__(self, directory: str, interval_s: Optional[float] = None) -> None:
         self.directory = directory
         self.interval_s = constants.PLOT_INTERVAL_SECS if interval_s is None else interval_s
-        self.drawn_at: Optional[float] = None
+        self.drawn_at = time.monotonic()
         self.pending = False
 
     def _draw(self) -> None:
         plots.plot_records(self.directory)
         self.drawn_at, self.pending = time.monotonic(), False
 
+    def on_run_start(self, trainer: "Trainer") -> None:
+        self.drawn_at = time.monotonic()
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
                      eta: str) -> None:
         self.pending = True
-        if self.drawn_at is None or time.monotonic() - self.drawn_at >= self.interval_s:
+        if time.monotonic() - self.drawn_at >= self.interval_s:
             self._draw()
 
     def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
-        if self.pending and error is None:
+        if not self.pending:
+            return
+        try:
             self._draw()
+        except Exception as plot_error:  # noqa: BLE001 -- after a failed run, its own error is the one to report
+            if error is None:
+                raise
+            logging.warning("training_curves.png not redrawn after the failure: %s", plot_error)
 
 
 def default_callbacks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,

@@ -21,8 +21,8 @@ TQDM_NCOLS = None
 TQDM_SMOOTHING = 0
 PROGRESS_PLAIN_INTERVAL_SECS = 30
 
-# training_curves.png is redrawn after an epoch once this many seconds have passed since the last drawing
-# (drawing takes ~0.5 s, more than an epoch of a small run), after the first epoch and at the end of a run.
+# training_curves.png is redrawn after an epoch once this many seconds have passed since the run started or
+# was last drawn, and at the end of a run: drawing takes ~0.5 s, more than a whole epoch of a small run.
 PLOT_INTERVAL_SECS = 60
 
 DATALOADER_PIN_MEMORY = True
