@@ -175,7 +175,7 @@ def main() -> None:
     options = finish_parsing(parser)
     width, height = (256, 128) if options.quick else (1280, 720)
     rows = frame_flops(width, height, options.sequence_length)
-    step = training_step_flops(64 if options.quick else 128, 4, options.sequence_length)
+    step = training_step_flops(32 if options.quick else 128, 4, options.sequence_length)
     peaks: Dict[str, Any] = {"cpu": cpu_peak_flops(options.cpu_flops_per_cycle, options.cpu_ghz)}
     size, budget_s = (1024, 1.0) if options.quick else (4096, 20.0)
     dtypes = {"fp32": torch.float32}
