@@ -177,7 +177,7 @@ def main() -> None:
     rows = frame_flops(width, height, options.sequence_length)
     step = training_step_flops(32 if options.quick else 128, 4, options.sequence_length)
     peaks: Dict[str, Any] = {"cpu": cpu_peak_flops(options.cpu_flops_per_cycle, options.cpu_ghz)}
-    size, budget_s = (1024, 1.0) if options.quick else (4096, 20.0)
+    size, budget_s = (1024, 0.3) if options.quick else (4096, 20.0)
     dtypes = {"fp32": torch.float32}
     if options.device.type == "cuda" or torch.backends.mkldnn.is_available():
         dtypes["bf16"] = torch.bfloat16
