@@ -162,15 +162,20 @@ def test_clear_errors(tmp_path, capsys):
     assert "not a DBN or FlowDBN checkpoint" in capsys.readouterr().err
 
 
-def test_a_run_folder_is_read_as_its_latest_checkpoint(tmp_path):
-    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
-    frames = _frames(3, 16, 16)
+def _deblur_run_folder(tmp_path, frames: list) -> dict:
+    """deblur.py with the run folder `tmp_path/run` on `frames` written to `tmp_path/in` (output: `tmp_path/out`)."""
     (tmp_path / "in").mkdir()
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(tmp_path / "in" / f"{i:04d}.png")
-    result = deblur.run(deblur.build_parser().parse_args(
+    return deblur.run(deblur.build_parser().parse_args(
         ["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
          "--device", "cpu"]))
+
+
+def test_a_run_folder_is_read_as_its_latest_checkpoint(tmp_path):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(3, 16, 16)
+    result = _deblur_run_folder(tmp_path, frames)
     assert result["frames"] == 3
     expected = _reference(model, frames, 3, 8)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "0001.png")), expected[1])
@@ -232,12 +237,7 @@ def test_any_registered_model_is_built_from_its_stored_arguments(tmp_path, regis
               "training_dataset_sequence_length": 5, "loss": "DBNLoss"}
     checkpoint, model = _tiny_checkpoint(tmp_path / "run", stored)
     frames = _frames(5, 18, 22)  # padded to 20x24 by the class's pad_multiple=4
-    (tmp_path / "in").mkdir()
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(tmp_path / "in" / f"{i:04d}.png")
-    result = deblur.run(deblur.build_parser().parse_args(
-        ["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-         "--device", "cpu"]))
+    result = _deblur_run_folder(tmp_path, frames)
     assert (result["model"], result["sequence_length"], result["frames"]) == ("TinyResidual", 3, 5)
     expected = _reference(model, frames, 3, 4)
     for i in range(5):

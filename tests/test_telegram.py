@@ -185,18 +185,24 @@ def _files_contain(folder, secret):
     return found
 
 
-def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tmp_path, server, monkeypatch):
+def _configure_this_machine(tmp_path, server, monkeypatch) -> None:
+    """A machines file that gives this host the test token and points the Bot API at the fake server."""
     import constants
-    import main
-    from datasets.synthetic_gopro import make_gopro_nah
 
-    root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
-                          test_sequences=0)
     machines = tmp_path / "home" / ".machines.json"
     machines.parent.mkdir()
     machines.write_text(json.dumps({"chat_id": CHAT_ID, "base_url": server.base_url,
                                     "machines": {telegram.short_hostname(): TOKEN}}))
     monkeypatch.setattr(constants, "LOGGING_TELEGRAM_MACHINES_FILENAME", str(machines))
+
+
+def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tmp_path, server, monkeypatch):
+    import main
+    from datasets.synthetic_gopro import make_gopro_nah
+
+    root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
+                          test_sequences=0)
+    _configure_this_machine(tmp_path, server, monkeypatch)
     save = tmp_path / "run"
     argv = [f"--save={save}", "--model=DBN", "--loss=DBNLoss", "--optimizer=SGD",
             "--training_dataset=GoProNahTrain", f"--training_dataset_root={root}",
@@ -232,18 +238,13 @@ def test_the_token_is_redacted_in_any_letter_case_and_url_encoded():
 
 
 def test_epoch_message_says_the_gain_over_the_input(tmp_path, server, monkeypatch):
-    import constants
     import main
     from datasets.synthetic_gopro import make_gopro_nah
     from utils.records import read_csv_rows
 
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=5, train_sequences=1,
                           test_sequences=1)
-    machines = tmp_path / "home" / ".machines.json"
-    machines.parent.mkdir()
-    machines.write_text(json.dumps({"chat_id": CHAT_ID, "base_url": server.base_url,
-                                    "machines": {telegram.short_hostname(): TOKEN}}))
-    monkeypatch.setattr(constants, "LOGGING_TELEGRAM_MACHINES_FILENAME", str(machines))
+    _configure_this_machine(tmp_path, server, monkeypatch)
     save = tmp_path / "run"
     argv = [f"--save={save}", "--model=DBN", "--loss=DBNLoss", "--optimizer=SGD", "--training_dataset=GoProNahTrain",
             f"--training_dataset_root={root}", "--training_dataset_num_samples_per_example=1",
