@@ -253,8 +253,8 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     from visualizers.gopro_inference import to_uint8
 
     data, save = tmp_path / "data", tmp_path / "run"
-    env = _environment(tmp_path, DEMO_EPOCHS="1", DEMO_WIDTH="32", DEMO_HEIGHT="32", DEMO_DATA=str(data),
-                       DEMO_SAVE=str(save), OMP_NUM_THREADS=str(torch.get_num_threads()))
+    env = _environment(tmp_path, DEMO_EPOCHS="1", DEMO_EXAMPLES="4", DEMO_WIDTH="32", DEMO_HEIGHT="32",
+                       DEMO_DATA=str(data), DEMO_SAVE=str(save), OMP_NUM_THREADS=str(torch.get_num_threads()))
     completed = _bash("bash scripts/demo.sh", env, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     picture = save / "before_after.png"
