@@ -14,23 +14,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import deblur  # noqa: E402
 from contrib.psnr import koehler_psnr  # noqa: E402
-from datasets import DATASETS  # noqa: E402
 from datasets.gopro_common import read_image  # noqa: E402
 from datasets.gopro_nah import nah_sequences  # noqa: E402
+from utils import baseline  # noqa: E402
+from utils.records import read_csv_rows  # noqa: E402
 
 LABEL_HEIGHT = 16  # a strip above the panels, so that the panels keep every pixel of the frames
 
 
-def blurred_input_psnr(root: str, sequence_length: int = 5) -> float:
-    """Mean paper-protocol PSNR of the blurred centre frame against the sharp frame over GoProNahTest."""
-    dataset = DATASETS.get("GoProNahTest")(None, root=root, sequence_length=sequence_length)
-    centre = f"input{sequence_length // 2 + 1}"
-    values = []
-    for index in range(len(dataset)):
-        example = dataset[index]
-        values.append(float(koehler_psnr(example[centre], example["target1"], scale_opt=True, trans_opt=True,
-                                         trans_range=5)))
-    return sum(values) / len(values)
+def blurred_input_psnr(save: str) -> float:
+    """The blurred input's PSNR on GoProNahTest as the run recorded it (its input baseline): the same batches
+    and protocol as the model's validation PSNR printed beside it."""
+    rows = read_csv_rows(baseline.csv_filename(save, "GoProNahTest"))
+    return float(rows[0]["psnr"])
 
 
 def paper_psnr(image: np.ndarray, sharp: np.ndarray) -> float:
@@ -80,7 +76,7 @@ def main() -> None:
         best = json.load(handle)
     with open(os.path.join(args.save, "checkpoint_latest_.json"), encoding="utf-8") as handle:
         latest = json.load(handle)
-    blurred = blurred_input_psnr(args.data)
+    blurred = blurred_input_psnr(args.save)
     frame, frames = deblur_test_sequence(args.save, args.data, os.path.join(args.save, "checkpoint_best_psnr.ckpt"))
     before, after = paper_psnr(frames["blurred"], frames["sharp"]), paper_psnr(frames["deblurred"], frames["sharp"])
     picture = os.path.join(args.save, "before_after.png")
