@@ -64,8 +64,9 @@ def frame_flops(width: int, height: int, sequence_length: int) -> Dict[str, floa
     meta = torch.device("meta")
     frames = [torch.empty(1, 3, height, width, device=meta) for _ in range(sequence_length)]
     example = {f"input{i + 1}": frame for i, frame in enumerate(frames)}
-    model = flowdbn(sequence_length).eval().to(meta)
-    dbn = DBN(sequence_length=sequence_length).eval().to(meta)
+    with meta:  # built without initialising weights: only the shapes count
+        model = flowdbn(sequence_length).eval()
+        dbn = DBN(sequence_length=sequence_length).eval()
     pwc = model.flowdbn.warping_network.network
     neighbours = sequence_length - 1
     batch = torch.empty(neighbours, 3, height, width, device=meta)
