@@ -95,6 +95,28 @@ def test_every_module_of_a_package_folder_is_imported_in_name_order(importable):
         del builtins.discovery_log
 
 
+@pytest.mark.parametrize("orig_argv,running", [
+    (["python", "-m", "dropins_main.tool", "--out", "x"], "dropins_main.tool"),
+    (["python", "-X", "dev", "-W", "error", "-mdropins_main.tool"], "dropins_main.tool"),
+    (["python", "main.py", "-m", "dropins_main.tool"], None),  # a script's own -m argument
+    (["python", "-c", "import dropins_main", "-m", "dropins_main.tool"], None),
+])
+def test_the_module_python_m_runs_is_left_to_runpy(importable, monkeypatch, orig_argv, running):
+    """`python -m package.module` imports the package first: its discovery must not import the module too, or
+    runpy would run a second copy of it as __main__ (RuntimeWarning: 'found in sys.modules')."""
+    import importlib
+    import sys
+
+    from utils.registry import _module_run_as_main
+
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    assert _module_run_as_main() == running
+    _package(importable, "dropins_main", {"model.py": "X = 1\n", "tool.py": "Y = 2\n"})
+    discovered = importlib.import_module("dropins_main").FOUND
+    assert discovered == (["model"] if running else ["model", "tool"])
+    assert ("dropins_main.tool" in sys.modules) == (running is None)
+
+
 def test_a_module_that_fails_to_import_stops_with_its_file_named(importable):
     import importlib
 
