@@ -291,11 +291,12 @@ def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_p
 @pytest.mark.slow
 def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_root, tmp_path):
     save = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *_dbn_flags(nah_root, save, epochs=2)],
+    first = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *_dbn_flags(nah_root, save, epochs=1)],
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
     while not (save / "args.json").exists():  # the folder is locked before anything is written into it
         assert first.poll() is None, "the first run ended before it wrote its arguments"
         time.sleep(0.02)
+    # Its epoch takes seconds, this start a fraction of one: the second run meets the first at work.
     second = _main(*_dbn_flags(nah_root, save, epochs=1), "--seed=7", check=False)
     assert first.wait() == 0
     lines = _error_lines(second.stdout)
@@ -303,9 +304,9 @@ def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_
     assert second.returncode == 1 and len(lines) == 1 and (
         f"--save={save} is in use by pid {first.pid}" in lines[0] or "already holds a run" in lines[0]), lines
     rows = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["epoch"] for r in rows] == ["1"]
     for name in ("checkpoint_latest_.ckpt", "checkpoint_best_psnr.ckpt", "checkpoint_best_total_loss.ckpt"):
-        assert torch.load(save / name, weights_only=True)["epoch"] in (1, 2)
+        assert torch.load(save / name, weights_only=True)["epoch"] == 1
     assert json.loads((save / "args.json").read_text())["seed"] == 0
     assert not list(save.glob("*.tmp"))
 
