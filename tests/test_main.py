@@ -320,14 +320,14 @@ def test_two_runs_in_one_process_give_the_same_records(nah_root, tmp_path):
         return [(e.step, e.value) for e in events.Scalars("train/total_loss")]
 
     for name in ("first", "second"):  # main.main twice in this process: no state carries over
-        _main(*_dbn_flags(nah_root, tmp_path / name, epochs=2), "--visualizer=GoProVisualizer")
+        _main(*_dbn_flags(nah_root, tmp_path / name, epochs=1), "--visualizer=GoProVisualizer")
     first, second = tmp_path / "first", tmp_path / "second"
     rows = [read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv")) for save in (first, second)]
-    assert rows[0] == rows[1] and [r["epoch"] for r in rows[0]] == ["1", "2"]
+    assert rows[0] == rows[1] and [r["epoch"] for r in rows[0]] == ["1"]
     states = [torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["state_dict"] for save in (first, second)]
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
-    # Each run wrote into its own TensorBoard folder only: 2 steps per epoch, 2 epochs, in both.
-    assert scalars(first) == scalars(second) and len(scalars(first)) == 4
+    # Each run wrote into its own TensorBoard folder only, from step 1: 2 steps in both.
+    assert scalars(first) == scalars(second) and [step for step, _ in scalars(first)] == [1, 2]
 
 
 def _reference_frame_metrics(root):
