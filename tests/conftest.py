@@ -9,6 +9,16 @@ import torch
 from tests import helpers
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow tests first, in the order collection (or pytest-randomly's seed) gave them, then the others.
+
+    pytest-xdist hands the first quarter of the tests to its workers in turn and the rest on demand: with
+    the long end-to-end runs at the front, the short tests fill the gaps at the end, instead of one worker
+    running a 15-second test while the other has nothing left to do.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def seeded_random_state() -> None:
     """Each test starts from seed 0 of Python's, NumPy's and torch's generators, whatever ran before it."""

@@ -41,6 +41,7 @@ def _main(*argv, check=True):
     return result
 
 
+@pytest.mark.slow
 def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     save = tmp_path / "run"
     _main(*_dbn_flags(nah_root, save))
@@ -251,6 +252,7 @@ def test_a_run_that_cannot_start_says_why_in_one_line_and_writes_nothing(nah_roo
     assert not save.exists() and a_file.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_path):
     save = tmp_path / "run"
     _main(*_dbn_flags(nah_root, save, epochs=1, validation=False))

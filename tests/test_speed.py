@@ -156,6 +156,7 @@ def test_folding_a_training_network_is_an_error():
 
 
 # ------------------------------------------------------------------------------- --amp=bf16 on the CPU
+@pytest.mark.slow
 def test_bf16_autocast_dbn_stays_close_to_fp32():
     model_and_loss = runtime.ModelAndLoss(tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.05), DBNLoss())
     example = _example(3)
@@ -245,6 +246,7 @@ def test_inductor_compile_matches_eager_on_the_gpu(monkeypatch):
     torch.testing.assert_close(model(example)["output1"], expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_dbn_training_step_matches_eager():
     model = tame(DBN(sequence_length=1, init_type="fan_in"), residual=0.05)
     model_and_loss = runtime.ModelAndLoss(model, DBNLoss())
