@@ -136,12 +136,13 @@ def test_training_without_validation_halves_lr_and_checkpoints(nah_root, tmp_pat
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     # Two persistent loader workers: the resumed run starts new ones, which must not change a sample.
-    flags = _dbn_flags(nah_root, None, epochs=3, workers=2)
+    flags = _dbn_flags(nah_root, None, epochs=2, workers=2)
     flags = [f for f in flags if not f.startswith("--save")]
     straight = tmp_path / "straight"  # in this process: only the killed run needs one of its own
     _main(*flags, f"--save={straight}")
 
-    # Killed as soon as the first epoch's checkpoint exists: somewhere in epoch 2 or in writing its checkpoint.
+    # Killed as soon as the first epoch's checkpoint exists: in epoch 2, which takes seconds, or in writing
+    # its checkpoint.
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *flags, f"--save={killed}"],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
@@ -152,27 +153,20 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     process.wait()
     assert process.returncode == -signal.SIGKILL
     stopped_after = json.loads((killed / "checkpoint_latest_.json").read_text())["epoch"]
-    assert stopped_after < 3
 
-    # Resumed to epoch 2 (its stored arguments, one override), then, finished, extended by --total_epochs alone:
-    # every epoch the straight run trained, bit for bit.
-    # (--cuda is the machine's, not the run's: the CPU, as the straight run.)
-    if stopped_after == 1:  # (a kill after epoch 2's checkpoint leaves a run that only continues)
-        _main(f"--resume={killed}", "--total_epochs=2", "--cuda=false")
-        logbook = (killed / "logbook.txt").read_text()
-        assert "after epoch 1" in logbook and "override: --total_epochs=2 instead of the run's 3" in logbook
-    _main(f"--resume={killed}", "--total_epochs=3", "--cuda=false")
-    assert "after epoch 2" in (killed / "logbook.txt").read_text()
-    if stopped_after == 1:
-        assert "override: --total_epochs=3 instead of the run's 2" in (killed / "logbook.txt").read_text()
+    # Resumed from its stored arguments (--cuda is the machine's, not the run's: the CPU, as the straight run):
+    # epoch 2 as the straight run trained it, bit for bit.
+    if stopped_after == 1:  # (on a host too busy to kill within epoch 2, the run finished: nothing to resume)
+        _main(f"--resume={killed}", "--cuda=false")
+        assert "after epoch 1" in (killed / "logbook.txt").read_text()
     a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
     b = torch.load(killed / "checkpoint_latest_.ckpt", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 3
+    assert a["epoch"] == b["epoch"] == 2
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     assert a["psnr"] == b["psnr"] and a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
     rows = read_csv_rows(str(killed / "csv" / "GoProNahTest_evaluation_losses.csv"))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]
 
 
 @pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "corrupt_png_in_a_worker",
