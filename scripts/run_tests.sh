@@ -30,10 +30,6 @@ if [ -n "$parent" ]; then
     mkdir -p "$parent"
     folder="$(mktemp -d "$parent/deblur-devil-tests.XXXXXX")"
     basetemp=(--basetemp="$folder")
-    keep_failed() {
-        find "$folder" -depth -type d -empty -delete
-        [ ! -d "$folder" ] || echo "==> The failed tests' temporary folders are in $folder (remove it when done)" >&2
-    }
     trap 'rm -rf "$folder"' EXIT  # passed, interrupted or never started: nothing is left behind
 fi
 # One test at a time per worker (--maxschedchunk=1), slow ones first (tests/conftest.py): no worker sits idle
@@ -42,6 +38,6 @@ status=0
 "$PYTHON" -m pytest -q -n "$workers" --maxschedchunk=1 --durations=15 "${basetemp[@]}" tests "$@" || status=$?
 if [ -n "$parent" ] && [ "$status" -eq 1 ]; then  # pytest's exit status for failed tests
     trap - EXIT
-    keep_failed
+    echo "==> The failed tests' temporary folders are in $folder (remove it when done)" >&2
 fi
 exit "$status"

@@ -12,9 +12,9 @@ from tests import helpers
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first, in the order collection (or pytest-randomly's seed) gave them, then the others.
 
-    pytest-xdist hands the first quarter of the tests to its workers in turn and the rest on demand: with
-    the long end-to-end runs at the front, the short tests fill the gaps at the end, instead of one worker
-    running a 15-second test while the other has nothing left to do.
+    scripts/run_tests.sh has each pytest-xdist worker take the next test when it is done with one: with the
+    long end-to-end runs at the front, the short tests fill the end, instead of one worker running a
+    15-second test while the other has nothing left to do.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
