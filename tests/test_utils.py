@@ -180,6 +180,40 @@ def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
+def _fake_gpus(monkeypatch, visible):
+    """Pretend `visible` GPUs exist; returns the (device, state) pairs torch.cuda.set_rng_state receives."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((device, state)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                        lambda states: pytest.fail("set_rng_state_all raises IndexError for surplus states"))
+    return restored
+
+
+@pytest.mark.parametrize("visible,restored_devices,message", [
+    (1, [0], "2 CUDA random states saved, 1 GPU visible: restored 1, dropped those of GPUs 1..1 (not visible now)"),
+    (2, [0, 1], None),
+    (4, [0, 1], "2 CUDA random states saved, 4 GPUs visible: GPUs 2..3 keep their seeded states (their random "
+                "draws differ from an uninterrupted run's)"),
+    (0, [], "2 CUDA random states saved, 0 GPUs visible: restored 0, dropped those of GPUs 0..1 (not visible now)")])
+def test_resume_with_another_number_of_gpus(tmp_path, monkeypatch, caplog, visible, restored_devices, message):
+    """A checkpoint written on a 2-GPU node resumes where fewer (or more) GPUs are visible: GPU i gets state i."""
+    model = _Tiny()
+    state = checkpoints.RunState(model).extra()
+    cuda_states = [torch.full((816,), device, dtype=torch.uint8) for device in (7, 9)]
+    state["rng"]["cuda"] = cuda_states
+    torch.save({"epoch": 3, "state_dict": model.state_dict(), **state}, tmp_path / "two_gpus.ckpt")
+    checkpoint = checkpoints.load_file(str(tmp_path / "two_gpus.ckpt"))
+    restored = _fake_gpus(monkeypatch, visible)
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.RunState(_Tiny()).restore(checkpoint, "two_gpus.ckpt") == []
+    assert [device for device, _ in restored] == restored_devices
+    assert all(torch.equal(saved, cuda_states[device]) for device, saved in restored)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == ([] if message is None else [f"two_gpus.ckpt: {message}"])
+
+
 # ---------------------------------------------------------------- source zip
 def test_zip_source_contains_code_only(tmp_path):
     root = tmp_path / "repo"

@@ -6,6 +6,7 @@ project adds `optimizer`, `lr_scheduler`, `rng`, `best` and `args` entries, whic
 """
 import fnmatch
 import glob
+import logging
 import os
 import random
 import shutil
@@ -42,15 +43,29 @@ def rng_state() -> Dict[str, Any]:
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
-    """Restore what `rng_state` returned."""
+def set_rng_state(state: Dict[str, Any]) -> Optional[str]:
+    """Restore what `rng_state` returned; returns what of it did not fit this process's GPUs (else None).
+
+    A checkpoint holds one CUDA state per GPU that was visible when it was written (8 on an 8-GPU node, even
+    for a run on cuda:0 alone). GPU i gets state i as far as both exist, so a resume on the same device set is
+    exact and one that sees fewer (or more) GPUs still starts.
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = list(state.get("cuda", []))
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, cuda_state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(cuda_state, device)
+    if len(saved) > visible:
+        return (f"{len(saved)} CUDA random states saved, {visible} GPU{'s' if visible != 1 else ''} visible: "
+                f"restored {visible}, dropped those of GPUs {visible}..{len(saved) - 1} (not visible now)")
+    if 0 < len(saved) < visible:
+        return (f"{len(saved)} CUDA random states saved, {visible} GPUs visible: GPUs {len(saved)}..{visible - 1} "
+                f"keep their seeded states (their random draws differ from an uninterrupted run's)")
+    return None
 
 
 def save(directory: str, stats: Dict[str, float], epoch: int, model_and_loss: torch.nn.Module,
@@ -268,7 +283,9 @@ class RunState:
         elif self.validation_keys:
             fresh.append("best validation values")
         if "rng" in checkpoint:
-            set_rng_state(checkpoint["rng"])
+            mismatch = set_rng_state(checkpoint["rng"])
+            if mismatch is not None:
+                logging.warning("%s: %s", filename, mismatch)
         else:
             fresh.append("random number generators")
         return fresh
