@@ -7,6 +7,7 @@
 #   EXPERIMENTS_HOME  run folders and prewarping_networks/pwcnet.ckpt (default $HOME/Experiments)
 #   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv; setup_venv.sh
 #                     creates it when missing)
+#   GPU_WAIT_SECS     longest wait for our GPU to have no other compute process (default 3600; 0: no wait)
 #   DRY_RUN=1         print the command line, check that it parses and warn about each missing dataset folder,
 #                     prewarping network or checkpoint it names (scripts/dry_run.py); run nothing
 # Extra arguments given to a launcher are appended to its command line (the last value of a flag wins).
@@ -41,15 +42,36 @@ echo "python: $PYTHON"
 echo "DATASETS_HOME: $DATASETS_HOME"
 echo "EXPERIMENTS_HOME: $EXPERIMENTS_HOME"
 
-# Wait while another process computes on our GPU (the first of CUDA_VISIBLE_DEVICES); no-op without nvidia-smi.
+# Wait while another process computes on our GPU (the first of CUDA_VISIBLE_DEVICES), at most GPU_WAIT_SECS
+# seconds (default 3600; 0 skips the wait), then start anyway: a process that never leaves (an MPS server, a
+# monitoring agent, another container's job) must not hold a launcher forever. No-op without nvidia-smi.
 wait-for-gpu() {
     command -v nvidia-smi >/dev/null 2>&1 || return 0
+    local limit="${GPU_WAIT_SECS:-3600}"
+    if ! [[ "$limit" =~ ^[0-9]+$ ]]; then
+        echo "GPU_WAIT_SECS=$limit: expected a whole number of seconds (0 skips the wait)" >&2
+        return 2
+    fi
+    [ "$limit" -eq 0 ] && return 0
     local device="${CUDA_VISIBLE_DEVICES:-0}"
     device="${device%%,*}"
-    while [ -n "$(nvidia-smi -i "$device" --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ]; do
-        echo "$(date '+%Y-%m-%d %H:%M:%S') GPU $device is busy, waiting"
-        sleep 60
+    local pids waited=0 step
+    pids="$(nvidia-smi -i "$device" --query-compute-apps=pid --format=csv,noheader 2>/dev/null | paste -sd, -)"
+    [ -z "$pids" ] && return 0
+    echo "$(date '+%Y-%m-%d %H:%M:%S') GPU $device is busy (compute processes: $pids): waiting up to ${limit}s" \
+         "for it to be free (GPU_WAIT_SECS; 0 skips the wait)"
+    while [ -n "$pids" ] && [ "$waited" -lt "$limit" ]; do
+        step=$(( limit - waited < 60 ? limit - waited : 60 ))
+        sleep "$step"
+        waited=$(( waited + step ))
+        pids="$(nvidia-smi -i "$device" --query-compute-apps=pid --format=csv,noheader 2>/dev/null | paste -sd, -)"
     done
+    if [ -n "$pids" ]; then
+        echo "$(date '+%Y-%m-%d %H:%M:%S') GPU $device still has compute processes ($pids) after ${waited}s:" \
+             "starting anyway"
+    else
+        echo "$(date '+%Y-%m-%d %H:%M:%S') GPU $device is free after ${waited}s"
+    fi
 }
 
 # run_main ARGS...: show the command line, then run main.py from the repository root (DRY_RUN=1: check only).
@@ -64,6 +86,6 @@ run_main() {
         (cd "$REPO_ROOT" && "$PYTHON" scripts/dry_run.py "$@")
         return
     fi
-    wait-for-gpu
+    wait-for-gpu || return
     cd "$REPO_ROOT" && exec "$PYTHON" main.py "$@"
 }

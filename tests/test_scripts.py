@@ -106,28 +106,53 @@ def test_dry_run_warns_only_about_what_is_missing(tmp_path):
     assert missing_paths(args, defaults) == []
 
 
-def test_common_defaults_and_gpu_wait(tmp_path):
+def _fake_nvidia_smi(tmp_path, script):
     fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    # A GPU that is busy for the first query and free afterwards.
-    (fake_bin / "nvidia-smi").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/queries\n"
-                                         f"if [ ! -e {tmp_path}/busy ]; then touch {tmp_path}/busy; echo 1234; fi\n")
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / "nvidia-smi").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/queries\n{script}\n")
     (fake_bin / "nvidia-smi").chmod(0o755)
+    return f"{fake_bin}:{os.environ['PATH']}"
+
+
+def test_common_defaults_and_gpu_wait(tmp_path):
+    # A GPU that is busy for the first query and free afterwards.
+    path = _fake_nvidia_smi(tmp_path, f"if [ ! -e {tmp_path}/busy ]; then touch {tmp_path}/busy; echo 1234; fi")
     script = ("source scripts/common.sh >/dev/null; sleep() { echo \"slept $1\"; }; "
               "echo \"$PYTHON $OMP_NUM_THREADS $MKL_NUM_THREADS $DATASETS_HOME\"; wait-for-gpu; echo done")
-    env = _environment(tmp_path, PATH=f"{fake_bin}:{os.environ['PATH']}", CUDA_VISIBLE_DEVICES="3,1",
-                       OMP_NUM_THREADS="4")
+    env = _environment(tmp_path, PATH=path, CUDA_VISIBLE_DEVICES="3,1", OMP_NUM_THREADS="4")
     completed = _bash(script, env)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     venv = os.environ.get("DEBLUR_DEVIL_VENV", f"{REPO}/.venv")
     assert lines[0] == f"{venv}/bin/python 4 1 {tmp_path}/Datasets"  # an explicit setting is kept
-    assert "GPU 3 is busy" in lines[1] and lines[2] == "slept 60" and lines[3] == "done"
+    assert lines[1].endswith("GPU 3 is busy (compute processes: 1234): waiting up to 3600s for it to be free "
+                             "(GPU_WAIT_SECS; 0 skips the wait)")
+    assert lines[2] == "slept 60" and lines[3].endswith("GPU 3 is free after 60s") and lines[4] == "done"
     assert (tmp_path / "queries").read_text().count("-i 3 --query-compute-apps=pid") == 2
     # Without nvidia-smi the wait is a no-op.
     completed = _bash("source scripts/common.sh >/dev/null; wait-for-gpu; echo done",
                       _environment(tmp_path, PATH="/usr/bin:/bin"))
     assert completed.returncode == 0 and completed.stdout.strip() == "done"
+
+
+def test_gpu_wait_is_bounded(tmp_path):
+    """A process that never leaves the GPU (an MPS server, a monitoring agent) delays a launcher by at most
+    GPU_WAIT_SECS; 0 skips the query; a malformed value is one line."""
+    path = _fake_nvidia_smi(tmp_path, "echo 1234; echo 5678")
+    script = "source scripts/common.sh >/dev/null; sleep() { echo \"slept $1\"; }; wait-for-gpu; echo \"done $?\""
+    completed = _bash(script, _environment(tmp_path, PATH=path, GPU_WAIT_SECS="150"))
+    lines = completed.stdout.splitlines()
+    assert completed.returncode == 0, completed.stderr
+    assert "GPU 0 is busy (compute processes: 1234,5678): waiting up to 150s" in lines[0]
+    assert lines[1:4] == ["slept 60", "slept 60", "slept 30"]
+    assert lines[4].endswith("GPU 0 still has compute processes (1234,5678) after 150s: starting anyway")
+    assert lines[5] == "done 0"
+    (tmp_path / "queries").unlink()
+    completed = _bash(script, _environment(tmp_path, PATH=path, GPU_WAIT_SECS="0"))
+    assert completed.stdout.splitlines() == ["done 0"] and not (tmp_path / "queries").exists()
+    completed = _bash(script, _environment(tmp_path, PATH=path, GPU_WAIT_SECS="1h"))
+    assert completed.returncode == 2 and completed.stdout == ""  # launchers run under `set -e`
+    assert completed.stderr.strip() == "GPU_WAIT_SECS=1h: expected a whole number of seconds (0 skips the wait)"
 
 
 # ---------------------------------------------------------------- real runs on tiny generated data
