@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tup
 
 import torch
 
+import constants
 from augmentations import AUGMENTATIONS
 from datasets import DATASETS
 from losses import LOSSES
@@ -286,6 +287,9 @@ def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
                            "(faster; same results up to float rounding)")
     ours("--sync_batchnorm", type=_checked(strings.as_bool_or_none), default=False,
                       help="with torchrun: batch-norm statistics over all processes (SyncBatchNorm)")
+    ours("--distributed_timeout_minutes", type=float, default=constants.DISTRIBUTED_TIMEOUT_MINUTES,
+                      help="with torchrun: how long a process waits for the others in a collective before the run "
+                           "ends with an error naming the rank and the operation (a dead or stalled peer)")
 
 
 def _selector(registry: Registry) -> Converter:

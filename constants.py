@@ -35,3 +35,8 @@ CUDNN_BENCHMARK = True
 
 # Image files read as frames (deblur.py) and written by GoProInference (--visualizer_ext).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
+
+# torchrun: a collective waits this long for the other ranks before it fails (--distributed_timeout_minutes).
+# Longer than any pause one rank takes alone (a full validation, filling the frame cache, --compile), short
+# enough that a dead or stalled peer does not hold every GPU of a job for hours.
+DISTRIBUTED_TIMEOUT_MINUTES = 30.0

@@ -517,8 +517,6 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         run_folder.check_writable(early.save)
         if os.path.isdir(early.save):  # a second run on the folder stops here, before building anything
             folder.lock = lock_run_folder(early.save, None, continues_run)
-    if distributed.launched_by_torchrun():
-        distributed.init_from_environment(cuda=early.cuda and torch.cuda.is_available())
     with block("Registering factories"):
         for category in commandline.CATEGORIES:
             if category.registry is not None:
@@ -530,6 +528,11 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         log_arguments(args, non_default)
         args.non_default_args = non_default
         args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
+    if distributed.launched_by_torchrun():
+        if args.distributed_timeout_minutes <= 0:
+            raise ValueError(f"--distributed_timeout_minutes={args.distributed_timeout_minutes:g}: expected a "
+                             f"positive number of minutes")
+        distributed.init_from_environment(early.cuda and torch.cuda.is_available(), args.distributed_timeout_minutes)
     notifier = None
     if main_process:
         with block("Telegram"):

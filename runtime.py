@@ -17,6 +17,7 @@ from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer
 
 DEVICE_KEY_PREFIXES = ("input", "target")
+COUNT_KEY = "\0count"  # the number of examples, summed over ranks with the losses (no loss key looks like it)
 
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -194,6 +195,8 @@ def baseline_protocol(args: argparse.Namespace, loader: Loader) -> Dict[str, Any
 class EpochRunner:
     """One training or validation pass over a loader."""
 
+    COLLECTIVES = " (DistributedDataParallel's buffer broadcast and gradient all-reduce)"
+
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
                  visualizer: Optional[Visualizer] = None, grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
@@ -249,7 +252,8 @@ class EpochRunner:
                                   disable=not distributed.is_main_process()) as bar:
             for step, example_dict in enumerate(self.loader):
                 self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
-                loss_dict, model_dict = self.step(example_dict)
+                with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train):
+                    loss_dict, model_dict = self.step(example_dict)
                 if step == 0 and not self.train:  # checked before a whole epoch has run
                     require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
                 self.visualizer.on_step_finished(example_dict, model_dict, loss_dict, self.train, step, total_steps)
@@ -260,9 +264,10 @@ class EpochRunner:
                 first = [self.args.training_key] if self.train else getattr(self.args, "validation_keys", [])
                 bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}, first), refresh=False)
                 bar.update()
-        keys = list(sums)  # loss_dict order, as the original's checkpoint statistics
-        *totals, count = distributed.all_reduce_sum([sums[k] for k in keys] + [count], self.loader.device)
-        return {key: total / max(count, 1) for key, total in zip(keys, totals)}
+        # loss_dict order, as the original's checkpoint statistics
+        totals = distributed.sum_over_ranks({**sums, COUNT_KEY: count}, f"the {desc} pass's losses")
+        count = totals.pop(COUNT_KEY)
+        return {key: total / max(count, 1) for key, total in totals.items()}
 
 
 class Trainer:
@@ -363,7 +368,8 @@ class Trainer:
         recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
         and was made under the same protocol (not under torchrun, where every rank must run the pass)."""
         loader = self.validation_loader
-        if loader is None or loader.dataset is None or len(loader) == 0:
+        # The whole dataset, not this rank's shard: a rank whose shard is empty still joins the pass's sum.
+        if loader is None or loader.dataset is None or len(loader.dataset) == 0:
             return {}
         dataset = type(loader.dataset).__name__
         first = default_collate([loader.dataset[0]])
@@ -460,7 +466,10 @@ class Trainer:
             best_keys: List[str] = []
             if self.validation_loader is not None:
                 self.visualizer.on_epoch_init(lr, False, epoch, args.total_epochs)
-                stats = EpochRunner(args, self.model_and_loss, self.validation_loader, False, None,
+                # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
+                # never joins (the others waited for it until the process-group timeout).
+                distributed.broadcast_buffers(unwrap(self.model_and_loss))
+                stats = EpochRunner(args, unwrap(self.model_and_loss), self.validation_loader, False, None,
                                     self.validation_augmentation, self.visualizer).run("Valid")
                 self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
                 self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)

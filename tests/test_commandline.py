@@ -27,11 +27,12 @@ def test_original_scripts_parse_to_the_same_arguments(tmp_path, script):
     extra = set(ours) - set(expected["args"])
     dataset = "training_dataset" if ours["training_dataset"] else "validation_dataset"
     assert extra == {"resume", "amp", "channels_last", "compile", "fold_batchnorm", "sync_batchnorm",
-                     f"{dataset}_cache_dir"}, \
+                     "distributed_timeout_minutes", f"{dataset}_cache_dir"}, \
         f"{script}: arguments the original does not have: {extra}"
     assert ours[f"{dataset}_cache_dir"] is None
     assert (args.resume, args.amp, args.channels_last, args.compile, args.sync_batchnorm) == (None, "none", False,
                                                                                               False, False)
+    assert args.distributed_timeout_minutes == 30
     assert commandline.non_default_arguments(args, defaults) == expected["non_default"]
 
 

@@ -1,36 +1,44 @@
 """torchrun with two CPU processes (gloo): gradients synchronised, records written once by rank 0."""
+import datetime
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
+from tests.helpers import run_main
 from utils.records import read_csv_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
-def test_two_process_training_ends_with_identical_weights(nah_root, tmp_path):
+def test_three_process_training_ends_with_identical_weights(nah_root, tmp_path):
+    """Three ranks, two validation examples: rank 2 validates nothing and must not hang (DDP's forward
+    broadcast used to wait for it until the timeout), and ranks 0 and 1 evaluate with rank 0's BatchNorm
+    statistics, so the validation equals a one-process evaluation of the checkpoint."""
     save = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               os.path.join(REPO, "main.py"), "--model=DBN", "--loss=DBNLoss", "--optimizer=Adam", "--batch_size=1",
+    validation = ["--validation_dataset=GoProNahTest", f"--validation_dataset_root={nah_root}",
+                  "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=2",
+                  "--validation_keys=psnr", "--validation_modes=max", "--loss=DBNLoss", "--cuda=false"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3",
+               os.path.join(REPO, "main.py"), "--model=DBN", "--optimizer=Adam", "--batch_size=1",
                "--total_epochs=2", "--training_dataset=GoProNahTrain", f"--training_dataset_root={nah_root}",
                "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_samples_per_example=2",
-               "--training_dataset_num_workers=0", "--training_dataset_num_examples=4",
-               "--validation_dataset=GoProNahTest", f"--validation_dataset_root={nah_root}",
-               "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=3",
-               "--validation_keys=psnr", "--validation_modes=max", f"--save={save}", "--cuda=false"]
+               "--training_dataset_num_workers=0", "--training_dataset_num_examples=3",
+               "--distributed_timeout_minutes=2", f"--save={save}", *validation]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     logbook = (save / "logbook.txt").read_text()
-    sums = re.findall(r"parameters identical on all 2 ranks \(sum (\S+)\)", logbook)
+    sums = re.findall(r"parameters identical on all 3 ranks \(sum (\S+)\)", logbook)
     assert len(sums) == 1, output[-4000:]
-    assert logbook.count("==> Epoch 2/2") == 1 and "rank 0 of 2" in logbook
+    assert logbook.count("==> Epoch 2/2") == 1 and "rank 0 of 3 (local rank 0), backend gloo, timeout 2 min" in logbook
     rows = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert [r["epoch"] for r in rows] == ["1", "2"]  # written once, not once per rank
     rows = read_csv_rows(str(save / "csv" / "GoProNahTrain_training_losses.csv"))
@@ -40,3 +48,41 @@ def test_two_process_training_ends_with_identical_weights(nah_root, tmp_path):
     parameters = sum(float(v.double().sum()) for k, v in checkpoint["state_dict"].items()
                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     assert abs(parameters - float(sums[0])) <= 1e-9 * max(1.0, abs(parameters))
+    single = run_main(f"--save={tmp_path / 'single'}", f"--checkpoint={save}", "--model=DBN", *validation)
+    assert single.returncode == 0, single.stderr
+    evaluated = read_csv_rows(str(tmp_path / "single" / "csv" / "GoProNahTest_evaluation_losses.csv"))[0]
+    for key in ("psnr", "psnr_rgb", "ssim", "total_loss"):  # per example identical; means summed in other orders
+        assert abs(float(evaluated[key]) - checkpoint[key]) <= 1e-9 * abs(checkpoint[key]), key
+
+
+def _stalled_peer(rank, port, folder):
+    """Rank 0 sums over ranks while rank 1 joins no collective until rank 0 has given up."""
+    from utils import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=2))
+    done = os.path.join(folder, "done")
+    if rank == 0:
+        try:
+            distributed.sum_over_ranks({"psnr": 1.0}, "the Valid pass's losses")
+        except distributed.CollectiveError as error:
+            with open(os.path.join(folder, "error"), "w") as handle:
+                handle.write(str(error))
+        open(done, "w").close()
+    else:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_stalled_peer_ends_the_collective_with_one_line(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(_stalled_peer, args=(port, str(tmp_path)), nprocs=2)
+    error = (tmp_path / "error").read_text()
+    assert error.startswith("rank 0 of 2: summing the Valid pass's losses over ranks failed (a peer died, or stalled "
+                            "longer than --distributed_timeout_minutes): "), error
+    assert "\n" not in error and "Timed out" in error
