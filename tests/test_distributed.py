@@ -76,13 +76,64 @@ def _stalled_peer(rank, port, folder):
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_a_stalled_peer_ends_the_collective_with_one_line(tmp_path):
+def _spawn_two_ranks(function, *args):
+    """Run function(rank, port, *args) in two processes that can form a gloo group on a free local port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch.multiprocessing.spawn(_stalled_peer, args=(port, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(function, args=(port, *args), nprocs=2)
+
+
+@pytest.mark.slow
+def test_a_stalled_peer_ends_the_collective_with_one_line(tmp_path):
+    _spawn_two_ranks(_stalled_peer, str(tmp_path))
     error = (tmp_path / "error").read_text()
     assert error.startswith("rank 0 of 2: summing the Valid pass's losses over ranks failed (a peer died, or stalled "
                             "longer than --distributed_timeout_minutes): "), error
     assert "\n" not in error and "Timed out" in error
+
+
+def _inference_frames(count):
+    """(index, basename, output, target) of `count` frames in two sequences, the same in every process."""
+    generator = torch.Generator().manual_seed(5)
+    frames = []
+    for index in range(count):
+        target = torch.rand(3, 24, 32, generator=generator)
+        output = (target + 0.05 * torch.randn(3, 24, 32, generator=generator)).clamp(0, 1)
+        frames.append((index, f"seq{index // 3}/{index:06d}", output, target))
+    return frames
+
+
+def _gopro_inference_rank(rank, port, folder):
+    """Rank r evaluates frames r, r + 2, ... (the validation shards), rank 0 writes the table."""
+    import argparse
+
+    from visualizers.gopro_inference import GoProInference
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    visualizer = GoProInference(argparse.Namespace(save=folder), save=os.path.join(folder, "frames"))
+    visualizer.on_epoch_init(0.1, False, 1, 1)
+    for index, basename, output, target in _inference_frames(5)[rank::2]:
+        example = {"index": torch.tensor([index]), "basename": [basename], "target1": target[None]}
+        visualizer.on_step_finished(example, {"output1": output[None]}, {}, False, index // 2, 3)
+    visualizer.on_epoch_finished({}, False, 1, 1)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_gopro_inference_under_torchrun_writes_one_table_of_every_frame(tmp_path):
+    """Each rank deblurs its share; rank 0 writes inference_metrics.csv once, with every frame, equal to the table
+    of one process that evaluated them all."""
+    from visualizers.gopro_inference import METRICS, frame_metrics, metrics_table
+
+    _spawn_two_ranks(_gopro_inference_rank, str(tmp_path))
+    per_frame = {}
+    for _, basename, output, target in _inference_frames(5):
+        per_frame.setdefault(basename.split("/")[0], []).append(frame_metrics(output, target))
+        assert (tmp_path / "frames" / f"{basename}.png").is_file()
+    expected = metrics_table(per_frame)
+    rows = read_csv_rows(str(tmp_path / "inference_metrics.csv"))
+    assert [(row["sequence"], int(row["frames"])) for row in rows] == [("seq0", 3), ("seq1", 2), ("overall", 5)]
+    for row, (_, _, values) in zip(rows, expected):  # the CSV holds repr(): exact
+        assert [float(row[m]) for m in METRICS] == [values[m] for m in METRICS]

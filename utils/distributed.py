@@ -4,7 +4,7 @@ import datetime
 import logging
 import os
 import re
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -110,6 +110,16 @@ def sum_over_ranks(sums: Dict[str, float], name: str = "values") -> Dict[str, fl
         for key, value in (part or {}).items():
             total[key] = total.get(key, 0.0) + value
     return total
+
+
+def gather_to_main(value: Any, name: str) -> List[Any]:
+    """Every rank's `value` (picklable), in rank order, on rank 0; other ranks get an empty list."""
+    if not is_distributed():
+        return [value]
+    gathered: List[Any] = [None] * world_size() if is_main_process() else []
+    with collective(name):
+        dist.gather_object(value, gathered if is_main_process() else None, dst=0)
+    return gathered
 
 
 def broadcast_buffers(module: torch.nn.Module) -> None:

@@ -6,6 +6,8 @@ torchvision's save_image: uint8(clamp(x·255 + 0.5, 0, 255)). The metrics, per f
 paper's protocol: grayscale, scale- and ±5 px translation-optimised, spec §4.2), `psnr_rgb` and
 `ssim`. They are averaged per sequence and over all frames, logged, and written to
 `<run folder>/inference_metrics.csv` (the folder of --save; --visualizer_save if there is none).
+Under torchrun every rank writes the frames of its share of the examples, and rank 0 gathers every
+rank's metrics and writes one table over all frames, in the dataset's order.
 """
 import argparse
 import csv
@@ -19,6 +21,7 @@ from PIL import Image
 
 import constants
 from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
+from utils import distributed
 from utils.logger import block
 from visualizers.registry import VISUALIZERS
 from visualizers.visualizer import Visualizer
@@ -89,13 +92,14 @@ class GoProInference(Visualizer):
         self.save = os.path.expanduser(save)
         self.ext = ext
         self.run_folder = getattr(args, "save", None) or self.save
-        self.per_frame: Dict[str, List[Dict[str, float]]] = {}
+        # (example index, sequence, metrics) of every frame this rank evaluated in the current epoch
+        self.frames: List[Tuple[int, str, Dict[str, float]]] = []
         self.epoch = 0
         self._warned_training = False
 
     def on_epoch_init(self, lr: Any, train: bool, epoch: int, total_epochs: int) -> None:
         if not train:
-            self.per_frame = {}
+            self.frames = []
             self.epoch = epoch
 
     def filename(self, basename: str) -> str:
@@ -119,17 +123,32 @@ class GoProInference(Visualizer):
         if len(names) != outputs.size(0):
             raise ValueError(f"GoProInference: {len(names)} basenames for {outputs.size(0)} output frames")
         targets = example_dict.get("target1")
-        for index, basename in enumerate(names):
-            save_image(outputs[index], self.filename(str(basename)))
+        indices = example_dict.get("index")
+        if not (torch.is_tensor(indices) and indices.numel() == len(names)):
+            indices = None  # no per-frame index: the order in which this rank evaluated them
+        for position, basename in enumerate(names):
+            save_image(outputs[position], self.filename(str(basename)))
             if targets is not None:
-                metrics = frame_metrics(outputs[index], targets[index])
-                self.per_frame.setdefault(sequence_of(str(basename)), []).append(metrics)
+                metrics = frame_metrics(outputs[position], targets[position])
+                order = int(indices[position]) if indices is not None else len(self.frames)
+                self.frames.append((order, sequence_of(str(basename)), metrics))
 
     def on_epoch_finished(self, avg_loss_dict: Dict[str, float], train: bool, epoch: int,
                           total_epochs: int) -> None:
-        if train or not self.per_frame:
+        if train:
             return
-        rows = metrics_table(self.per_frame)
+        frames = self.frames
+        if distributed.is_distributed():  # every rank takes part, also one that evaluated no frame
+            gathered = distributed.gather_to_main(frames, "gathering GoProInference's frame metrics")
+            if not distributed.is_main_process():
+                return
+            frames = sorted((frame for part in gathered for frame in part), key=lambda frame: frame[0])
+        per_frame: Dict[str, List[Dict[str, float]]] = {}
+        for _, sequence, metrics in frames:
+            per_frame.setdefault(sequence, []).append(metrics)
+        if not per_frame:
+            return
+        rows = metrics_table(per_frame)
         filename = os.path.join(self.run_folder, METRICS_FILENAME)
         os.makedirs(self.run_folder, exist_ok=True)
         with open(filename, "w", newline="", encoding="utf-8") as handle:
