@@ -40,3 +40,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 # Longer than any pause one rank takes alone (a full validation, filling the frame cache, --compile), short
 # enough that a dead or stalled peer does not hold every GPU of a job for hours.
 DISTRIBUTED_TIMEOUT_MINUTES = 30.0
+
+# On a GPU the training loop reads loss values (progress bar, non-finite check) every this many steps instead
+# of after every step, so the GPU runs ahead of the host; on the CPU it reads them every step (no cost there).
+CUDA_SYNC_INTERVAL_STEPS = 25

@@ -193,13 +193,22 @@ def baseline_protocol(args: argparse.Namespace, loader: Loader) -> Dict[str, Any
 
 
 class EpochRunner:
-    """One training or validation pass over a loader."""
+    """One training or validation pass over a loader.
+
+    Loss values stay on the device, summed in float64 (the same arithmetic as Python floats, so the means
+    are bit-identical to reading every value), and are read only every `sync_every` steps and at the end:
+    a GPU then runs ahead of the host instead of waiting for it after every step. On the CPU, where nothing
+    runs ahead, that is every step. A non-finite training loss is noticed at the next read, which ends
+    the pass before anything is recorded or checkpointed, and the error names the step that produced it.
+    """
 
     COLLECTIVES = " (DistributedDataParallel's buffer broadcast and gradient all-reduce)"
+    NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet" (steps count up from 1)
 
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
-                 visualizer: Optional[Visualizer] = None, grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
+                 visualizer: Optional[Visualizer] = None, grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 sync_every: Optional[int] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.loader = loader
@@ -208,6 +217,10 @@ class EpochRunner:
         self.augmentation = augmentation
         self.visualizer = visualizer or Visualizer()
         self.grad_scaler = grad_scaler
+        if sync_every is None:
+            cuda = loader is not None and loader.device.type == "cuda"
+            sync_every = constants.CUDA_SYNC_INTERVAL_STEPS if cuda else 1
+        self.sync_every = sync_every
 
     def step(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """One forward (and, in training, backward and optimizer) step; returns (loss_dict, model_dict)."""
@@ -220,20 +233,23 @@ class EpochRunner:
         loss_dict, model_dict = self.model_and_loss(example_dict)
         require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
         loss = loss_dict[self.args.training_key]
-        if not torch.isfinite(loss).all():  # callbacks.Notifications reports it
-            raise FloatingPointError(f"training loss '{self.args.training_key}' is {loss.item()} "
-                                     f"(not finite); stopping")
         scaler = self.grad_scaler
         (scaler.scale(loss) if scaler is not None else loss).backward()
+        gradients_finite = None
         if scaler is not None:
             scaler.unscale_(self.optimizer)
+            gradients_finite = _all_finite([p.grad for group in self.optimizer.param_groups for p in group["params"]
+                                            if p.grad is not None])
         if self.args.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model_and_loss.parameters(), self.args.clip_grad)
         if self.args.loshchilov_weight_decay > 0:
             with torch.no_grad():
                 for group in self.optimizer.param_groups:
+                    factor = 1.0 - self.args.loshchilov_weight_decay * group["lr"]
+                    if gradients_finite is not None:  # the scaler skips this step: so does the decay
+                        factor = torch.where(gradients_finite, factor, 1.0)
                     for parameter in group["params"]:
-                        parameter.mul_(1.0 - self.args.loshchilov_weight_decay * group["lr"])
+                        parameter.mul_(factor)
         if scaler is not None:
             scaler.step(self.optimizer)
             scaler.update()
@@ -241,12 +257,25 @@ class EpochRunner:
             self.optimizer.step()
         return loss_dict, model_dict
 
+    def _raise_if_not_finite(self, bad_step: torch.Tensor, bad_value: torch.Tensor) -> None:
+        """Stop with the first step whose training loss was not finite, on any rank (read once per sync)."""
+        first = int(distributed.min_over_ranks(bad_step, "checking the training loss is finite"))
+        if first == self.NO_BAD_STEP:
+            return
+        value = float(bad_value) if int(bad_step) == first else "not finite on another rank"
+        raise FloatingPointError(f"training loss '{self.args.training_key}' is {value} (not finite) in training "
+                                 f"step {first} of this epoch; stopping (no checkpoint holds weights updated from it)")
+
     def run(self, desc: str) -> Dict[str, float]:
         """Run the pass; returns the mean of every loss_dict entry weighted by batch size."""
         self.model_and_loss.train(self.train)
-        sums: Dict[str, float] = {}
+        sums: Dict[str, torch.Tensor] = {}
         count = 0
         total_steps = len(self.loader)
+        device = self.loader.device
+        bad_step = torch.full((), self.NO_BAD_STEP, dtype=torch.int64, device=device)
+        bad_value = torch.zeros((), dtype=torch.float64, device=device)
+        first = [self.args.training_key] if self.train else getattr(self.args, "validation_keys", [])
         context = torch.enable_grad() if self.train else torch.no_grad()
         with context, ProgressBar(total=total_steps, desc=desc, unit="it",
                                   disable=not distributed.is_main_process()) as bar:
@@ -259,15 +288,34 @@ class EpochRunner:
                 self.visualizer.on_step_finished(example_dict, model_dict, loss_dict, self.train, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * batch_size
+                    value = value.detach().to(device=device, dtype=torch.float64) * batch_size
+                    sums[key] = sums[key] + value if key in sums else value
                 count += batch_size
-                first = [self.args.training_key] if self.train else getattr(self.args, "validation_keys", [])
-                bar.set_postfix_str(_format_postfix({k: v / count for k, v in sums.items()}, first), refresh=False)
+                if self.train:
+                    loss = loss_dict[self.args.training_key].detach()
+                    new_bad = (bad_step == self.NO_BAD_STEP) & ~torch.isfinite(loss).all()
+                    bad_value = torch.where(new_bad, loss.to(device=device, dtype=torch.float64).sum(), bad_value)
+                    bad_step = torch.where(new_bad, step + 1, bad_step)
+                if (step + 1) % self.sync_every == 0 or step + 1 == total_steps:
+                    if self.train:
+                        self._raise_if_not_finite(bad_step, bad_value)
+                    means = {key: float(value) / count for key, value in sums.items()}
+                    bar.set_postfix_str(_format_postfix(means, first), refresh=False)
                 bar.update()
+        if self.train:  # also a pass whose length the loader does not know
+            self._raise_if_not_finite(bad_step, bad_value)
         # loss_dict order, as the original's checkpoint statistics
-        totals = distributed.sum_over_ranks({**sums, COUNT_KEY: count}, f"the {desc} pass's losses")
+        totals = distributed.sum_over_ranks({**{key: float(value) for key, value in sums.items()}, COUNT_KEY: count},
+                                            f"the {desc} pass's losses")
         count = totals.pop(COUNT_KEY)
         return {key: total / max(count, 1) for key, total in totals.items()}
+
+
+def _all_finite(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """A device bool: whether every element of every tensor is finite (what GradScaler checks to skip a step)."""
+    if not tensors:
+        return torch.tensor(True)
+    return torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all()
 
 
 class Trainer:

@@ -139,6 +139,69 @@ def test_clip_grad_and_loshchilov_decay(tmp_path):
     assert abs(model_and_loss.model.scale.item() - 0.95) <= 0.5e-3 + 1e-7
 
 
+def _trained(tmp_path, sync_every, loss=None):
+    """A model after one training pass that reads losses every `sync_every` steps, and the pass's means."""
+    torch.manual_seed(0)
+    model_and_loss = runtime.ModelAndLoss(_Model(), loss or _Loss())
+    optimizer = torch.optim.Adam(model_and_loss.parameters(), lr=0.1)
+    runner = runtime.EpochRunner(_args(tmp_path), model_and_loss, _loader(_Samples(n=7, samples=2), 1), True,
+                                 optimizer, sync_every=sync_every)
+    return model_and_loss, runner.run("Train")
+
+
+def test_reading_losses_every_few_steps_changes_no_number(tmp_path):
+    """Losses summed on the device in float64 give the means of reading every value; the weights are the same."""
+    reference, reference_means = _trained(tmp_path, sync_every=1)
+    for sync_every in (3, 100):
+        model_and_loss, means = _trained(tmp_path, sync_every)
+        assert means == reference_means  # bit for bit
+        assert torch.equal(model_and_loss.model.scale, reference.model.scale)
+
+
+def test_a_non_finite_loss_noticed_at_a_later_read_names_its_step_and_writes_nothing(tmp_path):
+    class NanFromStep3(_Loss):
+        steps = 0
+
+        def forward(self, model_dict, example_dict):
+            NanFromStep3.steps += 1
+            loss = super().forward(model_dict, example_dict)
+            return {**loss, "total_loss": loss["total_loss"] * (math.inf if NanFromStep3.steps >= 3 else 1.0)}
+
+    with pytest.raises(FloatingPointError, match=r"training loss 'total_loss' is inf \(not finite\) in training step "
+                                                 r"3 of this epoch; stopping"):
+        _trained(tmp_path, sync_every=5, loss=NanFromStep3())
+    assert NanFromStep3.steps == 5  # stopped at the first read after it, not at the end of the epoch
+    NanFromStep3.steps = 0
+    model_and_loss = runtime.ModelAndLoss(_Model(), NanFromStep3())
+    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
+                              torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
+    with pytest.raises(FloatingPointError, match="step 3"):
+        trainer.run()
+    assert not list(tmp_path.glob("checkpoint*")) and not (tmp_path / "csv").exists()
+
+
+def test_fp16_decay_skips_the_steps_the_grad_scaler_skips(tmp_path):
+    """--loshchilov_weight_decay with --amp=fp16: a step whose scaled gradients overflow leaves the weights as they
+    were (the scaler skips the optimizer step; the decay must not shrink them either)."""
+    class Overflowing(_Loss):
+        def forward(self, model_dict, example_dict):  # finite loss, gradient 1e35 x scale 65536: inf in float32
+            return {"total_loss": model_dict["output1"].mean() * 1e-5 * self.factor}
+
+    loss = Overflowing()
+    model_and_loss = runtime.ModelAndLoss(_Model(), loss, amp_dtype=torch.float16)
+    optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.5)
+    scaler = torch.amp.GradScaler("cpu")
+    runner = runtime.EpochRunner(_args(tmp_path, loshchilov_weight_decay=0.1), model_and_loss,
+                                 _loader(_Samples(n=1), 1), True, optimizer, grad_scaler=scaler)
+    example = next(iter(_loader(_Samples(n=1), 1)))
+    loss.factor = 1e40
+    runner.step(example)
+    assert model_and_loss.model.scale.item() == 1.0 and scaler.get_scale() == 32768.0  # skipped, scale halved
+    loss.factor = 0.0  # a finite step: decay by (1 - 0.1 * 0.5), no gradient
+    runner.step(example)
+    assert model_and_loss.model.scale.item() == pytest.approx(0.95, abs=1e-7)
+
+
 def test_progress_postfix_puts_the_given_keys_first():
     # A bar narrower than its postfix keeps the leading fields: the training key (or validation keys) first.
     means = {"psnr": 30.0, "ssim": 0.9, "total_loss": 1234.56789, "a": 1.0}

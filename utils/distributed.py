@@ -112,6 +112,16 @@ def sum_over_ranks(sums: Dict[str, float], name: str = "values") -> Dict[str, fl
     return total
 
 
+def min_over_ranks(value: torch.Tensor, name: str) -> int:
+    """The smallest of every rank's integer scalar (the value itself without a process group)."""
+    if not is_distributed():
+        return int(value)
+    value = value.clone()
+    with collective(name):
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return int(value)
+
+
 def gather_to_main(value: Any, name: str) -> List[Any]:
     """Every rank's `value` (picklable), in rank order, on rank 0; other ranks get an empty list."""
     if not is_distributed():
