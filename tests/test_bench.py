@@ -1,5 +1,6 @@
 """The bench/ scripts' --quick modes run and report consistent numbers (the full runs are in bench/README.md)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -39,11 +40,30 @@ def test_data_bench_quick(tmp_path):
     assert [(r["pipeline"], r["workers"]) for r in rows] == [(p, w) for w in (0, 2) for p in
                                                            ("original", "decode", "cache")]
     assert all(r["examples"] == frames for r in rows)
+    # One worker: 6 examples of a 6-frame sequence; the windows of the centres 0, 1, 4, 5 clamp at the ends
+    # (0: frames 0,0,0,1,2 -> 3 distinct), so 3 + 4 + 5 + 5 + 4 + 3 inputs + 6 targets = 30 frames per epoch.
+    worker = document["one_worker"]
+    assert worker["examples"] == frames == 6
+    assert worker["frames_read_per_epoch"] == 30
+    for name in ("decode", "cache_cold", "cache_warm"):
+        # Rates per CPU second (a worker on a core of its own); the wall-clock rate alongside.
+        seconds = worker[f"{name}_epoch_cpu_s"]["median"]
+        assert worker[f"{name}_crops_per_s"] == pytest.approx(6 * 2 / seconds)
+        assert worker[f"{name}_wall_crops_per_s"] == pytest.approx(6 * 2 / worker[f"{name}_epoch_s"]["median"])
+        assert worker[f"{name}_frames_per_s"] == pytest.approx(30 / seconds)
+        assert worker[f"{name}_workers_per_gpu"] == [math.ceil(c / worker[f"{name}_crops_per_s"])
+                                                     for c in (1200, 2600)]
 
 
 @pytest.mark.slow
 def test_flops_bench_quick(tmp_path):
-    document = _run("bench_flops.py", tmp_path)
+    # A training bench result as an H200 would give it, for a batch other than the flags' (B=2, S=3).
+    training = {"machine": {"device": "cuda:0", "gpu": "NVIDIA H200"},
+                "config": {"batch_size": 2, "samples_per_example": 3, "crop": 32, "sequence_length": 5},
+                "rows": [{"variant": "fp32", "step_s": {"median": 0.002}},
+                         {"variant": "bf16", "step_s": {"median": 0.001}}]}
+    (tmp_path / "training.json").write_text(json.dumps(training))
+    document = _run("bench_flops.py", tmp_path, "--training_json", str(tmp_path / "training.json"))
     tflop = document["tflop_per_frame"]
     pyramid = tflop["one pyramid"]
     assert pyramid > 0
