@@ -78,7 +78,29 @@ def test_flops_bench_quick(tmp_path):
     width, height = document["config"]["width"], document["config"]["height"]
     extra = 2 * width * height * 12 * (64 * 25 + 64 * 9 + 3 * 9) / 1e12
     assert tflop["FlowDBN DBN part (2N-1 frames)"] - tflop["DBN (N frames)"] == pytest.approx(extra, rel=1e-6)
-    assert document["training_step_tflop"] > 0
+    # The training step counts the batch that runs (quick: 1 example x 4 crops of 32^2): FLOPs grow linearly in
+    # the crops, and the training bench's step (2 x 3 crops) is counted for its own batch.
+    assert document["training_step"] == {"model": "FlowDBN", "batch_size": 1, "samples_per_example": 4,
+                                         "crops": 4, "size": 32, "sequence_length": 5}
+    per_crop = document["training_step_tflop_per_crop"]
+    assert per_crop > 0
+    assert document["training_step_tflop"] == pytest.approx(4 * per_crop, rel=1e-9)
+    fp32, bf16 = document["measured"]
+    assert fp32["tflop"] == bf16["tflop"] == pytest.approx(6 * per_crop, rel=1e-9)
+    # Brute force for DBN: from N=5 to N=7 only the layers that see the 3N input channels grow: the first 5x5
+    # conv (3N -> 64; forward and weight gradient, the input needs none) and f14 / f15 (64 -> 3N -> 3, 3x3;
+    # forward, input and weight gradient), 2 FLOPs per multiply-add on 2 crops of 32^2.
+    code = ("import sys; sys.path.insert(0, 'bench'); import bench_flops; "
+            "print(*(bench_flops.training_step_flops('DBN', 2, 32, n) for n in (5, 7)))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    dbn5, dbn7 = (float(value) for value in completed.stdout.split())
+    assert dbn7 - dbn5 == 2 * 2 * 32 * 32 * 6 * (2 * 64 * 25 + 3 * 64 * 9 + 3 * 3 * 9)
+    # On an H200 float32 convolutions run as TF32 (cuDNN's default), bf16 at the dense half-precision rate.
+    assert document["cuda_float32"] == {"cudnn_allow_tf32": True, "matmul_allow_tf32": False}
+    assert fp32["peak_gflops"] == 495000 and bf16["peak_gflops"] == 990000
+    assert fp32["fraction_of_peak"] == pytest.approx(6 * per_crop / 0.002 / 495)
+    assert bf16["fraction_of_peak"] == pytest.approx(6 * per_crop / 0.001 / 990)
     assert document["peaks"]["matmul_fp32_gflops"] > 0
     # Sizes shrink from 1024 only where a product is slow (bfloat16 emulated on a CPU), never below 256.
     assert all(256 <= document["peaks"][f"matmul_{name}_size"] <= 1024 for name in ("fp32", "bf16")
