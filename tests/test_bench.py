@@ -1,5 +1,6 @@
 """The bench/ scripts' --quick modes run and report consistent numbers (the full runs are in bench/README.md)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -39,11 +40,30 @@ def test_data_bench_quick(tmp_path):
     assert [(r["pipeline"], r["workers"]) for r in rows] == [(p, w) for w in (0, 2) for p in
                                                            ("original", "decode", "cache")]
     assert all(r["examples"] == frames for r in rows)
+    # One worker: 6 examples of a 6-frame sequence; the windows of the centres 0, 1, 4, 5 clamp at the ends
+    # (0: frames 0,0,0,1,2 -> 3 distinct), so 3 + 4 + 5 + 5 + 4 + 3 inputs + 6 targets = 30 frames per epoch.
+    worker = document["one_worker"]
+    assert worker["examples"] == frames == 6
+    assert worker["frames_read_per_epoch"] == 30
+    for name in ("decode", "cache_cold", "cache_warm"):
+        # Rates per CPU second (a worker on a core of its own); the wall-clock rate alongside.
+        seconds = worker[f"{name}_epoch_cpu_s"]["median"]
+        assert worker[f"{name}_crops_per_s"] == pytest.approx(6 * 2 / seconds)
+        assert worker[f"{name}_wall_crops_per_s"] == pytest.approx(6 * 2 / worker[f"{name}_epoch_s"]["median"])
+        assert worker[f"{name}_frames_per_s"] == pytest.approx(30 / seconds)
+        assert worker[f"{name}_workers_per_gpu"] == [math.ceil(c / worker[f"{name}_crops_per_s"])
+                                                     for c in (1200, 2600)]
 
 
 @pytest.mark.slow
 def test_flops_bench_quick(tmp_path):
-    document = _run("bench_flops.py", tmp_path)
+    # A training bench result as an H200 would give it, for a batch other than the flags' (B=2, S=3).
+    training = {"machine": {"device": "cuda:0", "gpu": "NVIDIA H200"},
+                "config": {"batch_size": 2, "samples_per_example": 3, "crop": 32, "sequence_length": 5},
+                "rows": [{"variant": "fp32", "step_s": {"median": 0.002}},
+                         {"variant": "bf16", "step_s": {"median": 0.001}}]}
+    (tmp_path / "training.json").write_text(json.dumps(training))
+    document = _run("bench_flops.py", tmp_path, "--training_json", str(tmp_path / "training.json"))
     tflop = document["tflop_per_frame"]
     pyramid = tflop["one pyramid"]
     assert pyramid > 0
@@ -58,7 +78,29 @@ def test_flops_bench_quick(tmp_path):
     width, height = document["config"]["width"], document["config"]["height"]
     extra = 2 * width * height * 12 * (64 * 25 + 64 * 9 + 3 * 9) / 1e12
     assert tflop["FlowDBN DBN part (2N-1 frames)"] - tflop["DBN (N frames)"] == pytest.approx(extra, rel=1e-6)
-    assert document["training_step_tflop"] > 0
+    # The training step counts the batch that runs (quick: 1 example x 4 crops of 32^2): FLOPs grow linearly in
+    # the crops, and the training bench's step (2 x 3 crops) is counted for its own batch.
+    assert document["training_step"] == {"model": "FlowDBN", "batch_size": 1, "samples_per_example": 4,
+                                         "crops": 4, "size": 32, "sequence_length": 5}
+    per_crop = document["training_step_tflop_per_crop"]
+    assert per_crop > 0
+    assert document["training_step_tflop"] == pytest.approx(4 * per_crop, rel=1e-9)
+    fp32, bf16 = document["measured"]
+    assert fp32["tflop"] == bf16["tflop"] == pytest.approx(6 * per_crop, rel=1e-9)
+    # Brute force for DBN: from N=5 to N=7 only the layers that see the 3N input channels grow: the first 5x5
+    # conv (3N -> 64; forward and weight gradient, the input needs none) and f14 / f15 (64 -> 3N -> 3, 3x3;
+    # forward, input and weight gradient), 2 FLOPs per multiply-add on 2 crops of 32^2.
+    code = ("import sys; sys.path.insert(0, 'bench'); import bench_flops; "
+            "print(*(bench_flops.training_step_flops('DBN', 2, 32, n) for n in (5, 7)))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    dbn5, dbn7 = (float(value) for value in completed.stdout.split())
+    assert dbn7 - dbn5 == 2 * 2 * 32 * 32 * 6 * (2 * 64 * 25 + 3 * 64 * 9 + 3 * 3 * 9)
+    # On an H200 float32 convolutions run as TF32 (cuDNN's default), bf16 at the dense half-precision rate.
+    assert document["cuda_float32"] == {"cudnn_allow_tf32": True, "matmul_allow_tf32": False}
+    assert fp32["peak_gflops"] == 495000 and bf16["peak_gflops"] == 990000
+    assert fp32["fraction_of_peak"] == pytest.approx(6 * per_crop / 0.002 / 495)
+    assert bf16["fraction_of_peak"] == pytest.approx(6 * per_crop / 0.001 / 990)
     assert document["peaks"]["matmul_fp32_gflops"] > 0
     # Sizes shrink from 1024 only where a product is slow (bfloat16 emulated on a CPU), never below 256.
     assert all(256 <= document["peaks"][f"matmul_{name}_size"] <= 1024 for name in ("fp32", "bf16")
