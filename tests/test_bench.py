@@ -63,3 +63,21 @@ def test_flops_bench_quick(tmp_path):
     # Sizes shrink from 1024 only where a product is slow (bfloat16 emulated on a CPU), never below 256.
     assert all(256 <= document["peaks"][f"matmul_{name}_size"] <= 1024 for name in ("fp32", "bf16")
                if f"matmul_{name}_size" in document["peaks"])
+
+
+@pytest.mark.slow
+def test_flow_precision_bench_quick(tmp_path):
+    document = _run("bench_flow_precision.py", tmp_path)
+    rows = {(row["magnitude"], row["variant"]): row for row in document["rows"]}
+    assert [magnitude for magnitude, _ in rows][::4] == [4.0, 100.0]
+    for magnitude in (4.0, 100.0):
+        bf16, fp32_scaling, fp32_last, model = (rows[magnitude, variant] for variant in (
+            "(b) bf16 flow path", "(c) fp32 upsample+scale", "(d) (c) + fp32 last conv", "model (autocast)"))
+        # The model code upsamples and scales in float32: exactly variant (c).
+        assert model["flow_dtype"] == "float32"
+        for key in ("flow_max_px", "flow_mean_px", "warp_mean_abs_255", "warp_psnr_db", "output_psnr_db"):
+            assert model[key] == pytest.approx(fp32_scaling[key], rel=1e-6)
+        # The estimator output's bf16 rounding (at most 2^-8 of it) is all (c) keeps; (d) keeps none.
+        assert 0 < fp32_scaling["flow_max_px"] <= 2 ** -8 * magnitude * 1.001 < bf16["flow_max_px"]
+        assert fp32_last["flow_max_px"] == 0.0 and fp32_last["warp_psnr_db"] == float("inf")
+        assert fp32_scaling["warp_psnr_db"] > bf16["warp_psnr_db"]
