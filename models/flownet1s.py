@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from contrib.interpolation import resize2d_as
+from contrib.precision import float32_op
 from contrib.weight_init import initialize_msra_leaky
 from models.registry import MODELS
 
@@ -112,5 +113,7 @@ class FlowNet1S(nn.Module):
         flows = self.flownets(torch.cat((im1, im2), dim=1))
         if self.training:
             return {f"flow{level}": flow for level, flow in zip(range(2, 7), flows)}
-        flow1 = F.interpolate(flows[0], size=im1.shape[-2:], mode="bilinear", align_corners=True)
-        return {"flow1": flow1 / self.div_flow}
+        # In float32 also under autocast (--amp), see FLOAT32_FLOW_NOTE in contrib/precision.py.
+        flow1 = float32_op(lambda flow: F.interpolate(flow, size=im1.shape[-2:], mode="bilinear",
+                                                      align_corners=True) / self.div_flow, flows[0])
+        return {"flow1": flow1}

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from contrib.correlation import Correlation
 from contrib.interpolation import resize2d_as
+from contrib.precision import float32_op
 from contrib.warping import warp_with_mask
 from contrib.weight_init import initialize_msra_leaky
 from models.registry import MODELS
@@ -201,8 +202,12 @@ class PWCNet(nn.Module):
         return {"flow1": self.full_resolution_flow(flow2, im1)}
 
     def full_resolution_flow(self, flow2: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """The 1/4-resolution flow (× div_flow) as the eval output 'flow1': size of `image`, pixel units."""
-        return resize2d_as(flow2, image, mode="bilinear", align_corners=True) / self.div_flow
+        """The 1/4-resolution flow (× div_flow) as the eval output 'flow1': size of `image`, pixel units.
+
+        In float32 also under autocast (--amp), see FLOAT32_FLOW_NOTE in contrib/precision.py.
+        """
+        return float32_op(lambda flow: resize2d_as(flow, image, mode="bilinear", align_corners=True) / self.div_flow,
+                          flow2)
 
     def pyramid(self, images: torch.Tensor) -> List[torch.Tensor]:
         """Feature pyramid of a batch of images (see PWCNetImpl.pyramid)."""
