@@ -63,3 +63,20 @@ def test_flops_bench_quick(tmp_path):
     # Sizes shrink from 1024 only where a product is slow (bfloat16 emulated on a CPU), never below 256.
     assert all(256 <= document["peaks"][f"matmul_{name}_size"] <= 1024 for name in ("fp32", "bf16")
                if f"matmul_{name}_size" in document["peaks"])
+
+
+@pytest.mark.slow
+def test_deblur_bench_quick(tmp_path):
+    document = _run("bench_deblur.py", tmp_path)
+    config = document["config"]
+    assert (config["width"], config["height"], config["frames"]) == (64, 48, 3)
+    assert document["serial_equals_overlapped"] is True
+    rows = {row["variant"]: row for row in document["rows"]}
+    assert sorted(rows) == sorted(["model", "serial", "overlapped", "overlapped_level1"])
+    assert rows["model"]["vs_model"] == 1.0
+    for row in rows.values():
+        assert row["frames_per_s"]["n"] == 1 and row["frames_per_s"]["median"] > 0
+        assert row["s_per_frame"] == pytest.approx(1.0 / row["frames_per_s"]["median"])
+    sizes = {entry["level"]: entry["bytes"] for entry in document["png_levels"]}
+    assert sorted(sizes) == [0, 1, 3, 6, 9]
+    assert sizes[0] > 64 * 48 * 3 > sizes[1] and sizes[6] <= sizes[1]  # level 0 stores the samples as they are
