@@ -123,3 +123,20 @@ def test_flow_precision_bench_quick(tmp_path):
         assert 0 < fp32_scaling["flow_max_px"] <= 2 ** -8 * magnitude * 1.001 < bf16["flow_max_px"]
         assert fp32_last["flow_max_px"] == 0.0 and fp32_last["warp_psnr_db"] == float("inf")
         assert fp32_scaling["warp_psnr_db"] > bf16["warp_psnr_db"]
+
+
+@pytest.mark.slow
+def test_deblur_bench_quick(tmp_path):
+    document = _run("bench_deblur.py", tmp_path)
+    config = document["config"]
+    assert (config["width"], config["height"], config["frames"]) == (64, 48, 3)
+    assert document["serial_equals_overlapped"] is True
+    rows = {row["variant"]: row for row in document["rows"]}
+    assert sorted(rows) == sorted(["model", "serial", "overlapped", "overlapped_level1"])
+    assert rows["model"]["vs_model"] == 1.0
+    for row in rows.values():
+        assert row["frames_per_s"]["n"] == 1 and row["frames_per_s"]["median"] > 0
+        assert row["s_per_frame"] == pytest.approx(1.0 / row["frames_per_s"]["median"])
+    sizes = {entry["level"]: entry["bytes"] for entry in document["png_levels"]}
+    assert sorted(sizes) == [0, 1, 3, 6, 9]
+    assert sizes[0] > 64 * 48 * 3 > sizes[1] and sizes[6] <= sizes[1]  # level 0 stores the samples as they are

@@ -1,8 +1,11 @@
 """deblur.py: folders of frames and videos deblurred from a checkpoint, equal to running the model on the
 clamped windows of the whole sequence (padded and cropped back), with the model read from the checkpoint."""
 import argparse
+import errno
 import logging
 import os
+import threading
+import time
 
 import imageio
 import numpy as np
@@ -267,3 +270,156 @@ def test_a_model_that_is_not_registered_or_not_deblurring_is_one_line(tmp_path, 
     assert deblur.main(argv + ["--sequence_length", "3"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "deblur.py: error: --checkpoint: _TinyFlow is not a deblurring model: its outputs (flow1) have no 'output1'")
+
+
+# ---------------------------------------------------------------- reading and writing in their own threads
+def _main_within(argv, seconds=120):
+    """deblur.main(argv) in a thread that must finish within `seconds` (a hang fails the test instead of
+    blocking the suite); afterwards none of deblur.py's worker threads may be left running."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", deblur.main(argv)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"deblur.py {' '.join(argv)} did not finish within {seconds} s"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("deblur-")] == []
+    return result["code"]
+
+
+def _frame_folder(folder, frames):
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:04d}.png")
+    return str(folder)
+
+
+def _files(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def test_overlapped_files_are_identical_to_the_serial_ones(tmp_path):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(7, 20, 28, seed=3)
+    folder = _frame_folder(tmp_path / "in", frames)
+    for mode in ("serial", "overlapped"):
+        argv = ["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / mode), "--fps", "10",
+                "--device", "cpu"] + (["--no_overlap"] if mode == "serial" else [])
+        assert _main_within(argv) == 0
+    serial, overlapped = _files(tmp_path / "serial"), _files(tmp_path / "overlapped")
+    assert sorted(serial) == [f"{i:04d}.png" for i in range(7)] + ["deblurred.mp4"]
+    assert overlapped == serial  # same names, same bytes (PNGs and the video)
+    expected = _reference(model, frames, 3, 8)
+    assert all(np.array_equal(np.asarray(Image.open(tmp_path / "overlapped" / f"{i:04d}.png")), expected[i])
+               for i in range(7))
+
+
+def test_overlapped_stream_is_in_order_and_reads_a_bounded_distance_ahead():
+    """A slow writer: the reader waits for the queues instead of buffering the whole clip."""
+    pulled = []
+    lead = []
+
+    def frames():
+        for i in range(30):
+            pulled.append(i)
+            yield f"{i:02d}", np.full((8, 8, 3), i, np.uint8)
+
+    class SlowWriter:
+        names = []
+
+        def write(self, name, frame):
+            lead.append(len(pulled) - len(self.names))
+            time.sleep(0.005)  # slower than the model: the writer's queue fills up
+            self.names.append(name)
+
+    model = _TinyResidual(argparse.Namespace(training_dataset_sequence_length=3)).eval()
+    writer = SlowWriter()
+    assert deblur.deblur_overlapped(model, frames(), 3, 4, torch.device("cpu"), writer, depth=2) == 30
+    assert writer.names == [f"{i:02d}" for i in range(30)]
+    # In flight at most: writer queue 2 + 1 being written + 1 being deblurred + window 3 + reader queue 2
+    # + 1 being read; an unbounded reader would be ~30 frames ahead after the first write.
+    assert max(lead) <= 10, lead
+
+
+def _error_lines(capsys):
+    """stderr without tqdm's progress lines (how many there are depends on timing)."""
+    return [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Deblur:")]
+
+
+@pytest.mark.parametrize("broken", ["size", "unreadable"])
+def test_a_reader_error_stops_the_run_with_the_serial_one_line_error(tmp_path, capsys, broken):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(8, 16, 24, seed=4)
+    if broken == "size":
+        frames[5] = _frames(1, 16, 32)[0]
+    folder = _frame_folder(tmp_path / "in", frames)
+    if broken == "unreadable":
+        (tmp_path / "in" / "0005.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    outputs = {}
+    for mode in ("serial", "overlapped"):
+        argv = ["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / mode), "--device", "cpu"]
+        assert _main_within(argv + (["--no_overlap"] if mode == "serial" else [])) == 2
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and lines[0].startswith("deblur.py: error: ") and "0005.png" in lines[0], lines
+        outputs[mode] = (lines, _files(tmp_path / mode))
+    assert outputs["overlapped"] == outputs["serial"]  # same message, same frames written before it
+    assert sorted(outputs["serial"][1]) == ["0000.png", "0001.png", "0002.png", "0003.png"]
+
+
+def test_a_writer_error_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(8, 16, 24, seed=5))
+    for mode in ("serial", "overlapped"):
+        (tmp_path / mode / "0002.png").mkdir(parents=True)  # the third frame cannot be written
+        argv = ["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / mode), "--device", "cpu"]
+        assert _main_within(argv + (["--no_overlap"] if mode == "serial" else [])) == 2
+        assert _error_lines(capsys) == [
+            f"deblur.py: error: [Errno 21] Is a directory: '{tmp_path / mode / '0002.png'}'"]
+    save = deblur.FrameWriter.write
+
+    def disk_full(self, name, frame):
+        if name == "0003":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(self, name, frame)
+
+    monkeypatch.setattr(deblur.FrameWriter, "write", disk_full)
+    assert _main_within(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "full"),
+                         "--device", "cpu"]) == 2
+    assert _error_lines(capsys) == ["deblur.py: error: [Errno 28] No space left on device"]
+    assert sorted(os.listdir(tmp_path / "full")) == ["0000.png", "0001.png", "0002.png"]
+
+
+def test_ctrl_c_during_an_overlapped_run_joins_the_threads(tmp_path, capsys, monkeypatch):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(8, 16, 24, seed=6))
+    converted = []
+    to_uint8 = deblur.to_uint8
+
+    def interrupted_at_the_fourth_frame(image):
+        if len(converted) == 3:
+            raise KeyboardInterrupt
+        converted.append(1)
+        return to_uint8(image)
+
+    monkeypatch.setattr(deblur, "to_uint8", interrupted_at_the_fourth_frame)
+    assert _main_within(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out"),
+                         "--device", "cpu"]) == 130
+    assert _error_lines(capsys) == [f"deblur.py: interrupted; the frames written so far are in {tmp_path / 'out'}"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["0000.png", "0001.png", "0002.png"]  # the queued ones too
+
+
+def test_png_compression_changes_the_size_not_the_pixels(tmp_path, capsys):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(3, 32, 48, seed=7))
+    for level in ("default", "0", "1", "9"):
+        argv = ["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / level), "--device", "cpu"]
+        assert _main_within(argv + ([] if level == "default" else ["--png_compression", level])) == 0
+    sizes = {level: (tmp_path / level / "0001.png").stat().st_size for level in ("0", "1", "9")}
+    assert sizes["0"] > sizes["1"] > sizes["9"], sizes
+    assert sizes["0"] > 32 * 48 * 3  # level 0 stores the samples uncompressed
+    for level in ("0", "1", "9"):
+        for i in range(3):
+            assert np.array_equal(np.asarray(Image.open(tmp_path / level / f"{i:04d}.png")),
+                                  np.asarray(Image.open(tmp_path / "default" / f"{i:04d}.png")))
+    # The default is what PIL writes without a level: today's files, byte for byte.
+    pixels = np.asarray(Image.open(tmp_path / "default" / "0001.png"))
+    Image.fromarray(pixels).save(tmp_path / "pil.png")
+    assert (tmp_path / "pil.png").read_bytes() == (tmp_path / "default" / "0001.png").read_bytes()
