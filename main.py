@@ -205,8 +205,8 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
         raise ValueError(f"--{'batch_size' if train else 'validation_batch_size'}={batch_size} is larger than "
                          f"--{prefix}={getattr(args, prefix)} with {len(dataset)} examples")
     requested = getattr(args, f"{prefix}_num_workers", 0)
-    cpus = system.available_cpus()
-    workers = min(requested, cpus)  # more workers than CPUs only compete for them (and PyTorch warns)
+    # More workers than CPUs only compete for them (and PyTorch warns); torchrun's processes share the CPUs.
+    workers, capped = system.loader_workers(requested, distributed.local_world_size())
     shuffle = constants.TRAINING_DATALOADER_SHUFFLE if train else constants.VALIDATION_DATALOADER_SHUFFLE
     drop_last = constants.TRAINING_DATALOADER_DROP_LAST if train else constants.VALIDATION_DATALOADER_DROP_LAST
     sampler = None
@@ -218,7 +218,6 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
     loader = runtime.make_data_loader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                                       num_workers=workers, device=args.device, sampler=sampler)
     collate = hasattr(args, f"{prefix}_num_samples_per_example")
-    capped = f" ({requested} requested, {cpus} CPUs)" if workers < requested else ""
     logging.info("%s: %s, %d examples, %d steps per epoch, %d workers%s", prefix, type(dataset).__name__,
                  len(dataset), len(loader), workers, capped)
     return runtime.Loader(loader, args.device, collate, channels_last=args.channels_last)

@@ -214,6 +214,29 @@ def test_resume_with_another_number_of_gpus(tmp_path, monkeypatch, caplog, visib
     assert warnings == ([] if message is None else [f"two_gpus.ckpt: {message}"])
 
 
+@pytest.mark.parametrize("requested,processes,cpus,expected", [
+    (12, 1, 16, (12, "")),
+    (12, 1, 2, (2, " (12 requested, 2 CPUs)")),
+    (12, 8, 16, (2, " (12 requested, 16 CPUs for 8 processes on this machine)")),
+    (12, 8, 4, (1, " (12 requested, 4 CPUs for 8 processes on this machine)")),
+    (0, 8, 4, (0, ""))])
+def test_loader_workers_share_the_cpus_among_the_processes_of_a_machine(monkeypatch, requested, processes, cpus,
+                                                                         expected):
+    monkeypatch.setattr(system, "available_cpus", lambda: cpus)
+    assert system.loader_workers(requested, processes) == expected
+
+
+def test_local_world_size_is_torchruns(monkeypatch):
+    from utils import distributed
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.local_world_size() == 1  # not launched by torchrun
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("RANK", "3")
+    assert distributed.local_world_size() == 8
+
+
 # ---------------------------------------------------------------- source zip
 def test_zip_source_contains_code_only(tmp_path):
     root = tmp_path / "repo"

@@ -33,6 +33,11 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def local_world_size() -> int:
+    """Processes on this machine: torchrun's LOCAL_WORLD_SIZE (1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+
+
 def launched_by_torchrun() -> bool:
     """torchrun (or torch.distributed.launch) sets WORLD_SIZE and RANK for every process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ

@@ -3,7 +3,7 @@ import os
 import random
 import subprocess
 import zipfile
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from utils import files
 
@@ -92,6 +92,23 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(len(os.sched_getaffinity(0)), 1)
     return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, processes: int = 1) -> Tuple[int, str]:
+    """How many of `requested` DataLoader workers to start, and the note saying why when fewer.
+
+    A machine's CPUs are shared by the `processes` training processes on it (torchrun's local world size),
+    each with its own workers: 8 processes with 12 workers each on 16 CPUs would start 96 workers, each
+    decoding frames in parallel with the others and with the training processes themselves.
+    """
+    cpus = available_cpus()
+    share = max(1, cpus // max(processes, 1))
+    workers = min(requested, share)
+    if workers == requested:
+        return workers, ""
+    if processes > 1:
+        return workers, f" ({requested} requested, {cpus} CPUs for {processes} processes on this machine)"
+    return workers, f" ({requested} requested, {cpus} CPUs)"
 
 
 def random_fantasy_name() -> str:
