@@ -7,6 +7,9 @@
 #   EXPERIMENTS_HOME  run folders and prewarping_networks/pwcnet.ckpt (default $HOME/Experiments)
 #   PYTHON            interpreter (default: $DEBLUR_DEVIL_VENV or the repository's .venv; setup_venv.sh
 #                     creates it when missing)
+#   FRAME_CACHE_DIR   uint8 copy of every decoded training frame (--training_dataset_cache_dir; default
+#                     $EXPERIMENTS_HOME/frame_cache; the first epoch fills it, ~12 GB for GOPRO_Large's training
+#                     frames; a node's local scratch is fastest; `none` turns it off)
 #   GPU_WAIT_SECS     longest wait for our GPU to have no other compute process (default 3600; 0: no wait)
 #   DRY_RUN=1         print the command line, check that it parses and warn about each missing dataset folder,
 #                     prewarping network or checkpoint it names (scripts/dry_run.py); run nothing
@@ -25,7 +28,10 @@ fi
 
 : "${DATASETS_HOME:=$HOME/Datasets}"
 : "${EXPERIMENTS_HOME:=$HOME/Experiments}"
-export DATASETS_HOME EXPERIMENTS_HOME
+# Decoding 1280x720 PNGs would take 12-25 cores per GPU (bench/README.md); from the cache a worker supplies
+# about 20 times more crops. Its entries are named by the frames' content, so a copied dataset reuses them.
+: "${FRAME_CACHE_DIR:=$EXPERIMENTS_HOME/frame_cache}"
+export DATASETS_HOME EXPERIMENTS_HOME FRAME_CACHE_DIR
 
 if [ -z "${PYTHON:-}" ]; then
     # The project's virtual environment (DEBLUR_DEVIL_VENV, else the repository's .venv), created from
@@ -41,6 +47,7 @@ done
 echo "python: $PYTHON"
 echo "DATASETS_HOME: $DATASETS_HOME"
 echo "EXPERIMENTS_HOME: $EXPERIMENTS_HOME"
+echo "FRAME_CACHE_DIR: $FRAME_CACHE_DIR"
 
 # Wait while another process computes on our GPU (the first of CUDA_VISIBLE_DEVICES), at most GPU_WAIT_SECS
 # seconds (default 3600; 0 skips the wait), then start anyway: a process that never leaves (an MPS server, a

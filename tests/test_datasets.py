@@ -653,6 +653,8 @@ def test_cache_holds_one_uint8_file_per_frame_outside_the_tree_and_is_reused(nah
         assert array.dtype == np.uint8 and array.shape == (H, W, 3)
         np.testing.assert_array_equal(array, np.asarray(Image.open(path).convert("RGB")))
     assert dataset.cache.size_bytes() == sum(f.stat().st_size for f in files) < 14 * (H * W * 3 + 200)
+    # What the start of a run announces as the full cache's size is what the epoch wrote.
+    assert dataset._cached_frames_and_bytes() == (14, dataset.cache.size_bytes())
     stats = {f: f.stat().st_mtime_ns for f in files}
     decoded.clear()
     _all_examples(dataset, 2)  # second epoch: nothing decoded, nothing rewritten
@@ -670,6 +672,30 @@ def test_a_changed_frame_gets_a_new_cache_entry(nah, tmp_path):
     os.utime(frame, ns=(1, 1))  # a different mtime even on file systems with coarse timestamps
     assert dataset.cache.entry(str(frame)) != old_entry
     assert red_codes(dataset[0])[2] == 99
+
+
+def test_cache_entries_stay_valid_for_a_copy_of_the_dataset_elsewhere(nah, tmp_path, monkeypatch):
+    """A copy on a node's scratch disk, without its timestamps (cp -r), reuses the entries of the original."""
+    import shutil
+
+    import datasets.gopro_common as common
+
+    cache_dir = str(tmp_path / "cache")
+    expected = _all_examples(DATASETS.get("GoProNahTrain")(None, root=str(nah), cache_dir=cache_dir,
+                                                           **CACHE_KWARGS), 1)
+    entries = {f: f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").rglob("*.npy"))}
+    copy = tmp_path / "scratch" / "GOPRO_Large"
+    shutil.copytree(nah, copy, copy_function=shutil.copyfile)  # new files, new modification times
+    decoded = []
+    real_read = common.read_image
+    monkeypatch.setattr(common, "read_image", lambda path: decoded.append(path) or real_read(path))
+    copied = _all_examples(DATASETS.get("GoProNahTrain")(None, root=str(copy), cache_dir=cache_dir,
+                                                         **CACHE_KWARGS), 1)
+    assert decoded == []
+    assert {f: f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").rglob("*.npy"))} == entries
+    for example in copied + expected:  # the same samples, named after their own tree
+        example.pop("basename", None)
+    _assert_same_examples(copied, expected)
 
 
 def test_crops_read_only_the_window_from_memory_maps(nah, tmp_path):

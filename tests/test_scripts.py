@@ -56,14 +56,26 @@ def test_command_line_and_arguments_are_the_originals(tmp_path, script):
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "cwd").read_text().strip() == REPO
     argv = (tmp_path / "argv").read_text().splitlines()
-    assert argv[0] == "main.py" and argv[1:] == reference["argv"]
+    # The original's command line; training scripts add the frame cache (FRAME_CACHE_DIR) before the root.
+    cache = {"training_dataset_cache_dir": f"{experiments_home}/frame_cache"} if "/train_" in script else {}
+    assert argv[0] == "main.py" and [a for a in argv[1:] if "cache_dir" not in a] == reference["argv"]
+    assert [a for a in argv[1:] if "cache_dir" in a] == [f"--{key}={value}" for key, value in cache.items()]
     args, defaults = commandline.parse_arguments(argv[1:])
     parsed = json.loads(json.dumps(vars(args), default=str))
     assert {key: parsed.get(key, "<missing>") for key in _without_cuda(reference["args"])} == \
         _without_cuda(reference["args"])
-    # Arguments this project adds stay at their defaults: the scripts set exactly what the original's did.
+    # Arguments this project adds stay at their defaults but for the frame cache: otherwise the scripts set
+    # exactly what the original's did.
     non_default = json.loads(json.dumps(commandline.non_default_arguments(args, defaults)))
-    assert _without_cuda(non_default) == _without_cuda(reference["non_default"])
+    assert _without_cuda(non_default) == {**_without_cuda(reference["non_default"]), **cache}
+
+
+def test_frame_cache_none_turns_the_cache_off(tmp_path):
+    env = _environment(tmp_path, DRY_RUN="1", TIME="T", FRAME_CACHE_DIR="none")
+    completed = _bash(f"bash {SCRIPTS[0]}", env)
+    assert completed.returncode == 0, completed.stderr
+    assert "FRAME_CACHE_DIR: none" in completed.stdout
+    assert _printed(completed.stdout, "parsed arguments")["training_dataset_cache_dir"] is None
 
 
 def test_dry_run_prints_and_parses_without_data(tmp_path):
@@ -199,6 +211,12 @@ def test_training_script_runs_with_the_visualizer(homes):
     _run_script(homes, SCRIPTS[0], "train5", TINY_TRAINING)
     save = homes / "experiments" / "train5-flowdbn128-5-nah-FlowDBN"
     assert (save / "checkpoint_latest_.ckpt").is_file() and (save / "args.json").is_file()
+    # The frame cache by default, announced with its place and size when full (the 3 blurred frames of the one
+    # example's clamped window and its sharp frame, 32x32 as .npy), and filled by the first epoch.
+    cache = homes / "experiments" / "frame_cache"
+    assert f"frame cache {cache}: 4 frames, 0.0 MB when full (the folder holds 0.0 MB now)" in \
+        (save / "logbook.txt").read_text()
+    assert len(list(cache.rglob("*.npy"))) == 4
     events = _image_tags(save)
     assert [e.step for e in events.Scalars("lr/group0")] == [1]
     assert events.Scalars("lr/group0")[0].value == pytest.approx(0.005)

@@ -38,5 +38,6 @@ run_main \
     --training_dataset_num_samples_per_example=8 \
     --training_dataset_num_workers=12 \
     --training_dataset_num_examples=-1 \
+    --training_dataset_cache_dir="$FRAME_CACHE_DIR" \
     --training_dataset_root="$DATASETS_HOME/GOPRO_Large/" \
     "$@"
