@@ -215,8 +215,10 @@ def peak_flops(reduced_precision: bool) -> Optional[float]:
     """The data-sheet peak FLOP/s of this GPU (bench/bench_flops.py's table); None on the CPU or when unknown."""
     if not CUDA:
         return None
-    from bench_flops import gpu_peak_flops
-
+    try:
+        from bench_flops import gpu_peak_flops
+    except ImportError:  # bench_flops imports runtime, which needs packages a bare machine may lack
+        return None
     return gpu_peak_flops(torch.cuda.get_device_name(DEVICE), reduced_precision)
 
 
