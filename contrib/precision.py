@@ -18,5 +18,8 @@ import torch
 
 def float32_op(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """`fn(x)` with autocast off and `x` in at least float32 (exactly `fn(x)` for float32 `x` without autocast)."""
-    with torch.autocast(x.device.type, enabled=False):
+    device_type = x.device.type
+    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
+        return fn(x)  # nothing to turn off (a device without autocast, e.g. meta tensors, counts as off)
+    with torch.autocast(device_type, enabled=False):
         return fn(x.to(torch.promote_types(x.dtype, torch.float32)))
