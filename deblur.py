@@ -477,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png_compression", type=int, default=PIL_PNG_COMPRESSION, choices=range(10),
                         metavar="0..9",
                         help="zlib level of the PNG frames (the default is PIL's). Lower is faster to write and "
-                             "larger, with the same pixels: at 1280x720, level 1 takes about 0.09 s per frame "
-                             "instead of 0.43 s and makes files 10-20%% larger; 0 is uncompressed (2.8 MB)")
+                             "larger, with the same pixels: at 1280x720, level 1 took 0.08 s per frame instead "
+                             "of 0.28 s and made files 10-20%% larger; 0 is uncompressed (2.8 MB)")
     parser.add_argument("--no_overlap", action="store_true",
                         help="read, deblur and write one frame after another in one thread (slower; same files)")
     parser.add_argument("--fold_batchnorm", action="store_true",
