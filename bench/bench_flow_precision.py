@@ -31,7 +31,7 @@ from common import base_parser, emit, finish_parsing, machine, print_table  # no
 import models.flowdbn  # noqa: E402
 from contrib.interpolation import resize2d_as  # noqa: E402
 from contrib.warping import warp_border  # noqa: E402
-from datasets.synthetic_gopro import _photograph  # noqa: E402
+from datasets.synthetic_gopro import photograph  # noqa: E402
 from models.flowdbn import PREWARPING_DIV_FLOW, FlowDBN  # noqa: E402
 from models.pwcnet import PWCNet  # noqa: E402
 
@@ -57,7 +57,7 @@ def build_model(seed: int = 0) -> FlowDBN:
 
 def frames(width: int, height: int) -> List[torch.Tensor]:
     """SEQUENCE_LENGTH photographs (1, 3, height, width) in [0, 1]."""
-    return [_photograph(index, width, height)[:, :, :height, :width].contiguous() for index in range(SEQUENCE_LENGTH)]
+    return [photograph(index, width, height)[:, :, :height, :width].contiguous() for index in range(SEQUENCE_LENGTH)]
 
 
 def planted_flow(batch: int, height: int, width: int, magnitude: float, seed: int) -> torch.Tensor:

@@ -36,7 +36,7 @@ RENDER_CHUNK_PIXELS = 1 << 23  # sub-frame pixels rendered in one grid_sample ca
 SU_VALID_MIN_FRAMES = max(VALIDATION_FRAMES) + 1
 
 
-def _photograph(index: int, width: int, height: int) -> torch.Tensor:
+def photograph(index: int, width: int, height: int) -> torch.Tensor:
     """Photograph number `index` (cycling through PHOTOS), resized and centre-cropped to COVER x the frame."""
     image = getattr(skimage.data, PHOTOS[index % len(PHOTOS)])()
     if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity); take the left view
@@ -105,7 +105,7 @@ def render_sequence(photo_index: int, num_frames: int, width: int, height: int, 
     if sub_frames < 1 or sub_frames % 2 == 0:
         raise ValueError(f"sub_frames must be a positive odd number (sharp = the middle one), got {sub_frames}")
     rng = np.random.default_rng(list(seed))
-    source = _photograph(photo_index, width, height)
+    source = photograph(photo_index, width, height)
     trajectory = Trajectory(rng, width, height, motion)
     offsets = (np.arange(sub_frames) + 0.5) / sub_frames - 0.5  # exposure = the whole frame interval
     chunk = max(1, RENDER_CHUNK_PIXELS // (sub_frames * width * height))
