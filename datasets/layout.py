@@ -1,9 +1,11 @@
 """Checks that a dataset folder has the layout its dataset classes read (spec §5.1), before any training.
 
 `verify(name, root, deep)` returns a `Report`: one row per split (sequences, frames), the problems found
-(each one line that names the folder and the fix) and, for the real datasets, the totals their authors
-publish. `deep=True` also decodes every frame. The dataset classes run the cheap part at the start of
-training (`gopro_common.nesting_hint`: the layout found one level down or up names the folder to pass).
+(each one line that names the folder and the fix), notes on what differs from the published dataset
+without stopping its dataset classes (generated and partial trees differ), and, for the real datasets,
+the totals their authors publish. `deep=True` also decodes every frame. The dataset classes run the
+cheap part at the start of training (`gopro_common.nesting_hint`: the layout found one level down or
+up names the folder to pass).
 """
 import dataclasses
 import glob
@@ -32,11 +34,21 @@ class Report:
     root: Path
     rows: List[Tuple[str, int, int]] = dataclasses.field(default_factory=list)
     problems: List[str] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)  # differs from the published dataset, still usable
+    decoded: int = 0  # frames decoded (deep)
 
     @property
     def ok(self) -> bool:
         """No problem found."""
         return not self.problems
+
+    def comparison(self) -> str:
+        """'matches', 'differs' (a count or a note) or 'unknown' (no published totals), against the release."""
+        known = KNOWN_TOTALS.get(self.name, {})
+        if self.notes or any(split in known and known[split] != (sequences, frames)
+                             for split, sequences, frames in self.rows):
+            return "differs"
+        return "matches" if known else "unknown"
 
     def table(self) -> str:
         """The rows as an aligned text table, with the published totals where known."""
@@ -54,16 +66,16 @@ def _frames(folder: Path, extensions: Sequence[str]) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions) if folder.is_dir() else []
 
 
-def _decode_errors(files: Sequence[Path]) -> List[str]:
+def _decode(report: Report, files: Sequence[Path]) -> None:
+    """Decode every file; each unreadable one is a problem."""
     from datasets.gopro_common import read_image  # decoding needs PIL/pyspng only for --deep
 
-    problems = []
     for path in files:
         try:
             read_image(str(path))
         except (ValueError, OSError) as error:
-            problems.append(f"unreadable frame '{path}': {error}")
-    return problems
+            report.problems.append(f"unreadable frame '{path}': {error}")
+        report.decoded += 1
 
 
 def _paired(report: Report, split: str, parent: Path, input_name: str, target_name: Optional[str],
@@ -86,9 +98,9 @@ def _paired(report: Report, split: str, parent: Path, input_name: str, target_na
                 report.problems.append(f"'{sequence}': {len(inputs)} frames in {input_name}/ but {len(targets)} in "
                                        f"{target_name}/, or their names differ")
             if deep:
-                report.problems += _decode_errors(targets)
+                _decode(report, targets)
         if deep:
-            report.problems += _decode_errors(inputs)
+            _decode(report, inputs)
     report.rows.append((split, len(sequences), frames))
     return sequences
 
@@ -108,9 +120,13 @@ def _gopro_su(report: Report, deep: bool) -> None:
                         deep)
     names = {p.name: p for p in sequences}
     missing = [name for name in VALIDATION_SEQUENCES if name not in names]
-    if sequences and missing:
-        report.problems.append(f"validation sequences missing from '{report.root / 'quantitative_datasets'}': "
-                               f"{', '.join(missing)}")
+    where = report.root / "quantitative_datasets"
+    if sequences and len(missing) == len(VALIDATION_SEQUENCES):  # GoProSuValid would have nothing to read
+        report.problems.append(f"no validation sequence in '{where}' (GoProSuValid reads {', '.join(missing)})")
+    elif sequences and missing:  # generated data has fewer: GoProSuValid reads the ones there are
+        report.notes.append(f"{len(missing)} of Su's {len(VALIDATION_SEQUENCES)} validation sequences are not in "
+                            f"'{where}' ({', '.join(missing)}); GoProSuValid reads the "
+                            f"{len(VALIDATION_SEQUENCES) - len(missing)} there")
     for name in VALIDATION_SEQUENCES:
         if name in names and len(_frames(names[name] / "input", extensions)) <= max(VALIDATION_FRAMES):
             report.problems.append(f"validation sequence '{names[name]}' has fewer than "
@@ -132,8 +148,7 @@ def _flyingchairs(report: Report, deep: bool) -> None:
         report.problems.append(f"no {SPLIT_FILENAME} in '{report.root}' or its parent: FlyingChairsTrain/Valid "
                                f"need it (FlyingChairsFull does not)")
     if deep:
-        report.problems += _decode_errors([Path(p) for p in first]
-                                          + [report.root / f"{s}_img2.ppm" for s in stems])
+        _decode(report, [Path(p) for p in first] + [report.root / f"{s}_img2.ppm" for s in stems])
 
 
 def _sintel(report: Report, deep: bool) -> None:

@@ -7,11 +7,13 @@
     python scripts/get_data.py sintel --root $DATASETS_HOME               # -> .../MPI-Sintel-complete
     python scripts/get_data.py gopro_nah --root $DATASETS_HOME --verify [--deep]   # check a tree only
 
-`--url` replaces the built-in address (a mirror, a local copy: any http(s) or file address). Downloads
-resume after an interruption (run the same command again), land under their final name only when
-complete, and are checked before they are unpacked; the unpacked tree is checked against the layout the
-dataset classes read, and the archive is removed afterwards unless --keep_archive. Every failure ends
-with one line that says what to do.
+--root defaults to $DATASETS_HOME, else ~/Datasets ($EXPERIMENTS_HOME, else ~/Experiments, for
+prewarping_networks). `--url` replaces the built-in address (a mirror, a local copy: any http(s) or file
+address). Downloads resume after an interruption (run the same command again), land under their final
+name only when complete, and are checked before they are unpacked; the unpacked tree is checked against
+the layout the dataset classes read, and the archive is removed afterwards unless --keep_archive. A second run for the
+same archive stops at once naming the first (`<archive>.lock`). Every failure ends with one line that says
+what to do.
 """
 import argparse
 import dataclasses
@@ -23,7 +25,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import layout  # noqa: E402
-from utils.download import DataError, check_archive, fetch, unpack  # noqa: E402
+from utils.download import ArchiveLock, DataError, check_archive, fetch, unpack  # noqa: E402
+
+# --root when not given: the launch scripts' variables and defaults.
+ROOT_VARIABLES = {"prewarping_networks": ("EXPERIMENTS_HOME", "~/Experiments")}
+DEFAULT_ROOT = ("DATASETS_HOME", "~/Datasets")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,18 +128,28 @@ def _prewarping_problems(folder: Path) -> List[str]:
     return problems
 
 
-def verify(name: str, folder: Path, deep: bool) -> List[str]:
-    """Print what `folder` holds; returns the problems (empty when it has the layout)."""
+def verify(name: str, folder: Path, deep: bool) -> Tuple[List[str], str]:
+    """Print what `folder` holds; returns the problems (empty when it has the layout) and the verdict line."""
     if name == "prewarping_networks":
         if not folder.is_dir():
-            return [f"'{folder}' is not a folder"]
+            return [f"'{folder}' is not a folder"], ""
         problems = _prewarping_problems(folder)
         print("\n".join(f"{p.name:<24} {p.stat().st_size / 1e6:8.1f} MB" for p in sorted(folder.glob("*.ckpt"))))
-        return problems
+        return problems, f"{folder}: {name} is complete (every network loads)"
     report = layout.verify(name, folder / "data" if name == "flyingchairs" else folder, deep)
     if report.rows:
         print(report.table())
-    return report.problems
+    for note in report.notes:
+        print(f"note: {note}")
+    if deep and report.ok:
+        print(f"--deep: decoded {report.decoded} frames, all readable")
+    verdict = {
+        "matches": "is complete (matches the published totals)",
+        "unknown": "has the layout its dataset classes read (no published totals to compare with)",
+        "differs": "has the layout its dataset classes read, but differs from the published totals (see above): "
+                   "usable as it is (e.g. generated data), not the whole published dataset",
+    }[report.comparison()]
+    return report.problems, f"{folder}: {name} {verdict}"
 
 
 def download(name: str, root: Path, urls: Sequence[str], keep_archive: bool, progress: bool) -> Path:
@@ -143,6 +159,15 @@ def download(name: str, root: Path, urls: Sequence[str], keep_archive: bool, pro
     if target.exists():
         print(f"{target} exists already: checking it (move it away to download again)")
         return target
+    with ArchiveLock(root / source.archive):  # a second run on the same archive stops here, naming this one
+        if target.exists():  # a run that held the lock until a moment ago unpacked it
+            print(f"{target} was unpacked by another run just now: checking it")
+            return target
+        return _download_unlocked(source, root, urls, keep_archive, progress)
+
+
+def _download_unlocked(source: Source, root: Path, urls: Sequence[str], keep_archive: bool, progress: bool) -> Path:
+    target = root / source.folder
     archive = root / source.archive
     last_error: Optional[DataError] = None
     for url in urls:
@@ -173,15 +198,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="get_data.py", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(SOURCES), help="what to get")
-    parser.add_argument("--root", required=True, type=Path,
-                        help="parent folder: $DATASETS_HOME for datasets, $EXPERIMENTS_HOME for prewarping_networks")
+    # nargs="?": `--root $UNSET_VARIABLE --verify` reaches us as '' and gets our message, not argparse's.
+    parser.add_argument("--root", nargs="?", const="", default=None,
+                        help="parent folder (default: $DATASETS_HOME, else ~/Datasets; for prewarping_networks "
+                             "$EXPERIMENTS_HOME, else ~/Experiments)")
     parser.add_argument("--url", "--mirror", dest="url", default=None,
                         help="address to download from instead of the built-in ones")
     parser.add_argument("--verify", action="store_true", help="only check the existing tree under --root")
     parser.add_argument("--deep", action="store_true", help="with --verify: also decode every frame")
     parser.add_argument("--keep_archive", action="store_true", help="keep the downloaded archive after unpacking")
     options = parser.parse_args(argv)
-    root = options.root.expanduser()
+    variable, fallback = ROOT_VARIABLES.get(options.name, DEFAULT_ROOT)
+    if options.root == "":
+        print(f"get_data.py: error: --root is empty (is ${variable} unset?): pass a folder, e.g. --root {fallback}, "
+              f"or leave --root out to use ${variable}, else {fallback}", file=sys.stderr)
+        return 2
+    if options.root is None:
+        options.root = os.environ.get(variable) or fallback
+        origin = f"from ${variable}" if os.environ.get(variable) else f"${variable} is unset"
+        print(f"using --root {options.root} ({origin})")
+    root = Path(options.root).expanduser()
     source = SOURCES[options.name]
     try:
         if options.verify:
@@ -193,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
             folder = download(options.name, root, [options.url] if options.url else source.urls,
                               options.keep_archive, sys.stderr.isatty())
-        problems = verify(options.name, folder, options.deep)
+        problems, verdict = verify(options.name, folder, options.deep)
     except DataError as error:
         print(f"get_data.py: error: {error}", file=sys.stderr)
         return 1
@@ -204,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for problem in problems:
             print(f"get_data.py: error: {problem}", file=sys.stderr)
         return 1
-    print(f"{folder}: {options.name} is complete. Terms: {source.terms}")
+    print(f"{verdict}. Terms: {source.terms}")
     return 0
 
 

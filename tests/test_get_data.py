@@ -1,13 +1,19 @@
 """scripts/get_data.py against a local HTTP server (Range support, request log, injected faults): download,
-resume, integrity, layout, server and disk errors, --verify. Nothing comes from the internet."""
+resume, integrity, layout, server and disk errors, two runs at once, unsafe archives, web pages, --root's
+default, --verify. Nothing comes from the internet."""
 import contextlib
 import hashlib
 import http.server
 import importlib.util
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
+import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -15,7 +21,7 @@ from typing import Dict, Iterator, List, Optional
 import pytest
 
 from datasets.synthetic_gopro import make_gopro_nah, make_gopro_su
-from tests.helpers import run_main
+from tests.helpers import run_main, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("get_data", REPO / "scripts" / "get_data.py")
@@ -25,14 +31,18 @@ _spec.loader.exec_module(get_data)
 
 class _Server(http.server.ThreadingHTTPServer):
     """Serves `files`; logs (path, Range header) per request; can cut the first response after `cut_after`
-    bytes (a forced disconnect) or answer `status` instead."""
+    bytes (a forced disconnect), hold every response after `hold_after` bytes until `go` is set, answer
+    `status` instead, or send `content_type`."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: Dict[str, bytes] = {}
         self.requests: List[tuple] = []
         self.cut_after: Optional[int] = None
+        self.hold_after: Optional[int] = None
+        self.go = threading.Event()
         self.status: Optional[int] = None
+        self.content_type: Optional[str] = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/{name}"
@@ -56,12 +66,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if requested:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Length", str(len(body) - start))
+        if server.content_type is not None:
+            self.send_header("Content-Type", server.content_type)
         self.end_headers()
         if server.cut_after is not None:
             self.wfile.write(body[start:start + server.cut_after])
             server.cut_after = None
             self.close_connection = True
             return
+        if server.hold_after is not None:
+            self.wfile.write(body[start:start + server.hold_after])
+            self.wfile.flush()
+            server.go.wait(timeout=120)
+            start += server.hold_after
         self.wfile.write(body[start:])
 
 
@@ -72,6 +89,7 @@ def server() -> Iterator[_Server]:
     thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield running
+    running.go.set()  # a held response ends
     running.shutdown()
     running.server_close()
 
@@ -111,8 +129,10 @@ def test_download_unpack_verify_and_train(server, nah_tree, tmp_path):
     assert code == 0, err
     assert (root / "GOPRO_Large" / "train" / "GOPR9000_00_00" / "blur" / "000001.png").is_file()
     assert not (root / "GOPRO_Large.zip").exists() and not list(root.glob("*.part"))  # archive removed
+    assert not list(root.glob("*.lock"))  # the download's lock file goes with it
     assert "train" in out and "8" in out.split("train", 1)[1].splitlines()[0]  # 2 sequences x 4 frames
-    assert "is complete" in out and "CC BY 4.0" in out
+    # Generated data is usable but not the published dataset: never "complete" next to "(differs)".
+    assert "differs from the published totals" in out and "is complete" not in out and "CC BY 4.0" in out
     assert server.requests == [("GOPRO_Large.zip", None)]
     # Again: nothing is downloaded, the tree is checked.
     code, out, _ = _get("gopro_nah", "--root", str(root), "--url", server.url("GOPRO_Large.zip"))
@@ -230,6 +250,9 @@ def test_verify_reports_counts_and_deep_names_unreadable_frames(nah_tree, tmp_pa
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("train", "test"))}
     assert rows["train"][:2] == ["2", "8"] and rows["test"][:2] == ["1", "4"]
     assert "22 / 2103 (differs)" in out  # the published GOPRO_Large totals, for comparison
+    assert "is complete" not in out and "differs from the published totals" in out
+    code, out, err = _get("gopro_nah", "--root", str(root), "--verify", "--deep")
+    assert code == 0 and "--deep: decoded 24 frames, all readable" in out, err  # (8 + 4) x blur and sharp
     broken = root / "GOPRO_Large" / "test" / "GOPR9500_00_00" / "sharp" / "000002.png"
     broken.write_bytes(b"\x89PNG broken")
     assert _get("gopro_nah", "--root", str(root), "--verify")[0] == 0  # the cheap check reads no pixels
@@ -241,14 +264,29 @@ def test_verify_reports_counts_and_deep_names_unreadable_frames(nah_tree, tmp_pa
     assert code == 1 and "3 frames in blur/ but 4 in sharp/" in err
 
 
-def test_su_verify_checks_the_validation_sequences(tmp_path):
+def test_su_verify_accepts_generated_data_and_checks_the_validation_sequences(tmp_path):
     base = make_gopro_su(str(tmp_path), width=32, height=24, num_frames=4, train_sequences=1, valid_sequences=1,
                          qualitative_sequences=1, seed=0, sub_frames=3)
-    code, out, err = _get("gopro_su", "--root", str(tmp_path), "--verify")
-    lines = _error_lines(err)
-    assert code == 1 and len(lines) == 1 and "IMG_0049" in lines[0] and "IMG_0030" not in lines[0]
-    assert "quantitative" in out and "qualitative" in out
     assert base == tmp_path / "DeepVideoDeblurring_Dataset"
+    # The generator's tree (one of Su's ten validation sequences) is usable: a note, not an error.
+    code, out, err = _get("gopro_su", "--root", str(tmp_path), "--verify", "--deep")
+    assert code == 0 and not _error_lines(err), err
+    assert "quantitative" in out and "qualitative" in out
+    note = next(line for line in out.splitlines() if line.startswith("note:"))
+    assert "9 of Su's 10 validation sequences" in note and "IMG_0049" in note and "IMG_0030" not in note
+    assert "differs from the published totals" in out and "is complete" not in out
+    assert "--deep: decoded 208 frames, all readable" in out  # IMG_0030 98 x 2, IMG_9000 4 x 2, IMG_8000 4
+    # A validation sequence too short for Su's validation frames, and none at all, are errors.
+    for frame in range(50, 98):
+        (base / "quantitative_datasets" / "IMG_0030" / "input" / f"{frame:05d}.jpg").unlink()
+        (base / "quantitative_datasets" / "IMG_0030" / "GT" / f"{frame:05d}.jpg").unlink()
+    code, _, err = _get("gopro_su", "--root", str(tmp_path), "--verify")
+    lines = _error_lines(err)
+    assert code == 1 and len(lines) == 1 and "'IMG_0030'" not in lines[0] and "fewer than 98 frames" in lines[0]
+    shutil.rmtree(base / "quantitative_datasets" / "IMG_0030")
+    code, _, err = _get("gopro_su", "--root", str(tmp_path), "--verify")
+    lines = _error_lines(err)
+    assert code == 1 and len(lines) == 1 and "no validation sequence" in lines[0] and "IMG_0030" in lines[0]
 
 
 def test_prewarping_networks_unpack_where_the_scripts_read_them(server, constant_flow_pwcnet_checkpoint, tmp_path):
@@ -293,3 +331,116 @@ def test_flow_datasets_verify(tmp_path):
     assert code == 0, err
     flow_row = next(line for line in out.splitlines() if line.startswith("training/flow"))
     assert flow_row.split()[1:3] == ["2", "4"]  # 2 scenes x 2 flow fields (frame N -> N+1)
+
+
+def _wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    """Poll `condition` until it holds (a deadline, not a guess at how long the other process takes)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow  # two processes that each import torch: 5-10 s on a busy 2-core machine
+def test_a_second_run_on_the_same_archive_stops_naming_the_first(server, nah_tree, tmp_path):
+    body = _zip(nah_tree)
+    server.files["GOPRO_Large.zip"] = body
+    server.hold_after = len(body) // 2  # the first run's download stays in progress until `go`
+    root = tmp_path / "datasets"
+    command = [sys.executable, str(REPO / "scripts" / "get_data.py"), "gopro_nah", "--root", str(root), "--url",
+               server.url("GOPRO_Large.zip")]
+    first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        lock = root / "GOPRO_Large.zip.lock"
+        _wait_for(lambda: len(server.requests) == 1 and lock.is_file() and lock.read_text(), "the first request")
+        assert json.loads(lock.read_text())["pid"] == first.pid
+        second = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                                timeout=120)
+        lines = _error_lines(second.stderr)
+        assert second.returncode == 1 and len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+        assert f"is being downloaded by pid {first.pid} on " in lines[0] and "GOPRO_Large.zip" in lines[0]
+        assert len(server.requests) == 1  # the second run fetched nothing and left the .part file alone
+        server.go.set()
+        out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, err
+    assert (root / "GOPRO_Large" / "test").is_dir() and not lock.exists() and not list(root.glob("*.part"))
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(server, nah_tree, tmp_path):
+    server.files["GOPRO_Large.zip"] = _zip(nah_tree)
+    root = tmp_path / "datasets"
+    root.mkdir()
+    # What a run killed with SIGKILL leaves: the file with its record, but no lock (the kernel dropped it).
+    (root / "GOPRO_Large.zip.lock").write_text(json.dumps({"pid": 999999, "host": "gone", "since": "earlier"}))
+    code, _, err = _get("gopro_nah", "--root", str(root), "--url", server.url("GOPRO_Large.zip"))
+    assert code == 0, err
+    assert not (root / "GOPRO_Large.zip.lock").exists()
+
+
+def _tar(members: List[tarfile.TarInfo], data: Dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for member in members:
+            payload = data.get(member.name)
+            if payload is not None:
+                member.size = len(payload)
+            archive.addfile(member, io.BytesIO(payload) if payload is not None else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("link_type, link_target", [(tarfile.SYMTYPE, "../../../outside.txt"),
+                                                     (tarfile.SYMTYPE, "/etc/passwd"),
+                                                     (tarfile.LNKTYPE, "../outside.txt")])
+def test_a_tar_link_pointing_outside_is_one_line(server, tmp_path, link_type, link_target):
+    folders = [tarfile.TarInfo(name) for name in ("GOPRO_Large", "GOPRO_Large/train", "GOPRO_Large/test")]
+    for folder in folders:
+        folder.type = tarfile.DIRTYPE
+    link = tarfile.TarInfo("GOPRO_Large/train/escape")
+    link.type, link.linkname = link_type, link_target
+    server.files["GOPRO_Large.tar"] = _tar(folders + [tarfile.TarInfo("GOPRO_Large/readme.txt"), link],
+                                           {"GOPRO_Large/readme.txt": b"hello"})
+    root = tmp_path / "a" / "b" / "datasets"
+    code, _, err = _get("gopro_nah", "--root", str(root), "--url", server.url("GOPRO_Large.tar"))
+    lines = _error_lines(err)
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert "refusing to unpack it" in lines[0] and link_target in lines[0] and "GOPRO_Large/train/escape" in lines[0]
+    assert sorted(p.name for p in root.iterdir()) == ["GOPRO_Large.zip"]  # kept to look at; nothing unpacked
+    assert not (tmp_path / "a" / "outside.txt").exists()
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_a_web_page_instead_of_the_archive_is_one_line(server, tmp_path, content_type):
+    server.files["uc"] = b"\n  <!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>"
+    server.content_type = content_type
+    code, _, err = _get("gopro_nah", "--root", str(tmp_path), "--url", server.url("uc"))
+    lines = _error_lines(err)
+    assert code == 1 and len(lines) == 1 and "returned a web page" in lines[0] and "--url" in lines[0], err
+    assert server.url("uc") in lines[0] and "browser" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no .part file of the page, no lock file
+
+
+def test_root_defaults_to_datasets_home_else_home_datasets(nah_tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DATASETS_HOME", raising=False)
+    shutil.copytree(nah_tree, tmp_path / "home" / "Datasets" / "GOPRO_Large")
+    code, out, err = _get("gopro_nah", "--verify")
+    assert code == 0, err
+    assert "using --root ~/Datasets ($DATASETS_HOME is unset)" in out
+    assert f"{tmp_path / 'home' / 'Datasets' / 'GOPRO_Large'}: gopro_nah has the layout" in out
+    monkeypatch.setenv("DATASETS_HOME", str(tmp_path / "elsewhere"))
+    code, out, err = _get("gopro_nah", "--verify")
+    assert code == 1 and f"using --root {tmp_path / 'elsewhere'} (from $DATASETS_HOME)" in out
+    monkeypatch.delenv("EXPERIMENTS_HOME", raising=False)
+    code, out, err = _get("prewarping_networks", "--verify")
+    assert code == 1 and "using --root ~/Experiments ($EXPERIMENTS_HOME is unset)" in out
+    assert str(tmp_path / "home" / "Experiments" / "prewarping_networks") in _error_lines(err)[0]
+    # `--root $UNSET --verify` and `--root ''`: one line saying what to pass, nothing created.
+    for argv in (["--root", "", "--verify"], ["--root", "--verify"], ["--root"]):
+        code, out, err = _get("gopro_nah", *argv)
+        lines = _error_lines(err)
+        assert code == 2 and len(lines) == 1 and "--root is empty (is $DATASETS_HOME unset?)" in lines[0], err
+        assert "--root ~/Datasets" in lines[0]

@@ -5,22 +5,31 @@ so a file under its final name is always complete. An interrupted download is co
 request from the bytes already in `<file>.part`. Archives are tested (every member's CRC for zip files)
 before anything is unpacked, and unpacked into a temporary folder that is renamed into place at the end.
 Every failure raises `DataError` with one line that names the file or address and what to do.
+`ArchiveLock` keeps two runs from writing the same archive: the second one stops naming the first.
 """
+import contextlib
+import datetime
 import errno
+import fcntl
 import http.client
+import json
+import os
 import shutil
+import socket
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import tqdm
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+# What a download page (e.g. Google Drive's "can't scan this file for viruses") starts with.
+HTML_STARTS = (b"<!doctype html", b"<html")
 
 
 class DataError(RuntimeError):
@@ -30,6 +39,78 @@ class DataError(RuntimeError):
     def __init__(self, message: str, elsewhere: bool = False) -> None:
         super().__init__(message)
         self.elsewhere = elsewhere
+
+
+class ArchiveLock:
+    """Exclusive lock of one download, `<archive>.lock` beside the archive, held from `acquire` to `release`.
+
+    Like utils/run_folder.py's RunLock, a POSIX record lock: the kernel drops it when its process ends,
+    however it ends, so a killed run never blocks the next one. The file holds the holder's host, pid and
+    start time, and is removed on release; `acquire` checks that the file it locked is still the one under
+    that name (a release may remove it between our open and our lock).
+    """
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = Path(archive)
+        self.filename = self.archive.with_name(self.archive.name + ".lock")
+        self._handle = None
+
+    def acquire(self) -> None:
+        """Take the lock; raises DataError naming the holder when another live process has it."""
+        while True:
+            try:
+                handle = open(self.filename, "a+", encoding="utf-8")  # noqa: SIM115 -- held while we download
+            except OSError as error:
+                raise DataError(f"cannot create the lock file '{self.filename}': {error.strerror or error}; pass a "
+                                f"--root this user can write into") from None
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(handle)
+                handle.close()
+                who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+                       if holder else "another process")
+                raise DataError(f"'{self.archive}' is being downloaded by {who} (lock '{self.filename}'): wait for "
+                                f"that run to end, or pass another --root") from None
+            try:
+                same = os.stat(self.filename).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()  # its holder released and removed it after we opened it: lock the new file
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (removed while still locked, so no one can lock the old file)."""
+        if self._handle is None:
+            return
+        # Already gone, or a read-only folder: closing the file releases the lock all the same.
+        with contextlib.suppress(OSError):
+            os.remove(self.filename)
+        self._handle.close()
+        self._handle = None
+
+    def __enter__(self) -> "ArchiveLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "null")
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def _space_error(path: Path, needed: Optional[int] = None) -> DataError:
@@ -72,6 +153,12 @@ def _total_size(response: http.client.HTTPResponse, offset: int) -> Optional[int
     return int(length) + (offset if response.status == 206 else 0) if length and length.isdigit() else None
 
 
+def _web_page_error(url: str, destination: Path, why: str) -> DataError:
+    return DataError(f"{url} returned a web page ({why}), not the file '{destination.name}': the address needs a "
+                     f"browser (e.g. a Google-Drive download page); download it in a browser and pass "
+                     f"--url file:///path/to/{destination.name}, or pass a direct mirror with --url", elsewhere=True)
+
+
 def fetch(url: str, destination: Path, progress: bool = True) -> Path:
     """Download `url` to `destination` (kept if it exists), resuming `<destination>.part`; returns destination."""
     destination = Path(destination)
@@ -90,25 +177,34 @@ def fetch(url: str, destination: Path, progress: bool = True) -> Path:
     with response:
         if offset and response.status != 206:  # the server ignores Range: start again
             offset = 0
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type == "text/html" and not destination.name.lower().endswith((".html", ".htm")):
+            raise _web_page_error(url, destination, "Content-Type text/html")
         total = _total_size(response, offset)
         if total is not None:
             _check_free_space(partial, total - offset)
         mode = "ab" if offset else "wb"
         received = offset
+
+        def read() -> bytes:
+            try:
+                return response.read(CHUNK_BYTES)
+            except (OSError, ValueError, http.client.HTTPException) as error:  # reset, timeout, cut short
+                raise DataError(f"the download of {url} broke off after {received} bytes ({error}); run the same "
+                                f"command again to resume it") from None
+
+        # The first bytes are looked at before anything is written: a web page must not become the .part file.
+        chunk = read()
+        if not offset and chunk.lstrip()[:16].lower().startswith(HTML_STARTS):
+            raise _web_page_error(url, destination, "it starts with <html")
         try:
             with open(partial, mode) as handle, tqdm.tqdm(total=total, initial=offset, unit="B", unit_scale=True,
                                                            desc=destination.name, disable=not progress) as bar:
-                while True:
-                    try:
-                        chunk = response.read(CHUNK_BYTES)
-                    except (OSError, ValueError, http.client.HTTPException) as error:  # reset, timeout, cut short
-                        raise DataError(f"the download of {url} broke off after {received} bytes ({error}); run "
-                                        f"the same command again to resume it") from None
-                    if not chunk:
-                        break
+                while chunk:
                     handle.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    chunk = read()
         except OSError as error:
             if error.errno == errno.ENOSPC:
                 raise _space_error(partial) from None
@@ -151,6 +247,18 @@ def _safe_members(names: list, archive: Path) -> None:
             raise DataError(f"'{archive}' holds the unsafe path '{name}': refusing to unpack it")
 
 
+def _safe_links(members: list, archive: Path) -> None:
+    """Tar links must point inside the archive's own tree (a symbolic link is relative to its folder)."""
+    for member in members:
+        if not (member.issym() or member.islnk()):
+            continue
+        target = Path(member.linkname)
+        inside = os.path.normpath(target if member.islnk() else Path(member.name).parent / target)
+        if target.is_absolute() or inside == ".." or inside.startswith(("../", "/")):
+            raise DataError(f"'{archive}' holds the link '{member.name}' -> '{member.linkname}', which points outside "
+                            f"the folder it unpacks into: refusing to unpack it")
+
+
 def unpack(archive: Path, target: Path, arrange: Callable[[Path], Path]) -> Path:
     """Unpack `archive` into a temporary folder beside `target`, let `arrange(folder)` return the folder that
     should become `target` (e.g. the one holding `train/` and `test/`), then rename it to `target`."""
@@ -168,8 +276,11 @@ def unpack(archive: Path, target: Path, arrange: Callable[[Path], Path]) -> Path
         else:
             with tarfile.open(archive) as handle:
                 _safe_members(handle.getnames(), archive)
+                _safe_links(handle.getmembers(), archive)
                 handle.extractall(staging, filter="data")
         arrange(staging).rename(target)
+    except tarfile.FilterError as error:  # what the checks above missed: the "data" filter refuses it
+        raise DataError(f"'{archive}' holds an unsafe member ({error}): refusing to unpack it") from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise _space_error(target) from None
