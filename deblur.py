@@ -1,7 +1,7 @@
 """Deblur your own footage with a trained checkpoint of DBN, FlowDBN or any registered deblurring model.
 
     python deblur.py --checkpoint run/checkpoint_best_psnr.ckpt --input clip.mp4 --output clip_deblurred
-    python deblur.py --checkpoint run/checkpoint_latest_.ckpt --input frames/ --output frames_deblurred
+    python deblur.py --checkpoint run --input frames/ --output frames_deblurred   # the run's best checkpoint
 
 Input is a folder of frames (png/jpg/bmp/tif, in natural name order) or a video file. Every frame is
 deblurred at full resolution from the window of N frames around it (the first and last frames are
@@ -11,7 +11,11 @@ another model's class may set its own `pad_multiple`), and cropped back: 1280x72
 exactly as main.py's evaluation does. Only the N frames of the current window are held in memory, so
 memory does not grow with the length of the video.
 Output: `<output>/<input frame name>.png` for a folder; for a video `<output>/<000000>.png ...` and
-`<output>/<video name>_deblurred.mp4` at the input's frame rate.
+`<output>/<video name>_deblurred.mp4` at the input's frame rate. Nothing is lost or mixed: the output folder is
+never the input folder, inside it or around the input, and one that already holds frames (or a deblurred
+video) is refused unless --overwrite, which removes only those PNG frames and videos, once nothing else stops
+the run. A run folder as --checkpoint gives its best checkpoint when it has one, else its latest
+(--checkpoint_mode chooses); the log names the file and epoch loaded.
 
 Reading, deblurring and writing overlap: a reader thread decodes the next frames and a writer thread
 compresses and stores the finished ones while the model works on the current window, each through a
@@ -28,6 +32,9 @@ weights are part of every FlowDBN checkpoint, so the prewarping checkpoint file 
 """
 import argparse
 import collections
+import contextlib
+import glob
+import json
 import logging
 import os
 import queue
@@ -46,10 +53,11 @@ from PIL import Image
 import commandline
 import constants
 import runtime
+from contrib import weight_init
 from contrib.fusion import fold_batchnorm
 from datasets.gopro_common import read_image
 from models import MODELS
-from utils import allocator, checkpoints
+from utils import allocator, checkpoints, logger
 from visualizers.gopro_inference import to_uint8
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
@@ -59,6 +67,7 @@ FLOW_PREFIX = "model.flowdbn.warping_network.network."
 SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
 QUEUE_FRAMES = 2  # frames each of the reader's and writer's queues holds: hides jitter, keeps memory flat
 PIL_PNG_COMPRESSION = 6  # zlib's default level, what PIL's PNG writer uses when given none
+VIDEO_SUFFIX = "deblurred.mp4"  # the video deblur.py writes: <video name>_deblurred.mp4, or deblurred.mp4
 
 
 def natural_key(name: str) -> List[Any]:
@@ -223,9 +232,62 @@ def registered_model(name: str, length: Optional[int], stored: Dict[str, Any]) -
     return commandline.instance_from_args(namespace, "model", args=namespace)
 
 
+def _first_validation_key(folder: str, best_files: List[str]) -> Optional[str]:
+    """The run's first --validation_keys entry: from its args.json, else from the arguments a checkpoint stores."""
+    try:
+        with open(os.path.join(folder, "args.json"), encoding="utf-8") as handle:
+            keys = json.load(handle).get("validation_keys")
+    except (OSError, ValueError, AttributeError):
+        try:  # mmap: only the small "args" entry is read, not the weights
+            keys = stored_arguments(torch.load(best_files[0], map_location="cpu", weights_only=True,
+                                               mmap=True)).get("validation_keys")
+        except Exception:  # noqa: BLE001 -- an unreadable file is reported when it is loaded
+            keys = None
+    return keys[0] if isinstance(keys, list) and keys and isinstance(keys[0], str) else None
+
+
+def resolve_checkpoint(path: str, mode: Optional[str]) -> str:
+    """The checkpoint file for --checkpoint: the file itself, or a run folder's best or latest checkpoint.
+
+    Without --checkpoint_mode a run folder gives its best checkpoint when it has one (the model to deblur
+    footage with), else its latest. Of several best checkpoints the one of the run's first validation key wins.
+    """
+    if os.path.isfile(path) or not os.path.isdir(path):
+        return checkpoints.find_checkpoint(path)  # the file, or one line for a path that does not exist
+    best_files = sorted(glob.glob(os.path.join(glob.escape(path), checkpoints.best_filename("*"))))
+    if (mode or ("best" if best_files else "latest")) == "latest":
+        return checkpoints.find_checkpoint(path, "latest")
+    if len(best_files) == 1:
+        return best_files[0]
+    if not best_files:
+        raise checkpoints.CheckpointError(f"--checkpoint_mode=best: {path} holds no checkpoint_best_<key>.ckpt; "
+                                          f"give --checkpoint_mode=latest")
+    key = _first_validation_key(path, best_files)
+    if key is not None and os.path.join(path, checkpoints.best_filename(key)) in best_files:
+        return os.path.join(path, checkpoints.best_filename(key))
+    names = ", ".join(os.path.basename(name) for name in best_files)
+    raise checkpoints.CheckpointError(f"--checkpoint_mode=best: {path} holds several best checkpoints ({names}) and "
+                                      f"no validation key of the run picks one; give one of them as --checkpoint")
+
+
+@contextlib.contextmanager
+def initialisation_quiet() -> Iterator[None]:
+    """Silence the 'Initializing FAN_MAX' line while a model is built: the checkpoint replaces those weights."""
+    init_logger = logging.getLogger(weight_init.__name__)
+    level = init_logger.level
+    init_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        init_logger.setLevel(level)
+
+
 def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     """Build the model the checkpoint (or the flags) describe and load its weights strictly."""
-    checkpoint = checkpoints.load_file(checkpoints.find_checkpoint(options.checkpoint, "latest"))
+    filename = resolve_checkpoint(options.checkpoint, getattr(options, "checkpoint_mode", None))
+    checkpoint = checkpoints.load_file(filename)
+    epoch = checkpoint.get("epoch")
+    logging.info("Loaded %s (epoch %s)", filename, epoch if isinstance(epoch, int) else "not recorded")
     state_dict = checkpoint["state_dict"]
     stored = stored_arguments(checkpoint)
     name = options.model or stored.get("model")
@@ -244,6 +306,62 @@ def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     wrapper = runtime.ModelAndLoss(model, torch.nn.Module())  # checkpoint keys are 'model.<...>'
     checkpoints.load_state_dict(wrapper, state_dict, options.checkpoint)
     return model, name, int(length)
+
+
+# ---------------------------------------------------------------- the output folder
+def _inside(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or lies below it (both resolved: links, '..')."""
+    return os.path.commonpath([path, folder]) == folder
+
+
+def earlier_output(folder: str) -> List[str]:
+    """Names of the frames (image files) and deblur.py videos that `folder` already holds, in name order."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted((name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))
+                   and name.lower().endswith(constants.IMAGE_EXTENSIONS + (VIDEO_SUFFIX,))), key=natural_key)
+
+
+def check_output(input_path: str, output: str, overwrite: bool) -> List[str]:
+    """Refuse an --output that would overwrite the input or mix with earlier frames; returns the files that
+    --overwrite removes before writing (deblur.py's own PNG frames and videos there)."""
+    source, target = os.path.realpath(input_path), os.path.realpath(output)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ValueError(f"--output={output} is a file; give a folder for the deblurred frames")
+    # Never with --overwrite either: the blurred originals would be overwritten or removed.
+    if os.path.isdir(source) and _inside(target, source):
+        where = "is the --input folder" if target == source else f"is inside the --input folder {input_path}"
+        raise ValueError(f"--output={output} {where}: the deblurred frames would mix with or overwrite the "
+                         f"blurred ones; choose an --output outside it")
+    if _inside(source, target):
+        raise ValueError(f"--output={output} holds the --input {input_path}: choose an --output that does not "
+                         f"contain the input")
+    found = earlier_output(target)
+    if not found:
+        return []
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    if not overwrite:
+        raise ValueError(f"--output={output} already holds {len(found)} frame or video file(s) ({shown}): choose "
+                         f"another --output, or give --overwrite to remove deblur.py's frames and video there first")
+    foreign = [name for name in found if not name.lower().endswith((".png", VIDEO_SUFFIX))]
+    if foreign:
+        raise ValueError(f"--output={output} holds frames deblur.py does not write ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}), which --overwrite leaves alone; choose another "
+                         f"--output")
+    return [os.path.join(target, name) for name in found]
+
+
+def check_pad_multiple(value: Optional[int], name: str, model: torch.nn.Module) -> int:
+    """--pad_multiple, or the model's own multiple; a given value must be a multiple of what the model needs."""
+    needed = PAD_MULTIPLE.get(name) or getattr(model, "pad_multiple", None)
+    if value is None:
+        return needed or DEFAULT_PAD_MULTIPLE
+    if value < 1:
+        raise ValueError(f"--pad_multiple={value}: expected a positive number of pixels")
+    if needed and value % needed != 0:
+        raise ValueError(f"--pad_multiple={value}: {name} needs frames padded to a multiple of {needed}; give a "
+                         f"multiple of {needed} or leave the flag out")
+    return value
 
 
 # ---------------------------------------------------------------- deblurring
@@ -283,6 +401,34 @@ class FrameWriter:
             self._video = None
 
 
+def progress_bar(total: Optional[int]) -> tqdm.tqdm:
+    """tqdm's bar on stderr when it is a terminal; anywhere else (a log file, a pipe) no '\\r' redraws but the
+    project's plain progress lines (utils/logger.py ProgressBar): one every constants.PROGRESS_PLAIN_INTERVAL_SECS
+    and a final one."""
+    return logger.ProgressBar(total=total, desc="Deblur", unit="frame", file=sys.stderr, bar_format=None, ncols=None,
+                              dynamic_ncols=True, smoothing=0.3)  # tqdm's own look and smoothing, as before
+
+
+class _ProgressFilter(logging.Filter):
+    """Drops ProgressBar's plain lines where the bar itself draws (a terminal): they would repeat it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "progress", None) is None or not logger.is_terminal(sys.stderr)
+
+
+def configure_console() -> None:
+    """Messages on stderr, as logging.basicConfig writes them, with ProgressBar's lines where no bar draws;
+    nothing changes when the caller has set up logging already (a script that calls main())."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_ProgressFilter())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray]], length: int, multiple: int,
                   device: torch.device, writer: FrameWriter, total: Optional[int] = None,
                   reuse_pyramids: bool = True) -> int:
@@ -302,8 +448,7 @@ def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray
             yield name, (image, frame.shape[:2], pyramid)
 
     count = 0
-    with torch.inference_mode(), tqdm.tqdm(total=total, desc="Deblur", unit="frame", ascii=True,
-                                           dynamic_ncols=True) as bar:
+    with torch.inference_mode(), progress_bar(total) as bar:
         for name, window in sliding_windows(padded(frames), length):
             height, width = window[0][1]
             example = {f"input{i + 1}": image for i, (image, _, _) in enumerate(window)}
@@ -455,9 +600,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deblur.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint of a deblurring model (.ckpt), or a run folder (its latest checkpoint)")
+                        help="checkpoint of a deblurring model (.ckpt), or a run folder (see --checkpoint_mode)")
+    parser.add_argument("--checkpoint_mode", choices=("best", "latest"), default=None,
+                        help="with a run folder: its checkpoint_best_<key>.ckpt (of several, the one of the run's "
+                             "first --validation_keys) or its checkpoint_latest_.ckpt (default: best when the run "
+                             "has one, else latest)")
     parser.add_argument("--input", required=True, help="folder of frames or a video file")
-    parser.add_argument("--output", required=True, help="folder for the deblurred frames (and video)")
+    parser.add_argument("--output", required=True,
+                        help="folder for the deblurred frames (and video); refused if it already holds frames, "
+                             "is or lies inside the input folder, or contains the input")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="an --output that holds frames: remove its PNG frames and deblurred videos first")
     parser.add_argument("--model", choices=MODELS.names(), default=None, metavar="NAME",
                         help=f"model class (default: from the checkpoint): {', '.join(MODELS.names())}")
     parser.add_argument("--sequence_length", type=int, default=None,
@@ -492,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(options: argparse.Namespace) -> Dict[str, Any]:
     """Deblur `options.input` into `options.output`; returns a summary dict."""
-    options.checkpoint = checkpoints.find_checkpoint(options.checkpoint, "latest")  # a file, or a run folder's latest
+    options.checkpoint = resolve_checkpoint(options.checkpoint, options.checkpoint_mode)
     if not os.path.exists(options.input):
         raise FileNotFoundError(f"--input: no such file or folder: {options.input}")
     is_video = os.path.isfile(options.input)
@@ -500,8 +653,10 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(f"--input: {options.input} is neither a folder of frames nor a video "
                          f"({', '.join(VIDEO_EXTENSIONS)})")
     files = None if is_video else list_frames(options.input)  # check the input before loading the model
+    earlier = check_output(options.input, options.output, options.overwrite)
     device = parse_device(options.device)
-    model, name, length = load_model(options)
+    with initialisation_quiet():
+        model, name, length = load_model(options)
     model.eval().to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK  # one frame size per clip: tune once
@@ -509,8 +664,12 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         fold_batchnorm(model)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
-    multiple = options.pad_multiple or PAD_MULTIPLE.get(name) or getattr(model, "pad_multiple", DEFAULT_PAD_MULTIPLE)
+    multiple = check_pad_multiple(options.pad_multiple, name, model)
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
+    if earlier:  # --overwrite, now that nothing else stops the run
+        for filename in earlier:
+            os.remove(filename)
+        logging.info("--overwrite: removed %d earlier frame or video file(s) from %s", len(earlier), options.output)
     reader = None
     if files is None:
         reader = open_video(options.input)
@@ -543,7 +702,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_console()
     options = build_parser().parse_args(argv)
     logging.info("%s", allocator.keep_freed_memory())
     try:

@@ -44,7 +44,7 @@ def deblur_test_sequence(save: str, data: str, checkpoint: str) -> Tuple[str, Di
     sequence = nah_sequences(data, "test", gamma)[0]  # the frames the run was validated on
     output = os.path.join(save, "deblurred", sequence.name)
     code = deblur.main(["--checkpoint", checkpoint, "--input", os.path.dirname(sequence.inputs[0]),
-                        "--output", output, "--device", "cpu"])
+                        "--output", output, "--device", "cpu", "--overwrite"])  # a rerun replaces its own frames
     if code != 0:
         raise SystemExit(f"demo_summary.py: deblur.py failed on {sequence.name} (exit code {code})")
     index = len(sequence) // 2

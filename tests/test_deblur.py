@@ -2,8 +2,12 @@
 clamped windows of the whole sequence (padded and cropped back), with the model read from the checkpoint."""
 import argparse
 import errno
+import io
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+import constants
 import deblur
 import runtime
 from models import MODELS
@@ -296,6 +301,11 @@ def _files(folder):
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
 
 
+def _file_bytes(folder):
+    """_files without the sub-folders."""
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if (folder / name).is_file()}
+
+
 def test_overlapped_files_are_identical_to_the_serial_ones(tmp_path):
     checkpoint, model = _dbn_checkpoint(tmp_path / "run")
     frames = _frames(7, 20, 28, seed=3)
@@ -423,3 +433,198 @@ def test_png_compression_changes_the_size_not_the_pixels(tmp_path, capsys):
     pixels = np.asarray(Image.open(tmp_path / "default" / "0001.png"))
     Image.fromarray(pixels).save(tmp_path / "pil.png")
     assert (tmp_path / "pil.png").read_bytes() == (tmp_path / "default" / "0001.png").read_bytes()
+
+
+# ---------------------------------------------------------------- the output folder (issue 20, defects 1 and 2)
+def _one_error_line(capsys):
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("deblur.py: error: "), lines
+    return lines[0][len("deblur.py: error: "):]
+
+
+def test_an_output_that_is_inside_or_around_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(3, 16, 16))
+    before = _files(tmp_path / "in")
+    (tmp_path / "in" / "sub").mkdir()
+    cases = [(folder, f"--output={folder} is the --input folder"),
+             (str(tmp_path / "in" / "sub"), f"is inside the --input folder {folder}"),
+             (str(tmp_path / "in" / "new" / "deeper"), f"is inside the --input folder {folder}"),
+             (str(tmp_path), f"--output={tmp_path} holds the --input {folder}")]
+    for output, message in cases:
+        for extra in ([], ["--overwrite"]):
+            argv = ["--checkpoint", checkpoint, "--input", folder, "--output", output, "--device", "cpu"] + extra
+            assert deblur.main(argv) == 2
+            assert message in _one_error_line(capsys)
+    assert _file_bytes(tmp_path / "in") == before
+    assert os.listdir(tmp_path / "in" / "sub") == [] and not (tmp_path / "in" / "new").exists()
+    # A video: the folder that holds the file is around it; the file itself is no output folder.
+    video = tmp_path / "clips" / "clip.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"a video")
+    for output, message in [(str(video.parent), f"holds the --input {video}"), (str(video), "is a file")]:
+        assert deblur.main(["--checkpoint", checkpoint, "--input", str(video), "--output", output,
+                            "--overwrite"]) == 2
+        assert message in _one_error_line(capsys)
+    assert video.read_bytes() == b"a video"
+
+
+def test_an_output_holding_frames_is_refused_and_overwrite_replaces_only_deblurred_files(tmp_path, capsys):
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    long_clip = _frame_folder(tmp_path / "long", _frames(4, 16, 16, seed=8))
+    short_frames = _frames(2, 16, 16, seed=9)
+    short_clip = _frame_folder(tmp_path / "short", short_frames)
+    out = tmp_path / "out"
+    argv = ["--checkpoint", checkpoint, "--output", str(out), "--device", "cpu"]
+    assert deblur.main(argv + ["--input", long_clip, "--fps", "5"]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "folder.png").mkdir()  # not a frame file: kept
+    first = _file_bytes(out)
+    assert sorted(os.listdir(out)) == ["0000.png", "0001.png", "0002.png", "0003.png", "deblurred.mp4", "folder.png",
+                                       "notes.txt"]
+    # The short clip would overwrite 2 of the 4 frames and leave 2 of the long clip beside them.
+    assert deblur.main(argv + ["--input", short_clip]) == 2
+    assert _one_error_line(capsys) == (
+        f"--output={out} already holds 5 frame or video file(s) (0000.png, 0001.png, 0002.png, ...): choose "
+        f"another --output, or give --overwrite to remove deblur.py's frames and video there first")
+    assert deblur.main(argv + ["--input", short_clip, "--overwrite", "--pad_multiple", "3"]) == 2
+    _one_error_line(capsys)
+    assert _file_bytes(out) == first  # a refused run removes nothing, whatever stopped it
+    assert deblur.main(argv + ["--input", short_clip, "--overwrite"]) == 0
+    assert sorted(os.listdir(out)) == ["0000.png", "0001.png", "folder.png", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    expected = _reference(model, short_frames, 3, 8)
+    assert all(np.array_equal(np.asarray(Image.open(out / f"{i:04d}.png")), expected[i]) for i in range(2))
+    # Frames deblur.py never writes are not its to remove: refused even with --overwrite.
+    Image.fromarray(short_frames[0]).save(out / "photo.jpg")
+    assert deblur.main(argv + ["--input", short_clip, "--overwrite"]) == 2
+    assert "holds frames deblur.py does not write (photo.jpg)" in _one_error_line(capsys)
+    assert sorted(os.listdir(out)) == ["0000.png", "0001.png", "folder.png", "notes.txt", "photo.jpg"]
+
+
+# ---------------------------------------------------------------- --checkpoint_mode, log lines, --pad_multiple
+def _run_with_two_epochs(directory, validation_keys=("psnr",), args_json=True):
+    """A run folder whose best checkpoints are of epoch 1 and whose latest is of epoch 2 (other weights)."""
+    stored = {"model": "DBN", "training_dataset_sequence_length": 3, "validation_keys": list(validation_keys)}
+    models = [tame(DBN(sequence_length=3, init_type="fan_in"), seed=seed, residual=0.02) for seed in (1, 2)]
+    checkpoints.save(str(directory), {key: 30.0 for key in validation_keys}, 1,
+                     runtime.ModelAndLoss(models[0], torch.nn.Module()), best_keys=validation_keys,
+                     extra={"args": stored})
+    checkpoints.save(str(directory), {key: 29.0 for key in validation_keys}, 2,
+                     runtime.ModelAndLoss(models[1], torch.nn.Module()), extra={"args": stored})
+    if args_json:
+        (directory / "args.json").write_text(json.dumps(stored))
+    return [model.eval() for model in models]
+
+
+def test_a_run_folder_gives_its_best_checkpoint_unless_checkpoint_mode_says_latest(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    best, latest = _run_with_two_epochs(tmp_path / "run")
+    frames = _frames(2, 16, 16, seed=10)
+    folder = _frame_folder(tmp_path / "in", frames)
+    expected = {"best": _reference(best, frames, 3, 8), "latest": _reference(latest, frames, 3, 8)}
+    assert not np.array_equal(expected["best"][0], expected["latest"][0])
+    for mode, model, loaded in [(None, "best", "checkpoint_best_psnr.ckpt (epoch 1)"),
+                                ("best", "best", "checkpoint_best_psnr.ckpt (epoch 1)"),
+                                ("latest", "latest", "checkpoint_latest_.ckpt (epoch 2)")]:
+        out = tmp_path / f"out_{mode}"
+        caplog.clear()
+        argv = ["--checkpoint", str(tmp_path / "run"), "--input", folder, "--output", str(out), "--device", "cpu"]
+        assert deblur.main(argv + ([f"--checkpoint_mode={mode}"] if mode else [])) == 0
+        assert f"Loaded {tmp_path / 'run' / loaded}" in caplog.text
+        assert all(np.array_equal(np.asarray(Image.open(out / f"{i:04d}.png")), expected[model][i]) for i in range(2))
+
+
+def test_of_several_best_checkpoints_the_first_validation_key_wins_else_one_line(tmp_path, capsys):
+    _run_with_two_epochs(tmp_path / "stored", validation_keys=("ssim", "psnr"), args_json=False)
+    assert deblur.resolve_checkpoint(str(tmp_path / "stored"), None) == str(
+        tmp_path / "stored" / "checkpoint_best_ssim.ckpt")  # from the checkpoint's stored arguments
+    _run_with_two_epochs(tmp_path / "json", validation_keys=("psnr", "ssim"))
+    assert deblur.resolve_checkpoint(str(tmp_path / "json"), "best") == str(
+        tmp_path / "json" / "checkpoint_best_psnr.ckpt")  # from args.json
+    (tmp_path / "json" / "args.json").write_text(json.dumps({"validation_keys": ["epe"]}))
+    folder = _frame_folder(tmp_path / "in", _frames(1, 16, 16))
+    assert deblur.main(["--checkpoint", str(tmp_path / "json"), "--input", folder, "--output",
+                        str(tmp_path / "out")]) == 2
+    assert _one_error_line(capsys) == (
+        f"--checkpoint_mode=best: {tmp_path / 'json'} holds several best checkpoints (checkpoint_best_psnr.ckpt, "
+        f"checkpoint_best_ssim.ckpt) and no validation key of the run picks one; give one of them as --checkpoint")
+    _dbn_checkpoint(tmp_path / "latest_only")
+    assert deblur.main(["--checkpoint", str(tmp_path / "latest_only"), "--checkpoint_mode=best", "--input", folder,
+                        "--output", str(tmp_path / "out")]) == 2
+    assert "holds no checkpoint_best_<key>.ckpt; give --checkpoint_mode=latest" in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_initialisation_line_for_weights_the_checkpoint_replaces(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    DBN(sequence_length=3)
+    assert "Initializing FAN_MAX" in caplog.text  # what deblur.py used to print before loading the weights
+    caplog.clear()
+    folder = _frame_folder(tmp_path / "in", _frames(2, 16, 16))
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out"),
+                        "--device", "cpu"]) == 0
+    assert "Initializing" not in caplog.text and f"Loaded {checkpoint} (epoch 1)" in caplog.text
+    assert logging.getLogger("contrib.weight_init").level == logging.NOTSET  # silenced for deblur.py only
+    caplog.clear()
+    DBN(sequence_length=3)
+    assert "Initializing FAN_MAX" in caplog.text
+
+
+def test_a_pad_multiple_the_model_cannot_use_is_one_deblur_py_line(tmp_path, capsys):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(2, 20, 28))
+    for value, message in [("3", "--pad_multiple=3: DBN needs frames padded to a multiple of 8; give a multiple "
+                                 "of 8 or leave the flag out"),
+                           ("0", "--pad_multiple=0: expected a positive number of pixels")]:
+        assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out"),
+                            "--device", "cpu", "--pad_multiple", value]) == 2
+        assert _one_error_line(capsys) == message
+    assert not (tmp_path / "out").exists()
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out"),
+                        "--device", "cpu", "--pad_multiple", "16"]) == 0
+
+
+def test_progress_without_a_terminal_is_plain_lines(tmp_path, monkeypatch, caplog):
+    """No '\\r' redraws into a file: ProgressBar's interim lines (here every update) and a final one."""
+    caplog.set_level(logging.INFO)
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(constants, "PROGRESS_PLAIN_INTERVAL_SECS", 0)
+    model = _TinyResidual(argparse.Namespace(training_dataset_sequence_length=3)).eval()
+
+    class Keep:
+        def write(self, name, frame):
+            pass
+
+    frames = ((f"{i}", frame) for i, frame in enumerate(_frames(4, 8, 8)))
+    assert deblur.deblur_stream(model, frames, 3, 4, torch.device("cpu"), Keep(), total=4) == 4
+    assert stderr.getvalue() == ""  # nothing drawn
+    lines = [(record.progress, record.getMessage()) for record in caplog.records if hasattr(record, "progress")]
+    assert [progress for progress, _ in lines] == ["interim"] * 3 + ["final"]
+    assert [line.split("|")[0] for _, line in lines] == ["Deblur:  25%", "Deblur:  50%", "Deblur:  75%",
+                                                         "Deblur: 100%"]
+    assert all("\r" not in line and "4/4" in lines[-1][1] for _, line in lines)
+    # deblur.py's own console shows them only where no bar draws.
+    record = logging.makeLogRecord({"msg": lines[-1][1], "progress": "final"})
+    assert deblur._ProgressFilter().filter(record)
+    monkeypatch.setattr(deblur.logger, "is_terminal", lambda stream: True)
+    assert not deblur._ProgressFilter().filter(record)
+    assert deblur._ProgressFilter().filter(logging.makeLogRecord({"msg": "DBN, N=3"}))
+
+
+@pytest.mark.slow
+def test_a_redirected_log_has_plain_lines_the_loaded_file_and_no_initialisation(tmp_path):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(3, 16, 16))
+    with open(tmp_path / "log", "w") as log:
+        code = subprocess.call([sys.executable, os.path.join(os.path.dirname(deblur.__file__), "deblur.py"),
+                                "--checkpoint", str(tmp_path / "run"), "--input", folder, "--output",
+                                str(tmp_path / "out"), "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT)
+    text = (tmp_path / "log").read_text()
+    assert code == 0, text
+    assert "\r" not in text and "Initializing" not in text
+    lines = text.splitlines()
+    assert f"Loaded {checkpoint} (epoch 1)" in lines and "DBN, N=3, frames padded to multiples of 8, on cpu" in lines
+    assert [line for line in lines if line.startswith("Deblur:")][-1].startswith("Deblur: 100%|##########| 3/3 [")
