@@ -111,7 +111,8 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     early = _early_arguments(argv)
     resumption = None
     stored: Optional[Dict[str, Any]] = None
-    full_argv = _stored_model_flags(argv) + list(argv)
+    # With --resume, --checkpoint is refused (check_resumable): its model flags are not read.
+    full_argv = (_stored_model_flags(argv) if early.resume is None else []) + list(argv)
     if early.resume is not None:
         filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
         checkpoint = checkpoints.load_file(filename, "--resume")
