@@ -111,7 +111,8 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     early = _early_arguments(argv)
     resumption = None
     stored: Optional[Dict[str, Any]] = None
-    full_argv = _stored_model_flags(argv) + list(argv)
+    # With --resume, --checkpoint is refused (check_resumable): its model flags are not read.
+    full_argv = (_stored_model_flags(argv) if early.resume is None else []) + list(argv)
     if early.resume is not None:
         filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
         checkpoint = checkpoints.load_file(filename, "--resume")
@@ -123,8 +124,11 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     if args.save is None:
         args.save = early.save
     check_arguments(args)
-    if resumption is not None and stored:
-        resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
+    check_save_outside_datasets(args)
+    if resumption is not None:
+        check_resumable(args, resumption, argv, early.resume)
+        if stored:
+            resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
     return args, defaults, resumption
 
 
@@ -140,6 +144,49 @@ def check_arguments(args: argparse.Namespace) -> None:
     if train_n is not None and valid_n is not None and train_n != valid_n:
         raise ValueError(f"--training_dataset_sequence_length={train_n} and "
                          f"--validation_dataset_sequence_length={valid_n} must be equal")
+
+
+def dataset_roots(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """(flag, folder) of every dataset root on the command line: --<training|validation>_dataset_*root."""
+    roots = []
+    for prefix in ("training_dataset", "validation_dataset"):
+        if getattr(args, prefix, None) is None:
+            continue
+        for name, value in sorted(vars(args).items()):
+            if name.startswith(f"{prefix}_") and name.endswith("root") and isinstance(value, str) and value:
+                roots.append((name, value))
+    return roots
+
+
+def check_save_outside_datasets(args: argparse.Namespace) -> None:
+    """Refuse a --save inside a dataset's tree: the run's folder would become part of the dataset (a new
+    sequence without frames that every later run trips on), as the frame cache's folder is refused."""
+    save = os.path.realpath(os.path.expanduser(args.save))
+    for flag, root in dataset_roots(args):
+        tree = os.path.realpath(os.path.expanduser(root))
+        if save == tree or save.startswith(tree.rstrip(os.sep) + os.sep):
+            raise run_folder.RunFolderError(
+                f"--save={args.save} lies inside the dataset tree of --{flag}={root}: a run folder there becomes "
+                f"part of the dataset; choose a --save outside it")
+
+
+def check_resumable(args: argparse.Namespace, resumption: Resumption, argv: List[str], resume: str) -> None:
+    """What refuses --resume before anything is built or logged: a run without training, a finished run,
+    and --checkpoint (a resumed run continues with its own weights)."""
+    given = set(commandline.given_flags(argv))
+    if "checkpoint" in given and str(args.checkpoint).strip().lower() != "none":
+        raise ValueError(f"--resume={resume} with --checkpoint={args.checkpoint}: a resumed run continues with its "
+                         f"own weights; start a new run with --checkpoint={args.checkpoint} (and another --save), "
+                         f"or resume without --checkpoint")
+    if args.training_dataset is None:
+        raise ValueError("--resume continues a training run: the run has no --training_dataset")
+    try:
+        epoch = int(resumption.checkpoint.get("epoch"))
+    except (TypeError, ValueError):
+        return  # restore_run names the checkpoint that holds no epoch
+    if epoch >= args.total_epochs:
+        raise ValueError(f"--resume={resumption.folder}: the run finished its {epoch} epochs; pass "
+                         f"--total_epochs=<more than {epoch}> to extend it")
 
 
 def _resume_overrides(args: argparse.Namespace, stored: Dict[str, Any], argv: List[str],
@@ -229,6 +276,12 @@ def _lr_scheduler_value(scheduler: str, key: str, value: Any) -> Any:
     return converter(str(value)) if converter is not None and isinstance(value, str) else value
 
 
+def evaluation_only_arguments(args: argparse.Namespace) -> None:
+    """A run without --training_dataset evaluates once: one epoch, no optimizer and no LR scheduler."""
+    args.start_epoch, args.total_epochs = 1, 1
+    args.optimizer, args.lr_scheduler = None, None
+
+
 def choose_device(args: argparse.Namespace, cuda_requested: bool) -> None:
     """Set args.device and args.actual_device (the label used in messages)."""
     if distributed.is_distributed():
@@ -278,7 +331,10 @@ def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.Mo
     restored, untouched = checkpoints.load_state_dict(
         model_and_loss, checkpoint["state_dict"], filename, args.checkpoint_include_params,
         args.checkpoint_exclude_params, args.checkpoint_translations, args.checkpoint_fuzzy_translation_keys)
-    logging.info("restored %d tensors from %s (%d left as initialised)", len(restored), filename, len(untouched))
+    epoch = checkpoint.get("epoch")
+    logging.info("restored %d tensors from %s, %s (%d left as initialised)", len(restored), filename,
+                 f"the weights after epoch {epoch}" if epoch is not None else "which records no epoch",
+                 len(untouched))
     logging.values({k: v for k, v in checkpoint.items() if isinstance(v, (int, float, str))})
 
 
@@ -318,10 +374,7 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
     """--resume: restore every part of the run state and apply the flags the command line changes."""
     fresh = run_state.restore(resumption.checkpoint, resumption.filename)
     epoch = int(resumption.checkpoint["epoch"])
-    args.start_epoch = epoch + 1
-    if args.training_dataset is not None and args.start_epoch > args.total_epochs:
-        raise ValueError(f"--resume={resumption.folder}: the run finished its {epoch} epochs; pass "
-                         f"--total_epochs=<more than {epoch}> to extend it")
+    args.start_epoch = epoch + 1  # check_resumable refused a finished run
     logging.info("resuming %s after epoch %d", resumption.filename, epoch)
     if "args" not in resumption.checkpoint:
         logging.warning("%s holds no run arguments (a checkpoint of the original framework): the command line "
@@ -420,11 +473,8 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
         choose_device(args, cuda_requested)
     train_loader, validation_loader, augmentations = build_data(args)
     evaluation_only = train_loader is None
-    if evaluation_only:
-        if resumption is not None:
-            raise ValueError("--resume continues a training run: the run has no --training_dataset")
-        args.start_epoch, args.total_epochs = 1, 1
-        args.optimizer, args.lr_scheduler = None, None
+    if evaluation_only:  # (check_resumable refused --resume of a run without training)
+        evaluation_only_arguments(args)
     validation = validation_loader is not None
     model_and_loss = build_model(args, validation, evaluation_only)
     run_state, param_scheduler = build_run_state(args, model_and_loss, validation, evaluation_only, resumption)
@@ -524,6 +574,8 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         args, defaults, resumption = resolve_arguments(argv)
         parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
         non_default = commandline.non_default_arguments(args, defaults)
+        if args.training_dataset is None:  # the dump shows what an evaluation-only run uses, not stale epochs
+            evaluation_only_arguments(args)
         log_arguments(args, non_default)
         args.non_default_args = non_default
         args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")

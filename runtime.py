@@ -148,10 +148,18 @@ def format_learning_rate(lr: Optional[List[float]]) -> str:
     return f"{lr[0]:g}" if len(lr) == 1 else "[" + ", ".join(f"{x:g}" for x in lr) + "]"
 
 
-def _format_postfix(means: Dict[str, float], first: List[str]) -> str:
-    """'key_avg=value' fields, the keys of `first` first (a narrow bar keeps them), then the others sorted."""
+def _format_postfix(means: Dict[str, float], first: List[str], label: str = "") -> str:
+    """'key_avg=value' fields, the keys of `first` first (a narrow bar keeps them), then the others sorted;
+    `label` (whose values these are, under torchrun) before them all."""
     keys = [key for key in first if key in means] + sorted(key for key in means if key not in first)
-    return ", ".join(f"{key}_avg={means[key]:1.4f}" for key in keys)
+    return ", ".join(([label] if label else []) + [f"{key}_avg={means[key]:1.4f}" for key in keys])
+
+
+def rank_label(all_ranks: bool) -> str:
+    """Under torchrun, whose values the console shows: 'all ranks' (reduced) or this rank's; else ''."""
+    if not distributed.is_distributed():
+        return ""
+    return "all ranks" if all_ranks else f"rank {distributed.rank()}"
 
 
 def require_loss_keys(loss_dict: Dict[str, Any], flag: str, keys: List[str]) -> None:
@@ -300,7 +308,7 @@ class EpochRunner:
                     if self.train:
                         self._raise_if_not_finite(bad_step, bad_value)
                     means = {key: float(value) / count for key, value in sums.items()}
-                    bar.set_postfix_str(_format_postfix(means, first), refresh=False)
+                    bar.set_postfix_str(_format_postfix(means, first, rank_label(False)), refresh=False)
                 bar.update()
         if self.train:  # also a pass whose length the loader does not know
             self._raise_if_not_finite(bad_step, bad_value)
@@ -471,7 +479,8 @@ class Trainer:
         args = self.args
         last_stats: Dict[str, float] = {}
         with block("Runtime"):
-            logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
+            if self.train_loader is not None:
+                logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
             self.compute_input_baseline()
         for callback in self.callbacks:
             callback.on_run_start(self)
@@ -495,14 +504,18 @@ class Trainer:
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
         args = self.args
         where = f"-- {args.actual_device} on {socket.gethostname()} --"
-        title = f"Epoch {epoch}/{args.total_epochs}" + " " * 24 + where
+        training = self.train_loader is not None  # else an evaluation-only run: no epochs, lr or best values
+        title = (f"Epoch {epoch}/{args.total_epochs}" if training else "Evaluation") + " " * 24 + where
         with block(title, emph=True):
             for callback in self.callbacks:
                 callback.on_epoch_start(self, epoch)
             if self.before_epoch is not None:
                 self.before_epoch(epoch)
             lr = current_learning_rates(self.optimizer)
-            logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
+            if lr is None:
+                logging.info("Model: %s", args.model)
+            else:
+                logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
             stats: Dict[str, float] = {}
             if self.train_loader is not None:
                 self.train_loader.set_epoch(epoch)
@@ -522,15 +535,19 @@ class Trainer:
                 self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
                 self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)
                 if self.input_baseline:
-                    logging.info("Valid vs input: %s", baseline.compare_all(stats, self.input_baseline))
+                    label = rank_label(True)
+                    logging.info("Valid vs input%s: %s", f" ({label})" if label else "",
+                                 baseline.compare_all(stats, self.input_baseline))
                 require_loss_keys(stats, "--validation_keys", self.validation_keys)
                 for index, key in enumerate(self.validation_keys):
                     if self._is_better(index, stats[key]):
                         self.best_values[index] = stats[key]
                         best_keys.append(key)
             self._step_lr_scheduler(stats)
-            total_bar.set_postfix_str(", ".join(f"best_{k}_avg={v:1.4f}" for k, v in
-                                                zip(self.validation_keys, self.best_values)), refresh=False)
+            if training:
+                best = [f"best_{k}_avg={v:1.4f}" for k, v in zip(self.validation_keys, self.best_values)]
+                total_bar.set_postfix_str(", ".join(([rank_label(True)] if best and rank_label(True) else []) + best),
+                                          refresh=False)
             total_bar.update()
             eta = total_bar.eta_string()
             for callback in self.callbacks:

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -185,6 +186,15 @@ def _size_text(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
+def _checked_entry(array: np.ndarray) -> np.ndarray:
+    """`array` if it is what FrameCache writes (uint8, H x W x 3), else ValueError."""
+    if not isinstance(array, np.ndarray):  # np.load opened an .npz archive
+        raise ValueError(f"it holds a {type(array).__name__}, not an array")
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"it holds a {array.dtype} array of shape {tuple(array.shape)}, not uint8 H x W x 3")
+    return array
+
+
 class FrameCache:
     """One uint8 HxWx3 .npy per frame under a user-chosen folder, memory-mapped when read.
 
@@ -227,7 +237,12 @@ class FrameCache:
             raise FileNotFoundError(f"image file '{path}' does not exist")
         entry = self.entry(path)
         if entry.is_file():
-            return np.load(entry, mmap_mode="r")
+            try:
+                return _checked_entry(np.load(entry, mmap_mode="r"))
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # truncated, overwritten, not .npy
+                logging.warning("frame cache entry %s of %s is corrupt (%s): decoding the frame again to replace "
+                                "it", entry, path, str(error).strip().splitlines()[0] if str(error).strip() else
+                                type(error).__name__)
         frame = read_image(path)
         entry.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")

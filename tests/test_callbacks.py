@@ -36,3 +36,74 @@ def test_a_failed_run_is_drawn_at_its_end_unless_drawing_fails_too(monkeypatch, 
     curves.on_epoch_end(None, 2, {}, [], "")
     curves.on_run_end(None, RuntimeError("disk full"))  # the run's own error stays the one reported
     assert "training_curves.png not redrawn after the failure: [Errno 28] No space left on device" in caplog.text
+
+
+def test_eta_is_the_mean_time_per_unit_times_the_units_left(monkeypatch):
+    from utils.logger import ProgressBar
+
+    clock = [100.0]
+    monkeypatch.setattr(ProgressBar, "clock", staticmethod(lambda: clock[0]))
+    for disable in (False, True):  # a disabled bar (ranks other than 0) counts too
+        bar = ProgressBar(total=10, initial=4, disable=disable)  # a resumed run: 4 of 10 epochs done before
+        assert bar.eta_string() == "00m:00s"  # nothing measured yet
+        clock[0] += 50.0
+        bar.update()
+        clock[0] += 70.0
+        bar.update()
+        assert bar.eta_string() == "04m:00s"  # 120 s for 2 epochs, 4 left
+        bar.close()
+
+
+def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path, monkeypatch):
+    import argparse
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import runtime
+    from utils.logger import ProgressBar
+
+    clock = [0.0]
+    monkeypatch.setattr(ProgressBar, "clock", staticmethod(lambda: clock[0]))
+    titles, messages = [], []
+    monkeypatch.setattr(callbacks, "set_proctitle", titles.append)
+
+    class Telegram:
+        def send_message(self, msg, *args):
+            messages.append(msg % args)
+
+        def flush(self):
+            pass
+
+    class NinetySecondEpochs(callbacks.Callback):
+        def on_epoch_start(self, trainer, epoch):
+            clock[0] += 90.0
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, example_dict):
+            return {"output1": example_dict["input1"] * self.scale}
+
+    class Loss(torch.nn.Module):
+        def forward(self, model_dict, example_dict):
+            return {"total_loss": ((model_dict["output1"] - 0.5) ** 2).mean()}
+
+    data = DataLoader(TensorDataset(torch.rand(4, 3, 4, 4)), batch_size=2, collate_fn=lambda b: {
+        "input1": torch.stack([x for (x,) in b])})
+    args = argparse.Namespace(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t",
+                              model="Tiny", actual_device="cpu", start_epoch=1, total_epochs=4, save=str(tmp_path),
+                              holistic_records_kwargs={"csv": False}, proctitle_name="run")
+    model_and_loss = runtime.ModelAndLoss(Model(), Loss())
+    trainer = runtime.Trainer(args, model_and_loss, runtime.Loader(data, torch.device("cpu"), False), None,
+                              torch.optim.SGD(model_and_loss.parameters(), lr=0.1),
+                              callbacks=[NinetySecondEpochs(), callbacks.Notifications(Telegram()),
+                                         callbacks.ProcessTitle()])
+    trainer.run()
+    assert titles == ["run finishes in 04m:30s", "run finishes in 03m:00s", "run finishes in 01m:30s",
+                      "run finishes in 00m:00s"]
+    assert [m.split(": ")[0] for m in messages[1:]] == [f"t:Tiny on cpu [{e}/4<{t}]" for e, t in
+                                                         [(1, "04m:30s"), (2, "03m:00s"), (3, "01m:30s"),
+                                                          (4, "00m:00s")]]

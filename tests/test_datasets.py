@@ -674,6 +674,28 @@ def test_a_changed_frame_gets_a_new_cache_entry(nah, tmp_path):
     assert red_codes(dataset[0])[2] == 99
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_an_array", "wrong_shape"])
+def test_a_corrupt_cache_entry_is_named_and_rebuilt(nah, tmp_path, caplog, damage):
+    cache_dir = tmp_path / "cache"
+    dataset = DATASETS.get("GoProNahTest")(None, root=str(nah), cache_dir=str(cache_dir))
+    expected = _all_examples(dataset, 3)
+    frame = str(nah / "test" / "SEQT" / "blur" / "000001.png")
+    entry = dataset.cache.entry(frame)
+    good = entry.read_bytes()
+    if damage == "wrong_shape":  # a well-formed array of another dtype and shape
+        np.save(entry, np.zeros((2, 5), dtype=np.float32))
+    else:  # "truncated": the header intact, the pixels cut (a full disk, a killed copy)
+        entry.write_bytes({"truncated": good[:200], "empty": b"", "not_an_array": b"PK\x03\x04 not numpy"}[damage])
+    rebuilt = DATASETS.get("GoProNahTest")(None, root=str(nah), cache_dir=str(cache_dir))  # a later run
+    _assert_same_examples(_all_examples(rebuilt, 3), expected)
+    assert entry.read_bytes() == good and not list(cache_dir.rglob("*.tmp"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"frame cache entry {entry} of {frame} is corrupt" in warnings[0], warnings
+    caplog.clear()
+    _all_examples(rebuilt, 3)  # replaced: read from the cache again without a word
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_cache_entries_stay_valid_for_a_copy_of_the_dataset_elsewhere(nah, tmp_path, monkeypatch):
     """A copy on a node's scratch disk, without its timestamps (cp -r), reuses the entries of the original."""
     import shutil

@@ -39,6 +39,10 @@ def test_three_process_training_ends_with_identical_weights(nah_root, tmp_path):
     sums = re.findall(r"parameters identical on all 3 ranks \(sum (\S+)\)", logbook)
     assert len(sums) == 1, output[-4000:]
     assert logbook.count("==> Epoch 2/2") == 1 and "rank 0 of 3 (local rank 0), backend gloo, timeout 2 min" in logbook
+    # A pass's bar shows rank 0's running means, the epoch's summary values reduced over all ranks: labelled.
+    assert re.search(r"==> Train: 100%.*  rank 0, total_loss_avg=", logbook), logbook[-3000:]
+    assert re.search(r"==> Total: +50%.*  all ranks, best_psnr_avg=", logbook), logbook[-3000:]
+    assert "Valid vs input (all ranks): " in logbook
     rows = read_csv_rows(str(save / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert [r["epoch"] for r in rows] == ["1", "2"]  # written once, not once per rank
     rows = read_csv_rows(str(save / "csv" / "GoProNahTrain_training_losses.csv"))

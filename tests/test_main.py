@@ -81,6 +81,14 @@ def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     rows_eval = read_csv_rows(str(evaluation / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert float(rows_eval[0]["psnr"]) == pytest.approx(float(rows[-1]["psnr"]), abs=1e-4)
     assert not list(evaluation.glob("*.ckpt"))
+    # Its logbook speaks of an evaluation, names the weights it loaded, and dumps the epochs it runs;
+    # args.json keeps the parsed arguments.
+    logbook = (evaluation / "logbook.txt").read_text()
+    assert "==> Evaluation" in logbook and f"restored 132 tensors from {save / 'checkpoint_latest_.ckpt'}, the " \
+        f"weights after epoch 2 (0 left as initialised)" in logbook
+    assert not re.search(r"Epoch 1/1|lr: None|best_psnr|start_epoch: 1, total_epochs", logbook)
+    assert re.search(r"\] +total_epochs: 1\n", logbook)
+    assert json.loads((evaluation / "args.json").read_text())["total_epochs"] == 10
 
     # The same evaluation with DBN's 22 BatchNorms folded into its convolutions.
     folded = tmp_path / "folded"
@@ -246,6 +254,32 @@ def test_a_run_that_cannot_start_says_why_in_one_line_and_writes_nothing(nah_roo
     assert not save.exists() and a_file.read_text() == "mine"
 
 
+@pytest.mark.parametrize("inside, flag", [("training/train/myrun", "training"), ("training/train", "training"),
+                                          ("training", "training"), ("validation/test/SEQ/run", "validation")])
+def test_a_save_folder_inside_a_dataset_tree_is_refused_before_anything_is_written(nah_root, tmp_path, inside,
+                                                                                    flag):
+    import shutil
+
+    roots = {name: tmp_path / name for name in ("training", "validation")}
+    for root in roots.values():
+        shutil.copytree(nah_root, root)
+    (roots["validation"] / "test" / "SEQ").mkdir()  # a folder a user might pick, not a sequence of the split
+
+    def snapshot():
+        return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    before = snapshot()
+    flags = [f.replace(f"training_dataset_root={nah_root}", f"training_dataset_root={roots['training']}")
+             .replace(f"validation_dataset_root={nah_root}", f"validation_dataset_root={roots['validation']}")
+             for f in _dbn_flags(nah_root, tmp_path / inside, epochs=1)]
+    result = _main(*flags, check=False)
+    lines = _error_lines(result.stdout)
+    assert result.returncode == 1 and len(lines) == 1, result.stdout[-2000:]
+    assert (f"--save={tmp_path / inside} lies inside the dataset tree of --{flag}_dataset_root={roots[flag]}: a run "
+            f"folder there becomes part of the dataset; choose a --save outside it") in lines[0]
+    assert snapshot() == before
+
+
 @pytest.mark.slow
 def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_path):
     save = tmp_path / "run"
@@ -259,8 +293,19 @@ def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_p
     assert {name: (save / name).read_bytes() for name in before} == before  # the folder still describes its run
     assert not list(save.glob("*.tmp"))
 
-    finished = _main(f"--resume={save}", check=False)
-    assert finished.returncode == 1 and "pass --total_epochs=<more than 1> to extend it" in finished.stdout
+    # Refusals of a resume come before the argument dump (a few lines, the reason last).
+    other = tmp_path / "other.ckpt"
+    other.write_bytes((save / "checkpoint_latest_.ckpt").read_bytes())
+    for extra, expected in [
+            ([], f"--resume={save}: the run finished its 1 epochs; pass --total_epochs=<more than 1> to extend it"),
+            (["--total_epochs=2", f"--checkpoint={other}"],
+             f"--resume={save} with --checkpoint={other}: a resumed run continues with its own weights; start a "
+             f"new run with --checkpoint={other} (and another --save), or resume without --checkpoint")]:
+        refused = _main(f"--resume={save}", *extra, check=False)
+        lines = refused.stdout.splitlines()
+        assert refused.returncode == 1 and expected in lines[-1] and len(_error_lines(refused.stdout)) == 1
+        assert len(lines) < 20 and not [line for line in lines if "model: DBN" in line], refused.stdout
+    assert {name: (save / name).read_bytes() for name in before} == before
 
     # lr 0.001 halved at milestone 1 is 0.0005 after epoch 1; x10 -> 0.005, halved at milestone 2 -> 0.0025.
     _main(f"--resume={save}", "--total_epochs=2", "--optimizer_lr=0.01")

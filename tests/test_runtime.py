@@ -211,6 +211,15 @@ def test_progress_postfix_puts_the_given_keys_first():
         "ssim_avg=0.9000, psnr_avg=30.0000, a_avg=1.0000, total_loss_avg=1234.5679"
 
 
+def test_under_torchrun_the_console_says_whose_values_it_shows(monkeypatch):
+    assert runtime.rank_label(False) == runtime.rank_label(True) == ""  # one process: nothing to tell apart
+    monkeypatch.setattr(runtime.distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(runtime.distributed, "rank", lambda: 0)
+    # A pass's bar shows this rank's running means; the epoch's results are reduced over all ranks.
+    assert runtime._format_postfix({"psnr": 30.0}, ["psnr"], runtime.rank_label(False)) == "rank 0, psnr_avg=30.0000"
+    assert runtime.rank_label(True) == "all ranks"
+
+
 class _BatchNormModel(torch.nn.Module):
     """A model whose training-mode forward changes its buffers (BatchNorm running statistics)."""
 

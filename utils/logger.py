@@ -271,7 +271,13 @@ class ProgressBar(tqdm.tqdm):
     constants.PROGRESS_PLAIN_INTERVAL_SECS; the final line is logged in both cases.
     """
 
+    clock = staticmethod(time.monotonic)  # what eta_string measures with (tests replace it)
+
     def __init__(self, *args: Any, logbook_every_update: bool = False, **kwargs: Any) -> None:
+        # Counted here, not by tqdm: a disabled bar (a process other than rank 0) counts nothing itself.
+        self._eta_started = self.clock()
+        self._eta_initial = kwargs.get("initial", 0)
+        self._eta_done = 0
         kwargs.setdefault("ncols", constants.TQDM_NCOLS)
         kwargs.setdefault("dynamic_ncols", kwargs["ncols"] is None)
         kwargs.setdefault("smoothing", constants.TQDM_SMOOTHING)
@@ -299,6 +305,7 @@ class ProgressBar(tqdm.tqdm):
         return strip_colors(self.format_meter(**{**self.format_dict, "ncols": None}))
 
     def update(self, n: float = 1) -> Optional[bool]:
+        self._eta_done += n
         result = super().update(n)
         if self.disable:
             return result
@@ -324,10 +331,15 @@ class ProgressBar(tqdm.tqdm):
                     extra={"progress": progress})
 
     def eta_string(self) -> str:
-        """Remaining time as MMm:SSs, Hh:MMm or Dd:HHh."""
-        rate = self.format_dict.get("rate")
-        remaining = (self.total - self.n) / rate if rate and self.total else 0.0
-        return format_eta(remaining)
+        """Remaining time as MMm:SSs, Hh:MMm or Dd:HHh, from the mean time per unit since the bar started.
+
+        Not tqdm's rate: with constants.TQDM_SMOOTHING = 0 it is None (tqdm then averages only when drawing),
+        and a disabled bar has none at all, so every ETA read 00m:00s.
+        """
+        if not self._eta_done or not self.total:
+            return format_eta(0.0)
+        left = self.total - self._eta_initial - self._eta_done
+        return format_eta(left * (self.clock() - self._eta_started) / self._eta_done)
 
 
 def format_eta(seconds: float) -> str:
