@@ -42,6 +42,9 @@ def paired_sequences(root: Optional[str], split: str, blur_template: str, sharp_
     """Every sequence under the blurry template's folder, paired with its frames under the sharp template."""
     layout = f"<root>/{blur_template} and <root>/{sharp_template} holding *{frame_extension} frames"
     path = checked_root(root, "PairedFrames", layout)
+    if blur_template == sharp_template:
+        raise ValueError(f"blur_template and sharp_template are both {blur_template!r}: the targets would be the "
+                         f"blurry frames themselves")
     blur_parent, blur_rest = split_template(blur_template, split, "blur_template")
     sharp_parent, sharp_rest = split_template(sharp_template, split, "sharp_template")
     if not (path / blur_parent).is_dir():

@@ -79,12 +79,25 @@ def test_templates_with_the_sequence_in_the_middle(tmp_path):
     ({"blur_template": "{mode}/{seq}"}, ValueError, re.escape("no placeholder but {split} and {seq}")),
     ({"blur_template": "{split/{seq}"}, ValueError, re.escape("blur_template='{split/{seq}' must be")),
     ({"sharp_template": "{split}_gt/{seq}"}, FileNotFoundError, "missing frame folder '.*train_gt/000'"),
+    ({"sharp_template": "{split}_blur/{seq}"}, ValueError, re.escape("both '{split}_blur/{seq}': the targets would")),
     ({"frame_extension": ".jpg"}, ValueError, "frame folder '.*train_blur/000' holds no '\\*.jpg' files"),
 ])
 def test_bad_templates_are_one_line_errors(tmp_path, flags, error, message):
     root = write_reds(tmp_path / "reds", "train", [2])
     with pytest.raises(error, match=message):
         DATASETS.get("PairedFramesTrain")(None, root=str(root), **flags)
+
+
+def test_frame_cache_and_augmentation_flags_are_the_gopro_classes(tmp_path):
+    root = write_reds(tmp_path / "reds", "train", [3])
+    dataset = DATASETS.get("PairedFramesTrain")(None, root=str(root), cache_dir=str(tmp_path / "cache"),
+                                                random_crop=[8, 8])
+    example = dataset[1]
+    assert example["input1"].shape == (8, 3, 8, 8)  # GoProNahTrain's 8 samples per example
+    # The window 0, 0, 1, 2, 2 and the sharp frame 1: 4 files, each decoded and cached once.
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4
+    with pytest.raises(ValueError, match="cache_dir '.*' lies inside the dataset tree"):
+        DATASETS.get("PairedFramesTrain")(None, root=str(root), cache_dir=str(root / "cache"))
 
 
 def test_sharp_frames_must_match_the_blurry_ones(tmp_path):
