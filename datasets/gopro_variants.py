@@ -14,6 +14,10 @@ from utils.registry import Registry
 
 # Every flag a GoPro dataset class can have, in the order of the original's signatures, with its type.
 FLAG_TYPES: Dict[str, Any] = {
+    "split": str,  # PairedFrames* only, as the next three
+    "blur_template": str,
+    "sharp_template": str,
+    "frame_extension": str,
     "gamma_corrected_data": bool,
     "random_brightness": bool,
     "random_channel_permutation": bool,
@@ -38,6 +42,10 @@ FLAG_TYPES: Dict[str, Any] = {
 # What every flag means, for the variants' docstrings and so for `main.py --help`.
 FLAG_DOCS: Dict[str, str] = {
     "root": "dataset folder: GOPRO_Large for GoProNah*, DeepVideoDeblurring_Dataset for GoProSu*",
+    "split": "the value of {split} in the templates (e.g. train, val, test)",
+    "blur_template": "folder of a sequence's blurry frames below the root; {seq}: the sequence folder, {split}: split",
+    "sharp_template": "folder of a sequence's sharp frames below the root, as blur_template",
+    "frame_extension": "the frames' file-name ending (case matters), e.g. .png or .jpg",
     "gamma_corrected_data": "read the gamma-corrected inputs (blur_gamma) instead of blur",
     "random_brightness": "random brightness jitter of every sample",
     "random_channel_permutation": "randomly permute the RGB channels of every sample",
@@ -81,6 +89,7 @@ class Variant:
     split: str
     doc: str
     defaults: Dict[str, Any]
+    root_doc: Optional[str] = None  # what --*_root means, when not FLAG_DOCS["root"]
 
 
 def augmentation_from_flags(flags: Dict[str, Any], random_scales_min: float) -> Augmentation:
@@ -113,7 +122,8 @@ def variant_class(base: type, variant: Variant, module: str) -> type:
     __init__.__annotations__ = {p.name: p.annotation for p in parameters[1:]} | {"return": None}
     __init__.__qualname__ = f"{variant.name}.__init__"
     __init__.__doc__ = f"{variant.name}: flags as in the signature; see the class docstring."
-    arguments = "".join(f"    {p.name}: {FLAG_DOCS[p.name]}\n" for p in parameters[2:] if p.name in FLAG_DOCS)
+    docs = {**FLAG_DOCS, "root": variant.root_doc or FLAG_DOCS["root"]}
+    arguments = "".join(f"    {p.name}: {docs[p.name]}\n" for p in parameters[2:] if p.name in docs)
     doc = f"{variant.doc}\n\nArgs:\n{arguments}"
     return type(variant.name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": module,
                                         "__qualname__": variant.name})

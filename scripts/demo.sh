@@ -2,7 +2,8 @@
 # The demo: creates .venv if needed, generates GoPro-like demo data from real photographs, trains DBN
 # on 32x32 crops on the CPU for a few epochs with validation after each, reports the PSNR of the
 # blurred input and of the deblurred result, and writes <run folder>/before_after.png (blurred input |
-# deblurred | sharp, one test frame deblurred by deblur.py with the best checkpoint, full size).
+# deblurred | sharp, one test frame deblurred by deblur.py with the best checkpoint, full size, and below
+# them a 4x zoom of the region where deblurring changed the frame most).
 # Override with DEMO_EPOCHS (16), DEMO_EXAMPLES (training examples per epoch; -1: all 32), DEMO_DATA
 # (demo_data), DEMO_SAVE (experiments/<time>-demo-DBN) and DEMO_WIDTH / DEMO_HEIGHT (256x144, the
 # generated frames; multiples of 8, at least 32). DEMO_EPOCHS=1 DEMO_EXAMPLES=4 is a quick smoke run.

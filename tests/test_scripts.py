@@ -278,7 +278,7 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     from contrib.psnr import koehler_psnr
     from datasets.gopro_nah import GoProNahTest
     from models.dbn import DBN
-    from scripts.demo_summary import LABEL_HEIGHT
+    from scripts.demo_summary import LABEL_HEIGHT, rgb_psnr
     from visualizers.gopro_inference import to_uint8
 
     data, save = tmp_path / "data", tmp_path / "run"
@@ -298,8 +298,9 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     picture = save / "before_after.png"
     assert f"    before_after.png          : {picture}" in completed.stdout.splitlines()
     panels = np.asarray(Image.open(picture).convert("RGB"))
-    assert panels.shape == (LABEL_HEIGHT + 32, 3 * 32, 3)
-    blurred, deblurred, sharp = (panels[LABEL_HEIGHT:, column * 32:(column + 1) * 32] for column in range(3))
+    assert panels.shape == (2 * (LABEL_HEIGHT + 32), 3 * 32, 3)
+    top = panels[LABEL_HEIGHT:LABEL_HEIGHT + 32]  # the first row: the frames at full size
+    blurred, deblurred, sharp = (top[:, column * 32:(column + 1) * 32] for column in range(3))
     # The centre frame (5 of 8) of the test sequence, deblurred by the best checkpoint's model.
     example = GoProNahTest(None, root=str(data / "GOPRO_Large"), sequence_length=5)[4]
     assert example["basename"][0] == "GOPR9500_00_00/000005"
@@ -319,3 +320,42 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
         return float(koehler_psnr(tensor(image), tensor(sharp), scale_opt=True, trans_opt=True, trans_range=5))
     line = f"frame GOPR9500_00_00/000005: blurred input {psnr(blurred):.2f} dB, deblurred {psnr(deblurred):.2f} dB"
     assert any(line in printed for printed in completed.stdout.splitlines()), completed.stdout[-2000:]
+    # The second row: the 8x8 region where deblurring changed the frame most, each pixel a 4x4 block.
+    details = [panels[2 * LABEL_HEIGHT + 32:, column * 32:(column + 1) * 32].astype(int) for column in range(3)]
+    change = np.abs(deblurred.astype(int) - blurred.astype(int)).sum(axis=2)
+    sums = {(y, x): change[y:y + 8, x:x + 8].sum() for y in range(25) for x in range(25)}
+    y0, x0 = max(sums, key=lambda corner: (sums[corner], -corner[0], -corner[1]))  # the first of the largest
+    for detail, frame in zip(details, (blurred, deblurred, sharp)):
+        assert np.array_equal(detail, frame[y0:y0 + 8, x0:x0 + 8].repeat(4, axis=0).repeat(4, axis=1))
+    region_psnr = [rgb_psnr(frame[y0:y0 + 8, x0:x0 + 8], sharp[y0:y0 + 8, x0:x0 + 8]) for frame in (blurred, deblurred)]
+    line = (f"second row: 4x zoom of x {x0}-{x0 + 7}, y {y0}-{y0 + 7}, where deblurring changed the frame most "
+            f"(RGB PSNR there: blurred {region_psnr[0]:.2f} dB, deblurred {region_psnr[1]:.2f} dB)")
+    assert line in completed.stdout, completed.stdout[-2000:]
+
+
+def test_before_after_zooms_into_the_region_that_deblurring_changed_most(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from scripts.demo_summary import LABEL_HEIGHT, most_changed_region, rgb_psnr, write_before_after
+
+    rng = np.random.default_rng(0)
+    blurred = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    deblurred = blurred.copy()
+    deblurred[22:27, 30:35] ^= 0x40  # the largest change: 5x5 pixels, in a window of 10x12 (1/4 of the frame)
+    deblurred[2, 3] ^= 0xFF  # a larger change of one pixel only, far from it
+    sharp = 255 - blurred
+    assert most_changed_region(blurred, deblurred) == (17, 23, 10, 12)  # the first window holding all 25 pixels
+    assert most_changed_region(blurred, blurred) == (0, 0, 10, 12)
+    assert rgb_psnr(blurred, blurred) == float("inf")
+    assert rgb_psnr(np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)) == 0.0
+
+    frames = {"blurred": blurred, "deblurred": deblurred, "sharp": sharp}
+    labels = {key: key for key in frames}
+    write_before_after(str(tmp_path / "before_after.png"), frames, labels, (17, 23, 10, 12), labels)
+    picture = np.asarray(Image.open(tmp_path / "before_after.png").convert("RGB"))
+    assert picture.shape == (2 * (LABEL_HEIGHT + 40), 3 * 48, 3)
+    for column, frame in enumerate((blurred, deblurred, sharp)):
+        assert np.array_equal(picture[LABEL_HEIGHT:LABEL_HEIGHT + 40, column * 48:(column + 1) * 48], frame)
+        detail = picture[2 * LABEL_HEIGHT + 40:, column * 48:(column + 1) * 48]
+        assert np.array_equal(detail, frame[17:27, 23:35].repeat(4, axis=0).repeat(4, axis=1))

@@ -448,3 +448,34 @@ def test_resumed_run_continues_the_training_step_axis(tmp_path):
         GoProVisualizer(_args(tmp_path), images_every_n_epochs=0)
     with pytest.raises(ValueError, match="--visualizer_keep_num_validation_steps must be >= 0"):
         FlowVisualizer(_args(tmp_path), keep_num_validation_steps=-1)
+
+
+def test_plot_y_axis_leaves_out_a_first_epoch_far_off_the_others(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from utils.plots import Panel, YLimits, plot_records, robust_y_limits
+    from utils.records import EpochRecorder
+
+    train = [3000.0, 12.0, 10.0, 9.0]  # an untrained network's first epoch, as in the demo
+    panel = Panel({"GoProNahTrain": ([1, 2, 3, 4], train)}, {"input (GoProNahTrain)": 11.0})
+    assert robust_y_limits(panel) == YLimits(9.0 - 0.08 * 3, 12.0 + 0.08 * 3, (("GoProNahTrain", 1, 3000.0),))
+    below = Panel({"GoProNahTest": ([1, 2, 3], [5.0, 25.0, 26.0])})
+    assert robust_y_limits(below) == YLimits(25.0 - 0.08, 26.0 + 0.08, (("GoProNahTest", 1, 5.0),))
+    # A 1/epoch loss stays whole (its first value lies 3x the range of the others beyond them, not 4x); so do
+    # curves too short to tell and a first epoch that a reference line reaches.
+    assert robust_y_limits(Panel({"A": ([1, 2, 3], [100.0, 50.0, 100.0 / 3])})) is None
+    assert robust_y_limits(Panel({"A": ([1, 2], [3000.0, 12.0])})) is None
+    assert robust_y_limits(Panel({"A": ([1, 2, 3], [3000.0, 12.0, 10.0])}, {"input (A)": 2000.0})) is None
+
+    drawn = []  # each saved figure's y-limits per axes
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: (
+        drawn.append([axes.get_ylim() for axes in figure.axes]), save(figure, *args, **kwargs))[1])
+    for epoch, value in enumerate(train, start=1):
+        EpochRecorder(argparse.Namespace(), str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
+            "training_losses", {"total_loss": value})
+    image = np.asarray(Image.open(plot_records(str(tmp_path))).convert("RGB")).astype(int)
+    assert drawn == [[pytest.approx((9.0 - 0.24, 12.0 + 0.24))]]
+    assert image.shape == (300, 400, 3)
+    blue = np.abs(image - np.array([31, 119, 180])).sum(-1) < 30
+    assert blue[25:40, 75:110].sum() > 20  # the arrow head at the top edge (row 35) at epoch 1

@@ -4,7 +4,10 @@
 One row of panels per key and one column per split (training, validation, then any other record), so that
 curves of different scales never share an axis: a summed training loss over random crops and one over whole
 validation frames are not comparable. The input baseline (`<Dataset>_input_baseline.csv`, see
-utils/baseline.py) is drawn as a dashed horizontal line in the validation panel of each key.
+utils/baseline.py) is drawn as a dashed horizontal line in the validation panel of each key. A first epoch far
+off the later ones (an untrained network's loss, often 100x the rest) would flatten every later epoch into one
+line: the y-axis then spans the later epochs and the references only, and the first epoch is an arrow at the
+panel's edge labelled with its value.
 """
 import dataclasses
 import glob
@@ -27,6 +30,11 @@ SPLITS = {"training_losses": "training", "evaluation_losses": "validation"}
 BASELINE_SUFFIX = "input_baseline"
 BASELINE_SPLIT = "validation"
 BASELINE_COLOR = "tab:red"  # the line to beat
+# The first epoch is left off the y-axis when it lies further beyond the range of the other values than this
+# many times that range (a steadily falling 1/epoch loss stays whole); curves need MIN_EPOCHS_TO_CLIP epochs.
+OUTLIER_FACTOR = 4.0
+MIN_EPOCHS_TO_CLIP = 3
+Y_PADDING = 0.08  # of the y-range, above and below the values shown
 
 Curves = Dict[str, Dict[str, Tuple[List[int], List[float]]]]
 
@@ -90,6 +98,46 @@ def arrange_panels(curves: Curves) -> Dict[Tuple[str, str], Panel]:
     return {where: panel for where, panel in panels.items() if panel.curves}  # a baseline alone is no plot
 
 
+@dataclasses.dataclass(frozen=True)
+class YLimits:
+    """A panel's y-axis range without its first-epoch outliers, and those outliers (label, epoch, value)."""
+
+    bottom: float
+    top: float
+    outliers: Tuple[Tuple[str, int, float], ...]
+
+
+def robust_y_limits(panel: Panel) -> Optional[YLimits]:
+    """The y-range of every value but the first-epoch outliers (None when there is none: matplotlib's own)."""
+    if not panel.curves or any(len(epochs) < MIN_EPOCHS_TO_CLIP for epochs, _ in panel.curves.values()):
+        return None
+    rest = [value for _, values in panel.curves.values() for value in values[1:]] + list(panel.references.values())
+    low, high = min(rest), max(rest)
+    span = high - low
+    outliers, kept = [], []
+    for label, (epochs, values) in panel.curves.items():
+        if max(low - values[0], values[0] - high) > OUTLIER_FACTOR * span:
+            outliers.append((label, epochs[0], values[0]))
+        else:
+            kept.append(values[0])
+    if not outliers:
+        return None
+    # A flat rest (span 0) still gets a visible range around its value.
+    padding = Y_PADDING * span if span > 0 else max(abs(high) * 0.01, 1e-12)
+    return YLimits(min([low] + kept) - padding, max([high] + kept) + padding, tuple(outliers))
+
+
+def _draw_outliers(axes: "object", limits: YLimits, colors: Dict[str, str]) -> None:
+    """Each outlier as an arrow head at the panel's top or bottom edge at its epoch, with its value."""
+    for label, epoch, value in limits.outliers:
+        above = value > limits.top
+        edge = limits.top if above else limits.bottom
+        axes.plot([epoch], [edge], marker="^" if above else "v", markersize=7, color=colors[label], clip_on=False,
+                  linestyle="none")
+        axes.annotate(f"{value:.4g}", (epoch, edge), xytext=(6, -10 if above else 4), textcoords="offset points",
+                      fontsize="x-small", color=colors[label])
+
+
 def _columns(panels: Dict[Tuple[str, str], Panel]) -> List[str]:
     splits = {split for _, split in panels}
     known = [split for split in ("training", "validation") if split in splits]
@@ -123,11 +171,17 @@ def plot_records(save_dir: str) -> Optional[str]:
     _adjust(figure, len(keys), len(columns))
     for (key, split), panel in panels.items():
         axes = figure.add_subplot(len(keys), len(columns), keys.index(key) * len(columns) + columns.index(split) + 1)
+        colors = {}
         for label, (epochs, values) in panel.curves.items():
             # A dot per epoch keeps short runs readable; long runs are clearer as lines only.
-            axes.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label)
+            lines = axes.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label)
+            colors[label] = lines[0].get_color()
         for label, value in panel.references.items():
             axes.axhline(value, color=BASELINE_COLOR, linestyle="--", linewidth=1.2, label=f"{label} {value:.4g}")
+        limits = robust_y_limits(panel)
+        if limits is not None:
+            axes.set_ylim(limits.bottom, limits.top)
+            _draw_outliers(axes, limits, colors)
         axes.set_title(f"{key} ({split})", fontsize="medium", y=1.0)  # fixed: no tight-bbox search
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
