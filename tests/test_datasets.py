@@ -854,6 +854,20 @@ def test_generated_blur_is_significant_and_gamma_blur_is_brighter(tmp_path):
     assert gamma_sum > blur_sum * 1.005
 
 
+def test_default_test_sequences_are_blurred_like_gopro(tmp_path):
+    # One test sequence per photograph at the demo's frame size and the default motion and sub-frames.
+    # GOPRO_Large's blurred test frames score about 25-29 dB against sharp; these 3-frame sequences get
+    # 1-2 dB of leeway. Before PHOTO_MOTION, chelsea and rocket scored 37.6 and 39.7 dB (almost sharp).
+    root = make_gopro_nah(str(tmp_path), width=256, height=144, num_frames=3, train_sequences=0, test_sequences=5)
+    values = []
+    for sequence in sorted((root / "test").iterdir()):
+        values.append(float(np.mean([psnr(_read(sequence / "blur" / f"{i:06d}.png").astype(np.uint8),
+                                          _read(sequence / "sharp" / f"{i:06d}.png").astype(np.uint8))
+                                     for i in (1, 2, 3)])))
+    assert all(24.0 <= value <= 31.0 for value in values), values
+    assert max(values) - min(values) < 6.0, values  # no photograph is far sharper than the others
+
+
 def test_one_sub_frame_means_no_blur(tmp_path):
     root = make_gopro_nah(str(tmp_path), width=32, height=24, num_frames=2, train_sequences=1, test_sequences=0,
                           sub_frames=1)
