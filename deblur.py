@@ -29,6 +29,14 @@ it; any model that maps input1..inputN to output1 works) or, for checkpoints of 
 framework, the state-dict keys (FlowDBN or DBN, the sequence length from
 the first layer's input channels, PWC-Net or FlowNet1S as the flow network). The frozen flow network's
 weights are part of every FlowDBN checkpoint, so the prewarping checkpoint file is not needed.
+
+Large frames: from 1280x720 on, the log says how much memory an untiled frame needs (what the process
+holds, and the model's tensors counted at 64x64 and 128x128, scaled by pixels and by 1.5 for scratch memory)
+and, when that exceeds the free memory, which --tile fits; an out-of-memory error is one line with the same
+hint. --tile=S (or WxH) runs the model on tiles of the padded window, each grown by --tile_overlap pixels
+(default 88) on every side and cropped back: DBN's outputs depend on inputs up to 81 pixels away, so its
+tiled frames equal the untiled ones up to float rounding; FlowDBN's flow network sees only the tile, so its
+flows, and the frames, change a little.
 """
 import argparse
 import collections
@@ -72,8 +80,10 @@ QUEUE_FRAMES = 2  # frames each of the reader's and writer's queues holds: hides
 PIL_PNG_COMPRESSION = 6  # zlib's default level, what PIL's PNG writer uses when given none
 TILE_OVERLAP = 88  # DBN's outputs depend on inputs up to 81 pixels away; the next multiple of 8
 MEMORY_PROBE_SIDES = (64, 128)  # square window sizes at which the memory a frame needs is measured
+# Resident memory grew 1.5x the counted tensors for DBN at 1280x720 on the CPU (backends' scratch memory, reorder
+# buffers, the allocator's slack; bench/README.md, "deblur.py --tile"); not measured on a GPU.
+MEMORY_OVERHEAD = 1.5
 LARGE_FRAME_PIXELS = 1280 * 720  # from this size on, the log says how much memory an untiled frame needs
-TILE_DIFFERENCE = ("TBD", "TBD")  # FlowDBN tiled vs untiled, measured with bench/bench_tiles.py
 VIDEO_SUFFIX = "deblurred.mp4"  # the video deblur.py writes: <video name>_deblurred.mp4, or deblurred.mp4
 
 
@@ -707,13 +717,23 @@ class LiveTensorBytes(TorchDispatchMode):
         return result
 
 
+def held_memory(device: torch.device) -> int:
+    """Bytes this process holds now on `device`: the tensors allocated on a GPU, or the resident memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return int(peak_memory_mib() * 2 ** 20)  # not Linux: the peak so far
+
+
 class MemoryModel:
-    """Bytes the model needs to deblur one window of a given padded size: its weights plus the peak of its
-    tensors, measured at two small sizes and scaled linearly with the pixels (activations grow with them)."""
+    """The memory one window of a given padded size adds to what the process holds: the peak of the model's
+    tensors, counted at two small sizes and scaled linearly with the pixels (activations grow with them), times
+    MEMORY_OVERHEAD for what the counting misses."""
 
     def __init__(self, model: torch.nn.Module, length: int, multiple: int, device: torch.device) -> None:
-        weights = list(model.parameters()) + list(model.buffers())
-        self.weights = sum(tensor.numel() * tensor.element_size() for tensor in weights)
         peaks = []
         sides = [round_up(side, multiple) for side in MEMORY_PROBE_SIDES]
         for side in sides:
@@ -721,19 +741,19 @@ class MemoryModel:
                 images = [torch.zeros(1, 3, side, side, device=device) for _ in range(length)]
                 _output1(model, images, [None] * length)
                 del images
-            peaks.append(counter.peak)
+            peaks.append(counter.peak * MEMORY_OVERHEAD)
         self.per_pixel = max(peaks[1] - peaks[0], 0) / float(sides[1] ** 2 - sides[0] ** 2)
         self.fixed = max(peaks[0] - self.per_pixel * sides[0] ** 2, 0.0)
+        self.held = held_memory(device)  # the weights, torch's libraries, the probes' caches
 
-    def bytes(self, pixels: int) -> float:
-        """Estimated bytes for one window of (padded) frames of `pixels` pixels."""
-        return self.weights + self.fixed + self.per_pixel * pixels
+    def extra(self, pixels: int) -> float:
+        """Bytes one window of (padded) frames of `pixels` pixels adds."""
+        return self.fixed + self.per_pixel * pixels
 
     def largest_tile(self, available: float, overlap: int, multiple: int) -> int:
-        """The largest square tile (a multiple of `multiple`, at least one) whose window, overlap included, needs
-        at most half the memory the weights leave free: the rest for the allocator's slack, the backends' scratch
-        memory and the queued frames."""
-        budget = max(available - self.weights - self.fixed, 0.0) / 2
+        """The largest square tile (a multiple of `multiple`, at least one) whose window, overlap included, adds
+        at most half the available memory (the rest for the queued frames and the estimate's error)."""
+        budget = max(available / 2 - self.fixed, 0.0)
         side = (budget / max(self.per_pixel, 1e-9)) ** 0.5 - 2 * overlap
         return max(int(side) // multiple * multiple, multiple)
 
@@ -786,22 +806,24 @@ def report_memory(memory: MemoryModel, padded_size: Tuple[int, int], tiling: Opt
     """Log how much memory an untiled frame (and a tile) needs; warn, with a --tile that fits, when an untiled
     frame needs more than the device has free."""
     height, width = padded_size
-    needed = memory.bytes(height * width)
+    needed = memory.extra(height * width)
     available = available_memory(device)
     free = f"{gib(available)} free" if available is not None else "free memory unknown"
-    logging.info("An untiled %dx%d frame needs about %s on %s (%s; the weights, and the model's tensors "
-                 "measured at %s pixels and scaled by pixels)", width, height, gib(needed), device, free,
-                 " and ".join(f"{side}x{side}" for side in MEMORY_PROBE_SIDES))
+    logging.info("An untiled %dx%d frame needs about %s on %s: %s held now (weights, libraries) and %s for the "
+                 "model's tensors (counted at %s pixels, scaled by pixels, x%.1f for scratch memory); %s",
+                 width, height, gib(memory.held + needed), device, gib(memory.held), gib(needed),
+                 " and ".join(f"{side}x{side}" for side in MEMORY_PROBE_SIDES), MEMORY_OVERHEAD, free)
     if tiling is not None:
         (tile_height, tile_width), overlap = tiling
         grid = tile_grid(height, width, *tiling)
         biggest = max((rows.stop - rows.start) * (columns.stop - columns.start) for rows, columns, _, _ in grid)
-        logging.info("--tile: %d tiles of %dx%d pixels per frame with %d pixels of overlap; a tile needs about %s",
-                     len(grid), tile_width, tile_height, overlap, gib(memory.bytes(biggest)))
+        logging.info("--tile: %d tiles of %dx%d pixels per frame with %d pixels of overlap; a tile needs about %s "
+                     "for the model's tensors", len(grid), tile_width, tile_height, overlap,
+                     gib(memory.extra(biggest)))
     elif available is not None and needed > available:
         side = memory.largest_tile(available, TILE_OVERLAP, multiple)
         logging.warning("An untiled frame needs more memory than %s has free: give --tile=%d (about %s a tile)",
-                        device, side, gib(memory.bytes((side + 2 * TILE_OVERLAP) ** 2)))
+                        device, side, gib(memory.extra((side + 2 * TILE_OVERLAP) ** 2)))
 
 
 def out_of_memory_line(memory: Optional[MemoryModel], model: torch.nn.Module, length: int, multiple: int,
@@ -818,12 +840,12 @@ def out_of_memory_line(memory: Optional[MemoryModel], model: torch.nn.Module, le
     available = available_memory(device)
     overlap = tiling[1] if tiling else TILE_OVERLAP
     # Without a reading of the free memory, aim for a quarter of what an untiled frame needs.
-    side = memory.largest_tile(available if available is not None else memory.bytes(height * width) / 4,
+    side = memory.largest_tile(available if available is not None else memory.extra(height * width) / 2,
                                overlap, multiple)
     if tiling is not None and side >= min(tiling[0]):  # these tiles did not fit, whatever the estimate says
         side = max(round_up(min(tiling[0]) // 2, multiple), multiple)
     what = (f"in {tiling[0][1]}x{tiling[0][0]} tiles" if tiling else
-            f"(an untiled frame needs about {gib(memory.bytes(height * width))})")
+            f"(an untiled frame needs about {gib(memory.held + memory.extra(height * width))})")
     return (f"out of memory deblurring {width}x{height} frames on {device} {what}: give --tile={side} or smaller"
             f"{f' ({gib(available)} free)' if available is not None else ''}")
 
@@ -876,11 +898,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=parse_tile, default=None, metavar="S|WxH",
                         help="deblur each frame in tiles of SxS (or WxH) pixels, for frames too large for the "
                              "memory (the log says how much an untiled frame needs): each tile runs with "
-                             "--tile_overlap pixels of its neighbours on every side, which are then cropped. "
-                             "Sizes are rounded up to the pad multiple. DBN's tiled frames equal the untiled "
-                             "ones up to float rounding; FlowDBN's flow network sees only the tile, so its "
-                             "outputs near tile edges change a little (256x192 frames in 128x96 tiles: max "
-                             "|difference| %s, PSNR %s; bench/README.md)" % TILE_DIFFERENCE)
+                             "--tile_overlap pixels of its neighbours on every side, cropped afterwards; sizes "
+                             "are rounded up to the pad multiple. DBN's tiled frames equal the untiled ones up to "
+                             "float rounding; FlowDBN's flow network sees only the tile, so its frames change a "
+                             "little (256x192 frames in 128x96 tiles, random weights: at most 10/255, PSNR "
+                             "-0.03 dB; bench/README.md)")
     parser.add_argument("--tile_overlap", type=int, default=None,
                         help=f"with --tile: pixels of context on every side of a tile (default {TILE_OVERLAP}: "
                              f"DBN's outputs depend on inputs up to 81 pixels away)")

@@ -699,7 +699,7 @@ def test_tile_from_the_command_line_logs_the_tiles_and_the_memory_a_frame_needs(
                         "--tile", "13x9", "--tile_overlap", "3"]) == 0
     # Rounded up to multiples of 8: 16x16 tiles, 8 pixels of overlap, 2x2 tiles of the 32x24 padded frame.
     assert "--tile: 4 tiles of 16x16 pixels per frame with 8 pixels of overlap; a tile needs about" in caplog.text
-    assert re.search(r"An untiled 32x24 frame needs about \d+ MiB on cpu \(\d", caplog.text)
+    assert re.search(r"An untiled 32x24 frame needs about [\d.]+ [MG]iB on cpu: [\d.]+ [MG]iB held now", caplog.text)
     expected = _reference(model, frames, 3, 8)
     for i, reference in enumerate(expected):
         written = np.asarray(Image.open(tmp_path / "out" / f"{i:04d}.png")).astype(int)
@@ -714,20 +714,21 @@ def test_the_memory_estimate_matches_a_measurement_and_a_large_frame_gets_a_tile
     assert 400 < memory.per_pixel < 3000
     with torch.inference_mode(), deblur.LiveTensorBytes() as counter:
         deblur._output1(model, [torch.zeros(1, 3, 200, 184) for _ in range(3)], [None] * 3)
-    assert memory.bytes(200 * 184) - memory.weights == pytest.approx(counter.peak, rel=0.05)
-    assert memory.bytes(3840 * 2160) > 2 ** 30  # a 4K frame: gigabytes (estimated, never run)
-    # The suggested tile: its window (overlap included) takes half of what the weights leave free.
-    free = memory.weights + memory.fixed + 2 * memory.per_pixel * (200 + 2 * 88) ** 2
+    assert memory.extra(200 * 184) == pytest.approx(deblur.MEMORY_OVERHEAD * counter.peak, rel=0.05)
+    assert memory.extra(3840 * 2160) > 2 ** 30  # a 4K frame: gigabytes (estimated, never run)
+    # The suggested tile: its window (overlap included) adds half the free memory.
+    free = 2 * (memory.fixed + memory.per_pixel * (200 + 2 * 88) ** 2)
     assert memory.largest_tile(free, 88, 8) == 200 and memory.largest_tile(free - 1000, 88, 8) == 192
-    assert memory.largest_tile(memory.weights, 88, 8) == 8  # nothing fits: the smallest tile
+    assert memory.largest_tile(memory.fixed, 88, 8) == 8  # nothing fits: the smallest tile
 
     caplog.set_level(logging.INFO)
     checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
     folder = _frame_folder(tmp_path / "in", _frames(2, 16, 24))
     monkeypatch.setattr(deblur, "LARGE_FRAME_PIXELS", 16 * 24)  # "large" for the test
-    monkeypatch.setattr(deblur, "available_memory", lambda device: 10 * 2 ** 20)
+    monkeypatch.setattr(deblur, "available_memory", lambda device: 2 ** 16)
     assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out")]) == 0
-    assert re.search(r"An untiled 24x16 frame needs about \d+ MiB on cpu \(10 MiB free; the weights", caplog.text)
+    assert re.search(r"An untiled 24x16 frame needs about [\d.]+ [MG]iB on cpu: .* x1.5 for scratch memory\); "
+                     r"0 MiB free", caplog.text)
     hint = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(hint) == 1, hint
     assert hint[0].startswith("An untiled frame needs more memory than cpu has free: give --tile=")
