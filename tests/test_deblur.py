@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -628,3 +629,125 @@ def test_a_redirected_log_has_plain_lines_the_loaded_file_and_no_initialisation(
     lines = text.splitlines()
     assert f"Loaded {checkpoint} (epoch 1)" in lines and "DBN, N=3, frames padded to multiples of 8, on cpu" in lines
     assert [line for line in lines if line.startswith("Deblur:")][-1].startswith("Deblur: 100%|##########| 3/3 [")
+
+
+# ---------------------------------------------------------------- --tile and the memory a frame needs
+def test_tile_sizes_parse_width_first_and_the_grid_covers_the_frame_once():
+    assert deblur.parse_tile("64") == (64, 64) and deblur.parse_tile("64x40") == (40, 64)
+    for bad in ("0", "64x", "ax4", "1x2x3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            deblur.parse_tile(bad)
+    grid = deblur.tile_grid(48, 80, (16, 32), 8)
+    assert len(grid) == 3 * 3
+    covered = np.zeros((48, 80), int)
+    for rows, columns, kept_rows, kept_columns in grid:
+        covered[kept_rows, kept_columns] += 1
+        assert rows.start == max(kept_rows.start - 8, 0) and rows.stop == min(kept_rows.stop + 8, 48)
+        assert columns.start == max(kept_columns.start - 8, 0) and columns.stop == min(kept_columns.stop + 8, 80)
+    assert (covered == 1).all()
+    assert grid[-1][2:] == (slice(32, 48), slice(64, 80))  # the last ones are smaller: 80 = 32 + 32 + 16
+
+
+def test_tiled_dbn_equals_untiled_up_to_float_rounding_with_the_default_overlap():
+    """DBN's outputs depend on inputs up to 81 pixels away: with 88 pixels of overlap every kept pixel sees
+    what it sees in the whole frame (a 264-pixel-wide frame, so the middle tiles do not reach both borders)."""
+    model = tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.02).eval()
+    images = [deblur.pad_to_multiple(torch.tensor(f).permute(2, 0, 1)[None].float() / 255, 8)
+              for f in _frames(3, 60, 262)]  # padded to 64x264
+    grid = deblur.tile_grid(64, 264, (32, 48), deblur.TILE_OVERLAP)
+    assert len(grid) == 2 * 6 and max(c.stop - c.start for _, c, _, _ in grid) == 224 < 264
+    with torch.inference_mode():
+        whole = deblur._output1(model, images, [None] * 3)
+        tiled = deblur._tiled_output1(model, images, [None] * 3, grid)
+        assert (tiled - whole).abs().max().item() < 1e-5
+        # Too little overlap is not exact: the tiles' borders reach the kept pixels.
+        short = deblur._tiled_output1(model, images, [None] * 3, deblur.tile_grid(64, 264, (32, 48), 8))
+        assert (short - whole).abs().max().item() > 1e-3  # 0.0098 here (0.038 without overlap, 9e-4 with 40)
+
+
+def test_tiled_flowdbn_reuses_each_tiles_pyramids_and_stays_close_to_untiled(tmp_path):
+    flow_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", random_pwcnet(seed=0).state_dict())
+    model = tame(FlowDBN(sequence_length=3, pretrained_pwcnet=flow_file), residual=0.02).eval()
+    frames = [(str(i), frame) for i, frame in enumerate(_frames(4, 60, 90, seed=3))]
+
+    class Keep:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, name, frame):
+            self.frames.append(frame)
+
+    results = {}
+    for key, tiling, reuse in [("untiled", None, True), ("tiled", ((32, 48), 16), True),
+                               ("tiled, no reuse", ((32, 48), 16), False)]:
+        keep = Keep()
+        assert deblur.deblur_stream(model, iter(frames), 3, 8, torch.device("cpu"), keep, reuse_pyramids=reuse,
+                                    tiling=tiling) == 4
+        results[key] = np.stack(keep.frames).astype(int)
+    assert np.abs(results["tiled"] - results["tiled, no reuse"]).max() <= 1  # per-tile pyramids, shared
+    difference = np.abs(results["tiled"] - results["untiled"])
+    assert 0 < difference.max() <= 40  # the flow network sees only the tile: close, not equal
+    assert difference.mean() < 3
+
+
+def test_tile_from_the_command_line_logs_the_tiles_and_the_memory_a_frame_needs(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(3, 20, 28)
+    folder = _frame_folder(tmp_path / "in", frames)
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out"),
+                        "--tile", "13x9", "--tile_overlap", "3"]) == 0
+    # Rounded up to multiples of 8: 16x16 tiles, 8 pixels of overlap, 2x2 tiles of the 32x24 padded frame.
+    assert "--tile: 4 tiles of 16x16 pixels per frame with 8 pixels of overlap; a tile needs about" in caplog.text
+    assert re.search(r"An untiled 32x24 frame needs about [\d.]+ [MG]iB on cpu: [\d.]+ [MG]iB held now", caplog.text)
+    expected = _reference(model, frames, 3, 8)
+    for i, reference in enumerate(expected):
+        written = np.asarray(Image.open(tmp_path / "out" / f"{i:04d}.png")).astype(int)
+        assert np.abs(written - reference).max() <= 40 and written.shape == reference.shape
+
+
+def test_the_memory_estimate_matches_a_measurement_and_a_large_frame_gets_a_tile_hint(tmp_path, caplog,
+                                                                                      monkeypatch):
+    model = tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.02).eval()
+    memory = deblur.MemoryModel(model, 3, 8, torch.device("cpu"))
+    # DBN keeps 64 channels at full size for its last skip: hundreds of bytes a pixel, whatever the probe sizes.
+    assert 400 < memory.per_pixel < 3000
+    with torch.inference_mode(), deblur.LiveTensorBytes() as counter:
+        deblur._output1(model, [torch.zeros(1, 3, 200, 184) for _ in range(3)], [None] * 3)
+    assert memory.extra(200 * 184) == pytest.approx(deblur.MEMORY_OVERHEAD * counter.peak, rel=0.05)
+    assert memory.extra(3840 * 2160) > 2 ** 30  # a 4K frame: gigabytes (estimated, never run)
+    # The suggested tile: its window (overlap included) adds half the free memory.
+    free = 2 * (memory.fixed + memory.per_pixel * (200 + 2 * 88) ** 2)
+    assert memory.largest_tile(free, 88, 8) == 200 and memory.largest_tile(free - 1000, 88, 8) == 192
+    assert memory.largest_tile(memory.fixed, 88, 8) == 8  # nothing fits: the smallest tile
+
+    caplog.set_level(logging.INFO)
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(2, 16, 24))
+    monkeypatch.setattr(deblur, "LARGE_FRAME_PIXELS", 16 * 24)  # "large" for the test
+    monkeypatch.setattr(deblur, "available_memory", lambda device: 2 ** 16)
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out")]) == 0
+    assert re.search(r"An untiled 24x16 frame needs about [\d.]+ [MG]iB on cpu: .* x1.5 for scratch memory\); "
+                     r"0 MiB free", caplog.text)
+    hint = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(hint) == 1, hint
+    assert hint[0].startswith("An untiled frame needs more memory than cpu has free: give --tile=")
+
+
+def test_out_of_memory_is_one_line_suggesting_tile(tmp_path, capsys, monkeypatch):
+    checkpoint, _ = _dbn_checkpoint(tmp_path / "run")
+    folder = _frame_folder(tmp_path / "in", _frames(2, 16, 24))
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 212336640000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(deblur, "deblur_stream", no_memory)
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deblur.py: error: out of memory deblurring 24x16 frames on cpu "
+                                                   "(an untiled frame needs about "), lines
+    assert "give --tile=" in lines[0]
+    assert deblur.main(["--checkpoint", checkpoint, "--input", folder, "--output", str(tmp_path / "out2"),
+                        "--tile_overlap", "8"]) == 2
+    assert capsys.readouterr().err.strip() == "deblur.py: error: --tile_overlap=8 needs --tile (the size of the tiles)"
