@@ -9,10 +9,12 @@ A command line that fails in steps 1 or 2 leaves the folder as it was.
 """
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import platform
 import random
+import shlex
 import socket
 import sys
 import traceback
@@ -29,7 +31,7 @@ import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
-from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram
+from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram, termination
 from utils.logger import block
 
 # Flags a resumed run keeps: its weights, optimizer and scheduler states and data were made with them.
@@ -552,6 +554,27 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         distributed.check_replicas_agree(runtime.unwrap(trainer.model_and_loss))
 
 
+def resume_hint(save: str) -> str:
+    """What a stopped run's folder holds and the command that continues it."""
+    try:
+        with open(os.path.join(save, checkpoints.LATEST[:-len(".ckpt")] + ".json"), encoding="utf-8") as handle:
+            epoch = json.load(handle)["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no epoch finished, nothing to resume in {save}: run the same command again to start anew"
+    launch = "torchrun <the same options> main.py" if distributed.launched_by_torchrun() else "python main.py"
+    return (f"records and checkpoints up to epoch {epoch} are kept in {save}; continue with: "
+            f"{launch} --resume={shlex.quote(os.path.abspath(save))}")
+
+
+def _terminated(save: str, main_process: bool, folder: RunFolderState) -> int:
+    """SIGTERM (a scheduler's stop): the step in progress is abandoned; one line says how to continue."""
+    if not folder.opened:
+        logger.discard_buffered_records()  # the run never started: its folder stays as it was
+    if main_process:
+        logging.error("terminated (SIGTERM): the step in progress is abandoned; %s", resume_hint(save))
+    return termination.EXIT_CODE
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -568,6 +591,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.info("%s", allocator.keep_freed_memory())
     folder = RunFolderState()
     finished = False
+    previous_handler = termination.install()
     try:
         start_and_run(argv, early, main_process, folder)
         finished = True
@@ -576,7 +600,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         logging.error("interrupted; records and checkpoints written so far are kept in %s", early.save)
         return 130
+    except termination.Terminated:
+        return _terminated(early.save, main_process, folder)
     except Exception as error:  # noqa: BLE001 -- every failure ends in one clear line (traceback in the logbook)
+        if termination.received() is not None:  # e.g. a collective whose peer stopped on the same SIGTERM
+            return _terminated(early.save, main_process, folder)
         if folder.opened:
             logging.log(logger.LOGBOOK, "".join(traceback.format_exception(error)))
         else:
@@ -589,6 +617,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         distributed.shutdown(synchronize=finished)
         if folder.lock is not None:
             folder.lock.release(remove_if_created=not folder.opened)
+        termination.uninstall(previous_handler)
     return 0
 
 

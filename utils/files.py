@@ -78,7 +78,7 @@ def staged(filenames: List[str]) -> Iterator[List[str]]:
     except BaseException as error:
         for temporary, _ in pairs:
             remove_quietly(temporary)
-        if isinstance(error, (KeyboardInterrupt, SystemExit, WriteError)):
+        if not isinstance(error, Exception) or isinstance(error, WriteError):  # interrupts, SIGTERM, exits
             raise
         what = filenames[0] + (f" (and {len(filenames) - 1} more files)" if len(filenames) > 1 else "")
         cause = describe_write_failure(error, os.path.dirname(os.path.abspath(filenames[0])))
