@@ -9,6 +9,7 @@ A command line that fails in steps 1 or 2 leaves the folder as it was.
 """
 import argparse
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -115,8 +116,11 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     stored: Optional[Dict[str, Any]] = None
     full_argv = _stored_model_flags(argv) + list(argv)
     if early.resume is not None:
-        filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
-        checkpoint = checkpoints.load_file(filename, "--resume")
+        try:
+            filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
+            checkpoint = checkpoints.load_file(filename, "--resume")
+        except checkpoints.CheckpointError as error:
+            raise checkpoints.CheckpointError(f"{error}{_intact_alternative(early.resume)}") from None
         stored = checkpoint.get("args")
         if stored:
             full_argv = commandline.argv_from_arguments(stored, argv) + list(argv)
@@ -128,6 +132,35 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     if resumption is not None and stored:
         resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
     return args, defaults, resumption
+
+
+def _intact_alternative(resume: str) -> str:
+    """For an unreadable --resume checkpoint: the run folder's newest readable best checkpoint, and how to
+    resume from it (into a new folder when the folder's checkpoints reach a later epoch)."""
+    folder = resume if os.path.isdir(resume) else os.path.dirname(resume)
+    intact = []
+    for filename in sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint_best_*.ckpt"))):
+        try:
+            intact.append((int(checkpoints.load_file(filename)["epoch"]), filename))
+        except (checkpoints.CheckpointError, KeyError, TypeError, ValueError):
+            continue
+    if not intact:
+        return ""
+    epoch, filename = max(intact, key=lambda pair: pair[0])
+    later = checkpoints.last_epoch(folder) > epoch
+    return (f"; {os.path.basename(filename)} (epoch {epoch}) is intact: resume from it with --resume={filename}"
+            + (" --save=<new folder>" if later else ""))
+
+
+def check_resume_keeps_records(resumption: Resumption, resume: str) -> None:
+    """A checkpoint of an earlier epoch than the run folder's latest continues into another folder: resumed
+    in its own, the run would rewrite the later epochs' checkpoints and records."""
+    epoch = int(resumption.checkpoint.get("epoch", 0))
+    last = checkpoints.last_epoch(resumption.folder)
+    if os.path.basename(resumption.filename) != checkpoints.LATEST and epoch < last:
+        raise ValueError(f"--resume={resume} holds epoch {epoch}, and {resumption.folder} has checkpoints up to "
+                         f"epoch {last}, which resuming there would discard: resume into a new folder with "
+                         f"--save=<new folder>")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -524,6 +557,8 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
                 logging.info("%s: %d registered", category.name, len(category.registry))
     with block("Commandline Arguments"):
         args, defaults, resumption = resolve_arguments(argv)
+        if continues_run and resumption is not None:
+            check_resume_keeps_records(resumption, early.resume)
         parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
         non_default = commandline.non_default_arguments(args, defaults)
         log_arguments(args, non_default)

@@ -6,6 +6,7 @@ project adds `optimizer`, `lr_scheduler`, `rng`, `best` and `args` entries, whic
 """
 import fnmatch
 import glob
+import json
 import logging
 import os
 import random
@@ -126,6 +127,18 @@ def repair_summaries(directory: str) -> List[str]:
         files.write_text(summary_file, text)
         repaired.append(os.path.basename(summary_file))
     return repaired
+
+
+def last_epoch(directory: str) -> int:
+    """The latest epoch that a checkpoint summary (.json) in `directory` names (0 if none)."""
+    epochs = [0]
+    for filename in glob.glob(os.path.join(glob.escape(directory), "checkpoint_*.json")):
+        try:
+            with open(filename, encoding="utf-8") as handle:
+                epochs.append(int(json.load(handle)["epoch"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(epochs)
 
 
 def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = (), flag: str = "--checkpoint") -> str:
