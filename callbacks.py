@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 import setproctitle
 
 import constants
-from utils import baseline, checkpoints, plots, summary, telegram, termination
+from utils import baseline, checkpoints, plots, run_folder, summary, telegram, termination
 
 if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
     from runtime import Trainer
@@ -144,7 +144,7 @@ class TrainingCurves(Callback):
             self._draw()
 
     def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
-        if not self.pending:
+        if not self.pending or isinstance(error, run_folder.RunFolderError):  # e.g. the folder was deleted
             return
         try:
             self._draw()

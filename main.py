@@ -121,7 +121,7 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
             checkpoint = checkpoints.load_file(filename, "--resume")
         except checkpoints.CheckpointError as error:
             raise checkpoints.CheckpointError(f"{error}{_intact_alternative(early.resume)}") from None
-        stored = checkpoint.get("args")
+        stored = _with_resolved_roots(checkpoint.get("args"), checkpoint.get("roots"), argv)
         if stored:
             full_argv = commandline.argv_from_arguments(stored, argv) + list(argv)
         resumption = Resumption(filename, checkpoint, {}, os.path.dirname(os.path.abspath(filename)))
@@ -132,6 +132,23 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     if resumption is not None and stored:
         resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
     return args, defaults, resumption
+
+
+def _with_resolved_roots(stored: Optional[Dict[str, Any]], roots: Optional[Dict[str, str]],
+                         argv: List[str]) -> Optional[Dict[str, Any]]:
+    """The resumed run's arguments, with the folders it resolved where the paths as typed do not resolve from
+    here (a relative --training_dataset_root and a resume from another working directory)."""
+    if not stored or not roots:
+        return stored
+    stored, given = dict(stored), set(commandline.given_flags(argv))
+    for name, resolved in roots.items():
+        typed = stored.get(name)
+        if name in given or not isinstance(typed, str) or os.path.exists(typed) or not os.path.exists(resolved):
+            continue
+        logging.info("--%s=%s does not resolve from %s: using the folder the run resolved, %s", name, typed,
+                     os.getcwd(), resolved)
+        stored[name] = resolved
+    return stored
 
 
 def _intact_alternative(resume: str) -> str:
@@ -358,6 +375,13 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
         raise ValueError(f"--resume={resumption.folder}: the run finished its {epoch} epochs; pass "
                          f"--total_epochs=<more than {epoch}> to extend it")
     logging.info("resuming %s after epoch %d", resumption.filename, epoch)
+    trained_by = resumption.checkpoint.get("world_size")
+    if trained_by is not None and int(trained_by) != distributed.world_size():
+        before = int(trained_by) * int((resumption.checkpoint.get("args") or {}).get("batch_size", args.batch_size))
+        logging.warning("--resume: the run trained with %d process%s (a total batch of %d per step), this resume "
+                        "runs %d (a total batch of %d): steps per epoch and gradient noise change, the learning "
+                        "rate stays as it was", int(trained_by), "es" if int(trained_by) != 1 else "", before,
+                        distributed.world_size(), distributed.world_size() * args.batch_size)
     if "args" not in resumption.checkpoint:
         logging.warning("%s holds no run arguments (a checkpoint of the original framework): the command line "
                         "alone describes the run", resumption.filename)
@@ -428,6 +452,8 @@ def build_run_state(args: argparse.Namespace, model_and_loss: runtime.ModelAndLo
         with block("Resume"):
             restore_run(run_state, resumption, args)
     run_state.arguments = runtime.stored_arguments(args)
+    run_state.roots = checkpoints.resolved_roots(run_state.arguments)
+    run_state.world_size = distributed.world_size()
     return run_state, param_scheduler
 
 

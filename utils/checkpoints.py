@@ -76,7 +76,7 @@ def save(directory: str, stats: Dict[str, float], epoch: int, model_and_loss: to
     All files are written under temporary names first and renamed only when every one is complete, so a
     failure (a full disk, a kill) leaves the previous checkpoints as they were and no temporary file behind.
     """
-    os.makedirs(directory, exist_ok=True)
+    files.make_folder(directory)
     state_dict = {key: value.detach().cpu() for key, value in model_and_loss.state_dict().items()}
     checkpoint = {key: float(value) for key, value in stats.items()}
     checkpoint["epoch"] = int(epoch)
@@ -237,6 +237,16 @@ def load_state_dict(module: torch.nn.Module, state_dict: Dict[str, torch.Tensor]
     return sorted(restored), sorted(missing)
 
 
+ROOT_FLAG_SUFFIXES = ("_root", "_cache_dir")
+
+
+def resolved_roots(arguments: Dict[str, Any]) -> Dict[str, str]:
+    """Dataset folders (`*_root`, `*_cache_dir`) as absolute paths: a resume from another working directory
+    finds them when the paths as typed were relative."""
+    return {name: os.path.abspath(os.path.expanduser(value)) for name, value in arguments.items()
+            if name.endswith(ROOT_FLAG_SUFFIXES) and isinstance(value, str) and value}
+
+
 class RunState:
     """The one owner of what a checkpoint saves and `--resume` restores.
 
@@ -257,12 +267,16 @@ class RunState:
         self.validation_modes = list(validation_modes)
         self.best_values = [float("inf") if mode == "min" else -float("inf") for mode in self.validation_modes]
         self.arguments = dict(arguments or {})
+        self.roots: Dict[str, str] = {}  # the folder flags of `arguments` as absolute paths (see `resolved_roots`)
+        self.world_size = 1  # processes that train together (torchrun's WORLD_SIZE)
 
     def extra(self) -> Dict[str, Any]:
         """What, beyond the original's checkpoint content, a resumed run needs."""
         state: Dict[str, Any] = {"rng": rng_state(), "best": {"values": list(self.best_values),
                                                               "keys": list(self.validation_keys)},
-                                 "args": dict(self.arguments)}
+                                 "args": dict(self.arguments), "world_size": int(self.world_size)}
+        if self.roots:
+            state["roots"] = dict(self.roots)
         for name in ("optimizer", "lr_scheduler", "grad_scaler"):
             if getattr(self, name) is not None:
                 state[name] = getattr(self, name).state_dict()
