@@ -2,7 +2,8 @@
 
 A checkpoint is a dict `{<loss keys>: float, "epoch": int, "state_dict": ModelAndLoss.state_dict()}`
 (keys `model.<...>`), exactly as the original wrote it, so files load in both frameworks. This
-project adds `optimizer`, `lr_scheduler`, `rng`, `best` and `args` entries, which the original ignores.
+project adds `optimizer`, `lr_scheduler`, `grad_scaler`, `rng`, `best`, `args`, `roots` and `world_size`
+entries, which the original ignores.
 """
 import fnmatch
 import glob

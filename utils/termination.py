@@ -5,13 +5,14 @@ SLURM sends SIGTERM and SIGKILL about 30 s later. The handler abandons the step 
 checkpoint write in progress is not cut: `deferred()` holds the signal back until the write is complete.
 """
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator, Optional
 
 EXIT_CODE = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
 
-_state = {"received": None, "raised": False, "deferred": 0}
+_state = {"received": None, "raised": False, "deferred": 0, "pid": None}
 
 
 class Terminated(BaseException):
@@ -19,6 +20,10 @@ class Terminated(BaseException):
 
 
 def _handler(signum: int, frame: Any) -> None:
+    if os.getpid() != _state["pid"]:  # a forked child (a DataLoader worker): ends as it would without the handler
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _state["received"] = signum
     if _state["deferred"] == 0 and not _state["raised"]:
         _state["raised"] = True
@@ -28,7 +33,7 @@ def _handler(signum: int, frame: Any) -> None:
 def install() -> Any:
     """Let SIGTERM raise `Terminated` in the main thread (once: a second SIGTERM while stopping is ignored);
     returns the previous handler, for `uninstall`, or None outside the main thread (where Python allows none)."""
-    _state.update(received=None, raised=False, deferred=0)
+    _state.update(received=None, raised=False, deferred=0, pid=os.getpid())
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _handler)
