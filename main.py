@@ -636,6 +636,13 @@ def _terminated(save: str, main_process: bool, folder: RunFolderState) -> int:
     return termination.EXIT_CODE
 
 
+def _stuck(save: str, main_process: bool) -> None:
+    """SIGTERM came, and the run has not stopped after the watchdog's grace time: the process ends now."""
+    if main_process:
+        logging.error("terminated (SIGTERM): still not stopped after %g s (blocked in a collective whose peers "
+                      "left, or in a write), exiting now; %s", termination.GRACE_SECONDS, resume_hint(save))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -652,7 +659,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.info("%s", allocator.keep_freed_memory())
     folder = RunFolderState()
     finished = False
-    previous_handler = termination.install()
+    previous_handler = termination.install(on_stuck=lambda: _stuck(early.save, main_process))
     try:
         start_and_run(argv, early, main_process, folder)
         finished = True

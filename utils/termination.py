@@ -3,16 +3,22 @@
 SLURM sends SIGTERM and SIGKILL about 30 s later. The handler abandons the step in progress by raising
 `Terminated` in the main thread, so the run stops at once with the records of its finished epochs; a
 checkpoint write in progress is not cut: `deferred()` holds the signal back until the write is complete.
+
+Python runs signal handlers in the main thread between bytecodes, so a main thread blocked in C (a GPU
+synchronisation waiting for an NCCL collective whose peers have already left) would never see the signal.
+A watchdog thread, woken through `signal.set_wakeup_fd` even then, ends the process after `grace_s` if it
+has not finished stopping by itself, before the scheduler's SIGKILL.
 """
 import contextlib
 import os
 import signal
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 EXIT_CODE = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
+GRACE_SECONDS = 20.0  # SLURM's default KillWait is 30 s
 
-_state = {"received": None, "raised": False, "deferred": 0, "pid": None}
+_state: dict = {"received": None, "raised": False, "deferred": 0, "pid": None}
 
 
 class Terminated(BaseException):
@@ -30,18 +36,59 @@ def _handler(signum: int, frame: Any) -> None:
         raise Terminated(f"received {signal.Signals(signum).name}")
 
 
-def install() -> Any:
-    """Let SIGTERM raise `Terminated` in the main thread (once: a second SIGTERM while stopping is ignored);
-    returns the previous handler, for `uninstall`, or None outside the main thread (where Python allows none)."""
+class _Watchdog:
+    """Ends the process `grace_s` after SIGTERM unless `close` comes first; calls `on_stuck` before."""
+
+    def __init__(self, grace_s: float, on_stuck: Callable[[], None]) -> None:
+        self.grace_s = grace_s
+        self.on_stuck = on_stuck
+        self.done = threading.Event()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.thread = threading.Thread(target=self._watch, name="sigterm-watchdog", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while True:  # the wakeup fd receives the number of every signal with a Python handler
+            data = os.read(self.read_fd, 64)
+            if not data:
+                return  # closed: the run ended
+            if signal.SIGTERM in data:
+                break
+        if self.done.wait(self.grace_s):
+            return
+        try:
+            self.on_stuck()
+        finally:
+            os._exit(EXIT_CODE)
+
+    def close(self) -> None:
+        self.done.set()
+        signal.set_wakeup_fd(self.previous_fd)
+        os.close(self.write_fd)
+        self.thread.join()
+        os.close(self.read_fd)
+
+
+def install(on_stuck: Optional[Callable[[], None]] = None, grace_s: float = GRACE_SECONDS) -> Any:
+    """Let SIGTERM raise `Terminated` in the main thread (once: a second SIGTERM while stopping is ignored), and
+    end the process `grace_s` after it (calling `on_stuck` first) if it is still running then.
+
+    Returns what `uninstall` needs, or None outside the main thread (where Python allows no handler).
+    """
     _state.update(received=None, raised=False, deferred=0, pid=os.getpid())
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _handler)
+    previous = signal.signal(signal.SIGTERM, _handler)
+    return previous, _Watchdog(grace_s, on_stuck or (lambda: None))
 
 
-def uninstall(previous: Any) -> None:
-    """Give SIGTERM the handler it had before `install` (nothing if `install` set none)."""
-    if previous is not None:
+def uninstall(installed: Any) -> None:
+    """Stop the watchdog and give SIGTERM the handler it had before `install` (nothing if `install` set none)."""
+    if installed is not None:
+        previous, watchdog = installed
+        watchdog.close()
         signal.signal(signal.SIGTERM, previous)
 
 
