@@ -376,7 +376,7 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
                          f"--total_epochs=<more than {epoch}> to extend it")
     logging.info("resuming %s after epoch %d", resumption.filename, epoch)
     trained_by = resumption.checkpoint.get("world_size")
-    if trained_by is not None and int(trained_by) != distributed.world_size():
+    if trained_by is not None and int(trained_by) != distributed.world_size() and distributed.is_main_process():
         before = int(trained_by) * int((resumption.checkpoint.get("args") or {}).get("batch_size", args.batch_size))
         logging.warning("--resume: the run trained with %d process%s (a total batch of %d per step), this resume "
                         "runs %d (a total batch of %d): steps per epoch and gradient noise change, the learning "

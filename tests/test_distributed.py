@@ -82,6 +82,14 @@ def test_sigterm_to_torchrun_stops_every_rank_with_one_resume_line(nah_root, tmp
     assert f"continue with: torchrun <the same options> main.py --resume={save}" in last_line
     assert output.count("terminated (SIGTERM)") == 1  # rank 0 says it; rank 1 exits silently
 
+    # Resumed by one process: the total batch per step halves, which the resume says.
+    epoch = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["epoch"]
+    resumed = run_main(f"--resume={save}", "--cuda=false", f"--total_epochs={epoch + 1}")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert ("--resume: the run trained with 2 processes (a total batch of 2 per step), this resume runs 1 (a total "
+            "batch of 1)") in resumed.stdout
+    assert torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == epoch + 1
+
 
 def _stalled_peer(rank, port, folder):
     """Rank 0 sums over ranks while rank 1 joins no collective until rank 0 has given up."""
