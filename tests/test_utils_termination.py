@@ -42,3 +42,35 @@ def test_a_process_that_does_not_stop_is_ended_by_the_watchdog():
     result = _run(grace=0.5, write=0, stopping=30)
     assert result.returncode == 143, result.stderr
     assert result.stdout.splitlines() == ["ready", "write complete", "terminated: received SIGTERM", "stuck"]
+
+
+FORKS = """
+import os, signal, time
+from utils import termination
+
+installed = termination.install(on_stuck=lambda: print("stuck", flush=True), grace_s=0.5)
+ready_read, ready_write = os.pipe()
+child = os.fork()  # as a DataLoader worker is
+if child == 0:
+    os.write(ready_write, b"1")  # started (the fork's own handlers have run)
+    time.sleep(30)
+    os._exit(0)
+os.read(ready_read, 1)
+os.kill(child, signal.SIGTERM)
+_, status = os.waitpid(child, 0)
+print("child ended by SIGTERM:", os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, flush=True)
+time.sleep(1.5)  # longer than the grace time: had the child's signal woken the watchdog, this process would end
+sleeper = os.fork()  # a live worker holding the watchdog's pipe must not keep uninstall waiting
+if sleeper == 0:
+    time.sleep(30)
+    os._exit(0)
+termination.uninstall(installed)
+print("uninstalled", flush=True)
+os.kill(sleeper, signal.SIGKILL)
+"""
+
+
+def test_forked_children_end_on_sigterm_as_before_and_do_not_wake_the_watchdog():
+    result = subprocess.run([sys.executable, "-c", FORKS], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["child ended by SIGTERM: True", "uninstalled"]

@@ -52,8 +52,8 @@ class _Watchdog:
     def _watch(self) -> None:
         while True:  # the wakeup fd receives the number of every signal with a Python handler
             data = os.read(self.read_fd, 64)
-            if not data:
-                return  # closed: the run ended
+            if self.done.is_set():
+                return  # `close` woke it: the run ended
             if signal.SIGTERM in data:
                 break
         if self.done.wait(self.grace_s):
@@ -66,9 +66,23 @@ class _Watchdog:
     def close(self) -> None:
         self.done.set()
         signal.set_wakeup_fd(self.previous_fd)
-        os.close(self.write_fd)
+        # A byte wakes the thread: closing the pipe would not, as forked DataLoader workers hold copies of it.
+        os.write(self.write_fd, b"\0")
         self.thread.join()
+        os.close(self.write_fd)
         os.close(self.read_fd)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker) gets SIGTERM's default action and no wakeup fd: a signal to it
+    must neither raise `Terminated` there nor wake the parent's watchdog through the shared pipe."""
+    if signal.getsignal(signal.SIGTERM) is _handler:
+        with contextlib.suppress(ValueError):  # forked from another thread than the main one: nothing to reset
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install(on_stuck: Optional[Callable[[], None]] = None, grace_s: float = GRACE_SECONDS) -> Any:
