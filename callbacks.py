@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 import setproctitle
 
 import constants
-from utils import baseline, checkpoints, plots, summary, telegram
+from utils import baseline, checkpoints, plots, run_folder, summary, telegram, termination
 
 if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
     from runtime import Trainer
@@ -114,9 +114,10 @@ class CheckpointWriter(Callback):
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
                      eta: str) -> None:
-        written = self.run_state.save(self.directory, stats, epoch, best_keys)
-        for filename in written[1:]:
-            logging.info("Save ckpt to %s", filename)
+        with termination.deferred():  # a SIGTERM now stops the run after this epoch's checkpoint is complete
+            written = self.run_state.save(self.directory, stats, epoch, best_keys)
+            for filename in written[1:]:
+                logging.info("Save ckpt to %s", filename)
 
 
 class TrainingCurves(Callback):
@@ -143,7 +144,7 @@ class TrainingCurves(Callback):
             self._draw()
 
     def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
-        if not self.pending:
+        if not self.pending or isinstance(error, run_folder.RunFolderError):  # e.g. the folder was deleted
             return
         try:
             self._draw()

@@ -9,10 +9,13 @@ A command line that fails in steps 1 or 2 leaves the folder as it was.
 """
 import argparse
 import dataclasses
+import glob
+import json
 import logging
 import os
 import platform
 import random
+import shlex
 import socket
 import sys
 import traceback
@@ -29,7 +32,7 @@ import constants
 import runtime
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
-from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram
+from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram, termination
 from utils.logger import block
 
 # Flags a resumed run keeps: its weights, optimizer and scheduler states and data were made with them.
@@ -114,9 +117,12 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     # With --resume, --checkpoint is refused (check_resumable): its model flags are not read.
     full_argv = (_stored_model_flags(argv) if early.resume is None else []) + list(argv)
     if early.resume is not None:
-        filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
-        checkpoint = checkpoints.load_file(filename, "--resume")
-        stored = checkpoint.get("args")
+        try:
+            filename = checkpoints.find_checkpoint(early.resume, "latest", flag="--resume")
+            checkpoint = checkpoints.load_file(filename, "--resume")
+        except checkpoints.CheckpointError as error:
+            raise checkpoints.CheckpointError(f"{error}{_intact_alternative(early.resume)}") from None
+        stored = _with_resolved_roots(checkpoint.get("args"), checkpoint.get("roots"), argv)
         if stored:
             full_argv = commandline.argv_from_arguments(stored, argv) + list(argv)
         resumption = Resumption(filename, checkpoint, {}, os.path.dirname(os.path.abspath(filename)))
@@ -130,6 +136,52 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
         if stored:
             resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
     return args, defaults, resumption
+
+
+def _with_resolved_roots(stored: Optional[Dict[str, Any]], roots: Optional[Dict[str, str]],
+                         argv: List[str]) -> Optional[Dict[str, Any]]:
+    """The resumed run's arguments, with the folders it resolved where the paths as typed do not resolve from
+    here (a relative --training_dataset_root and a resume from another working directory)."""
+    if not stored or not roots:
+        return stored
+    stored, given = dict(stored), set(commandline.given_flags(argv))
+    for name, resolved in roots.items():
+        typed = stored.get(name)
+        if name in given or not isinstance(typed, str) or os.path.exists(typed) or not os.path.exists(resolved):
+            continue
+        logging.info("--%s=%s does not resolve from %s: using the folder the run resolved, %s", name, typed,
+                     os.getcwd(), resolved)
+        stored[name] = resolved
+    return stored
+
+
+def _intact_alternative(resume: str) -> str:
+    """For an unreadable --resume checkpoint: the run folder's newest readable best checkpoint, and how to
+    resume from it (into a new folder when the folder's checkpoints reach a later epoch)."""
+    folder = resume if os.path.isdir(resume) else os.path.dirname(resume)
+    intact = []
+    for filename in sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint_best_*.ckpt"))):
+        try:
+            intact.append((int(checkpoints.load_file(filename)["epoch"]), filename))
+        except (checkpoints.CheckpointError, KeyError, TypeError, ValueError):
+            continue
+    if not intact:
+        return ""
+    epoch, filename = max(intact, key=lambda pair: pair[0])
+    later = checkpoints.last_epoch(folder) > epoch
+    return (f"; {os.path.basename(filename)} (epoch {epoch}) is intact: resume from it with --resume={filename}"
+            + (" --save=<new folder>" if later else ""))
+
+
+def check_resume_keeps_records(resumption: Resumption, resume: str) -> None:
+    """A checkpoint of an earlier epoch than the run folder's latest continues into another folder: resumed
+    in its own, the run would rewrite the later epochs' checkpoints and records."""
+    epoch = int(resumption.checkpoint.get("epoch", 0))
+    last = checkpoints.last_epoch(resumption.folder)
+    if os.path.basename(resumption.filename) != checkpoints.LATEST and epoch < last:
+        raise ValueError(f"--resume={resume} holds epoch {epoch}, and {resumption.folder} has checkpoints up to "
+                         f"epoch {last}, which resuming there would discard: resume into a new folder with "
+                         f"--save=<new folder>")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -376,6 +428,13 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
     epoch = int(resumption.checkpoint["epoch"])
     args.start_epoch = epoch + 1  # check_resumable refused a finished run
     logging.info("resuming %s after epoch %d", resumption.filename, epoch)
+    trained_by = resumption.checkpoint.get("world_size")
+    if trained_by is not None and int(trained_by) != distributed.world_size() and distributed.is_main_process():
+        before = int(trained_by) * int((resumption.checkpoint.get("args") or {}).get("batch_size", args.batch_size))
+        logging.warning("--resume: the run trained with %d process%s (a total batch of %d per step), this resume "
+                        "runs %d (a total batch of %d): steps per epoch and gradient noise change, the learning "
+                        "rate stays as it was", int(trained_by), "es" if int(trained_by) != 1 else "", before,
+                        distributed.world_size(), distributed.world_size() * args.batch_size)
     if "args" not in resumption.checkpoint:
         logging.warning("%s holds no run arguments (a checkpoint of the original framework): the command line "
                         "alone describes the run", resumption.filename)
@@ -446,6 +505,8 @@ def build_run_state(args: argparse.Namespace, model_and_loss: runtime.ModelAndLo
         with block("Resume"):
             restore_run(run_state, resumption, args)
     run_state.arguments = runtime.stored_arguments(args)
+    run_state.roots = checkpoints.resolved_roots(run_state.arguments)
+    run_state.world_size = distributed.world_size()
     return run_state, param_scheduler
 
 
@@ -572,6 +633,8 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
                 logging.info("%s: %d registered", category.name, len(category.registry))
     with block("Commandline Arguments"):
         args, defaults, resumption = resolve_arguments(argv)
+        if continues_run and resumption is not None:
+            check_resume_keeps_records(resumption, early.resume)
         parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
         non_default = commandline.non_default_arguments(args, defaults)
         if args.training_dataset is None:  # the dump shows what an evaluation-only run uses, not stale epochs
@@ -604,6 +667,34 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         distributed.check_replicas_agree(runtime.unwrap(trainer.model_and_loss))
 
 
+def resume_hint(save: str) -> str:
+    """What a stopped run's folder holds and the command that continues it."""
+    try:
+        with open(os.path.join(save, checkpoints.LATEST[:-len(".ckpt")] + ".json"), encoding="utf-8") as handle:
+            epoch = json.load(handle)["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no epoch finished, nothing to resume in {save}: run the same command again to start anew"
+    launch = "torchrun <the same options> main.py" if distributed.launched_by_torchrun() else "python main.py"
+    return (f"records and checkpoints up to epoch {epoch} are kept in {save}; continue with: "
+            f"{launch} --resume={shlex.quote(os.path.abspath(save))}")
+
+
+def _terminated(save: str, main_process: bool, folder: RunFolderState) -> int:
+    """SIGTERM (a scheduler's stop): the step in progress is abandoned; one line says how to continue."""
+    if not folder.opened:
+        logger.discard_buffered_records()  # the run never started: its folder stays as it was
+    if main_process:
+        logging.error("terminated (SIGTERM): the step in progress is abandoned; %s", resume_hint(save))
+    return termination.EXIT_CODE
+
+
+def _stuck(save: str, main_process: bool) -> None:
+    """SIGTERM came, and the run has not stopped after the watchdog's grace time: the process ends now."""
+    if main_process:
+        logging.error("terminated (SIGTERM): still not stopped after %g s (blocked in a collective whose peers "
+                      "left, or in a write), exiting now; %s", termination.GRACE_SECONDS, resume_hint(save))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -620,6 +711,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.info("%s", allocator.keep_freed_memory())
     folder = RunFolderState()
     finished = False
+    previous_handler = termination.install(on_stuck=lambda: _stuck(early.save, main_process))
     try:
         start_and_run(argv, early, main_process, folder)
         finished = True
@@ -628,7 +720,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         logging.error("interrupted; records and checkpoints written so far are kept in %s", early.save)
         return 130
+    except termination.Terminated:
+        return _terminated(early.save, main_process, folder)
     except Exception as error:  # noqa: BLE001 -- every failure ends in one clear line (traceback in the logbook)
+        if termination.received() is not None:  # e.g. a collective whose peer stopped on the same SIGTERM
+            return _terminated(early.save, main_process, folder)
         if folder.opened:
             logging.log(logger.LOGBOOK, "".join(traceback.format_exception(error)))
         else:
@@ -641,6 +737,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         distributed.shutdown(synchronize=finished)
         if folder.lock is not None:
             folder.lock.release(remove_if_created=not folder.opened)
+        termination.uninstall(previous_handler)
     return 0
 
 

@@ -2,6 +2,7 @@
 import datetime
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +58,41 @@ def test_three_process_training_ends_with_identical_weights(nah_root, tmp_path):
     evaluated = read_csv_rows(str(tmp_path / "single" / "csv" / "GoProNahTest_evaluation_losses.csv"))[0]
     for key in ("psnr", "psnr_rgb", "ssim", "total_loss"):  # per example identical; means summed in other orders
         assert abs(float(evaluated[key]) - checkpoint[key]) <= 1e-9 * abs(checkpoint[key]), key
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_with_one_resume_line(nah_root, tmp_path):
+    """torchrun forwards SIGTERM to its workers: each leaves whatever step or collective it is in and exits
+    143 (a rank that hung would be killed by torchrun after its grace period, which it says)."""
+    save = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               os.path.join(REPO, "main.py"), "--model=DBN", "--loss=DBNLoss", "--optimizer=Adam", "--batch_size=1",
+               "--total_epochs=20", "--training_dataset=GoProNahTrain", f"--training_dataset_root={nah_root}",
+               "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_samples_per_example=2",
+               "--training_dataset_num_workers=0", "--training_dataset_num_examples=4",
+               "--distributed_timeout_minutes=2", f"--save={save}", "--cuda=false"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                               env=env)
+    while not (save / "checkpoint_latest_.json").exists():
+        assert process.poll() is None, process.communicate()[0][-4000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "forcefully exiting via" not in output and "SIGKILL" not in output, output[-4000:]
+    last_line = (save / "logbook.txt").read_text().strip().splitlines()[-1]
+    assert "terminated (SIGTERM): the step in progress is abandoned" in last_line, output[-4000:]
+    assert f"continue with: torchrun <the same options> main.py --resume={save}" in last_line
+    assert output.count("terminated (SIGTERM)") == 1  # rank 0 says it; rank 1 exits silently
+
+    # Resumed by one process: the total batch per step halves, which the resume says.
+    epoch = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["epoch"]
+    resumed = run_main(f"--resume={save}", "--cuda=false", f"--total_epochs={epoch + 1}")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert ("--resume: the run trained with 2 processes (a total batch of 2 per step), this resume runs 1 (a total "
+            "batch of 1)") in resumed.stdout
+    assert torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == epoch + 1
 
 
 def _stalled_peer(rank, port, folder):

@@ -177,6 +177,42 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
 
 
+@pytest.mark.slow
+def test_sigterm_stops_at_once_with_a_resume_line_and_resumes_bit_identically(nah_root, tmp_path):
+    # What a scheduler does at its time limit: SIGTERM to every process of the job (the loader workers too).
+    flags = [f for f in _dbn_flags(nah_root, None, epochs=2, workers=2) if not f.startswith("--save")]
+    straight = tmp_path / "straight"
+    _main(*flags, f"--save={straight}")
+
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *flags, f"--save={stopped}"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=subprocess_env(),
+                               start_new_session=True, text=True)
+    while not (stopped / "checkpoint_latest_.json").exists():
+        assert process.poll() is None, "the run ended before its first checkpoint appeared"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output[-3000:]
+    assert "Traceback" not in output
+    epoch = json.loads((stopped / "checkpoint_latest_.json").read_text())["epoch"]
+    last_line = (stopped / "logbook.txt").read_text().strip().splitlines()[-1]
+    assert "terminated (SIGTERM): the step in progress is abandoned" in last_line
+    assert f"up to epoch {epoch} are kept in" in last_line and f"python main.py --resume={stopped}" in last_line
+    assert last_line.split("] ", 1)[1] in output.strip().splitlines()[-1]  # the console's last line says the same
+    assert not list(stopped.glob("*.tmp")) and not (stopped / ".lock").read_text()
+
+    if epoch == 1:  # (on a host too busy to stop the run within epoch 2, it finished: nothing to resume)
+        _main(f"--resume={stopped}", "--cuda=false")
+    a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
+    b = torch.load(stopped / "checkpoint_latest_.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["psnr"] == b["psnr"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    rows = read_csv_rows(str(stopped / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
 @pytest.mark.parametrize("case", ["missing_root", "empty_sequence", "corrupt_png", "corrupt_png_in_a_worker",
                                   "wrong_checkpoint", "fold_while_training"])
 def test_bad_input_ends_with_one_clear_line_and_keeps_records(nah_root, tmp_path, case):

@@ -48,7 +48,7 @@ def write(root: str, dataset: str, protocol: Dict[str, Any], stats: Dict[str, fl
     """Record the baseline (CSV and MAT as --holistic_records_* ask) and the protocol it was computed under."""
     EpochRecorder(argparse.Namespace(), root=root, epoch=BASELINE_EPOCH, dataset=dataset, **records_kwargs).add_scalars(
         RECORD_NAME, stats)
-    os.makedirs(os.path.dirname(protocol_filename(root, dataset)), exist_ok=True)
+    files.make_folder(os.path.dirname(protocol_filename(root, dataset)))
     files.write_text(protocol_filename(root, dataset), json.dumps(protocol, indent=2, sort_keys=True) + "\n")
 
 

@@ -2,10 +2,12 @@
 
 A checkpoint is a dict `{<loss keys>: float, "epoch": int, "state_dict": ModelAndLoss.state_dict()}`
 (keys `model.<...>`), exactly as the original wrote it, so files load in both frameworks. This
-project adds `optimizer`, `lr_scheduler`, `rng`, `best` and `args` entries, which the original ignores.
+project adds `optimizer`, `lr_scheduler`, `grad_scaler`, `rng`, `best`, `args`, `roots` and `world_size`
+entries, which the original ignores.
 """
 import fnmatch
 import glob
+import json
 import logging
 import os
 import random
@@ -75,7 +77,7 @@ def save(directory: str, stats: Dict[str, float], epoch: int, model_and_loss: to
     All files are written under temporary names first and renamed only when every one is complete, so a
     failure (a full disk, a kill) leaves the previous checkpoints as they were and no temporary file behind.
     """
-    os.makedirs(directory, exist_ok=True)
+    files.make_folder(directory)
     state_dict = {key: value.detach().cpu() for key, value in model_and_loss.state_dict().items()}
     checkpoint = {key: float(value) for key, value in stats.items()}
     checkpoint["epoch"] = int(epoch)
@@ -126,6 +128,18 @@ def repair_summaries(directory: str) -> List[str]:
         files.write_text(summary_file, text)
         repaired.append(os.path.basename(summary_file))
     return repaired
+
+
+def last_epoch(directory: str) -> int:
+    """The latest epoch that a checkpoint summary (.json) in `directory` names (0 if none)."""
+    epochs = [0]
+    for filename in glob.glob(os.path.join(glob.escape(directory), "checkpoint_*.json")):
+        try:
+            with open(filename, encoding="utf-8") as handle:
+                epochs.append(int(json.load(handle)["epoch"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(epochs)
 
 
 def find_checkpoint(path: str, mode: str = "latest", keys: Sequence[str] = (), flag: str = "--checkpoint") -> str:
@@ -224,6 +238,16 @@ def load_state_dict(module: torch.nn.Module, state_dict: Dict[str, torch.Tensor]
     return sorted(restored), sorted(missing)
 
 
+ROOT_FLAG_SUFFIXES = ("_root", "_cache_dir")
+
+
+def resolved_roots(arguments: Dict[str, Any]) -> Dict[str, str]:
+    """Dataset folders (`*_root`, `*_cache_dir`) as absolute paths: a resume from another working directory
+    finds them when the paths as typed were relative."""
+    return {name: os.path.abspath(os.path.expanduser(value)) for name, value in arguments.items()
+            if name.endswith(ROOT_FLAG_SUFFIXES) and isinstance(value, str) and value}
+
+
 class RunState:
     """The one owner of what a checkpoint saves and `--resume` restores.
 
@@ -244,12 +268,16 @@ class RunState:
         self.validation_modes = list(validation_modes)
         self.best_values = [float("inf") if mode == "min" else -float("inf") for mode in self.validation_modes]
         self.arguments = dict(arguments or {})
+        self.roots: Dict[str, str] = {}  # the folder flags of `arguments` as absolute paths (see `resolved_roots`)
+        self.world_size = 1  # processes that train together (torchrun's WORLD_SIZE)
 
     def extra(self) -> Dict[str, Any]:
         """What, beyond the original's checkpoint content, a resumed run needs."""
         state: Dict[str, Any] = {"rng": rng_state(), "best": {"values": list(self.best_values),
                                                               "keys": list(self.validation_keys)},
-                                 "args": dict(self.arguments)}
+                                 "args": dict(self.arguments), "world_size": int(self.world_size)}
+        if self.roots:
+            state["roots"] = dict(self.roots)
         for name in ("optimizer", "lr_scheduler", "grad_scaler"):
             if getattr(self, name) is not None:
                 state[name] = getattr(self, name).state_dict()

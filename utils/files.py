@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from typing import Callable, Iterator, List, Optional, Tuple
 
+from utils import run_folder
+
 # What torch's zip writer says when the disk fills up: it reports its own stream position, not errno.
 _DISK_FULL_MESSAGES = ("unexpected pos", "file write failed", "No space left on device")
 # What temporary_path names: '<name>.<8 random characters of mkstemp>.tmp'.
@@ -70,6 +72,8 @@ def staged(filenames: List[str]) -> Iterator[List[str]]:
     old checkpoint inside a rename would otherwise widen that gap to milliseconds. When the block fails,
     the temporary files are removed and WriteError names the failing file.
     """
+    for filename in filenames:
+        run_folder.check_held_folders(filename)
     pairs: List[Tuple[str, str]] = []
     try:
         for filename in filenames:
@@ -78,7 +82,7 @@ def staged(filenames: List[str]) -> Iterator[List[str]]:
     except BaseException as error:
         for temporary, _ in pairs:
             remove_quietly(temporary)
-        if isinstance(error, (KeyboardInterrupt, SystemExit, WriteError)):
+        if not isinstance(error, Exception) or isinstance(error, WriteError):  # interrupts, SIGTERM, exits
             raise
         what = filenames[0] + (f" (and {len(filenames) - 1} more files)" if len(filenames) > 1 else "")
         cause = describe_write_failure(error, os.path.dirname(os.path.abspath(filenames[0])))
@@ -114,6 +118,12 @@ def remove_stale_temporaries(folder: str) -> List[str]:
                 remove_quietly(os.path.join(directory, name))
                 removed.append(os.path.relpath(os.path.join(directory, name), folder))
     return sorted(removed)
+
+
+def make_folder(directory: str) -> None:
+    """os.makedirs(exist_ok=True), unless `directory` lies in a locked run folder that was deleted."""
+    run_folder.check_held_folders(directory)
+    os.makedirs(directory, exist_ok=True)
 
 
 def write_atomically(filename: str, write: Callable[[str], None]) -> None:

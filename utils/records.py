@@ -41,7 +41,7 @@ class EpochRecorder:
 
     def _filename(self, kind: str, name: str) -> str:
         directory = os.path.join(self._root, kind)
-        os.makedirs(directory, exist_ok=True)
+        files.make_folder(directory)
         return os.path.join(directory, f"{self._dataset}_{name}.{kind}")
 
     def _append_csv(self, name: str, scalars: Dict[str, float]) -> None:

@@ -16,6 +16,7 @@ import socket
 from typing import Dict, List, Optional
 
 LOCK_FILENAME = ".lock"
+_HELD: List["RunLock"] = []  # the locks this process holds: writes under their folders check they still exist
 
 
 class RunFolderError(ValueError):
@@ -100,7 +101,18 @@ class RunLock:
                                  "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
         handle.flush()
         self._handle = handle
+        _HELD.append(self)
         return stale
+
+    def check_present(self) -> None:
+        """Raise RunFolderError if the folder was deleted (or replaced) since `acquire`: its lock file is gone."""
+        try:
+            present = os.path.samestat(os.fstat(self._handle.fileno()), os.stat(self.filename))
+        except OSError:
+            present = False
+        if not present:
+            raise RunFolderError(f"--save={self.folder} was deleted or replaced during the run (its {LOCK_FILENAME} "
+                                 f"is gone): stopping, and writing nothing more there")
 
     def release(self, remove_if_created: bool = False) -> None:
         """Clear the holder record and unlock.
@@ -110,6 +122,7 @@ class RunLock:
         """
         if self._handle is None:
             return
+        _HELD.remove(self)
         if remove_if_created and self._created:
             with contextlib.suppress(OSError):
                 os.remove(self.filename)
@@ -121,6 +134,16 @@ class RunLock:
             pass  # a full disk must not keep the lock: closing the file releases it all the same
         self._handle.close()
         self._handle = None
+
+
+def check_held_folders(path: str) -> None:
+    """Before writing `path`: raise RunFolderError if it lies in a run folder this process locked that was
+    deleted since (the write would recreate part of it)."""
+    path = os.path.abspath(path)
+    for lock in _HELD:
+        folder = os.path.abspath(lock.folder)
+        if path == folder or path.startswith(folder + os.sep):
+            lock.check_present()
 
 
 def _read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
