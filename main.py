@@ -132,6 +132,8 @@ def resolve_arguments(argv: List[str]) -> Tuple[argparse.Namespace, Dict[str, An
     check_arguments(args)
     check_save_outside_datasets(args)
     if resumption is not None:
+        if _continues_run(early):  # first: a finished run's refusal would hide what resuming there discards
+            check_resume_keeps_records(resumption, early.resume)
         check_resumable(args, resumption, argv, early.resume)
         if stored:
             resumption.overrides = _resume_overrides(args, stored, argv, early.resume)
@@ -633,8 +635,6 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
                 logging.info("%s: %d registered", category.name, len(category.registry))
     with block("Commandline Arguments"):
         args, defaults, resumption = resolve_arguments(argv)
-        if continues_run and resumption is not None:
-            check_resume_keeps_records(resumption, early.resume)
         parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
         non_default = commandline.non_default_arguments(args, defaults)
         if args.training_dataset is None:  # the dump shows what an evaluation-only run uses, not stale epochs
