@@ -169,6 +169,28 @@ CHECKS: Dict[str, Tuple[Callable[[Report, bool], None], Tuple[str, ...]]] = {
 }
 
 
+def verify_paired_frames(root: Path, splits: Sequence[str], blur_template: str, sharp_template: str,
+                         frame_extension: str, deep: bool = False) -> Report:
+    """Check `root` against the layout PairedFramesTrain/PairedFramesTest read with these templates."""
+    from datasets.paired_frames import paired_sequences  # the dataset's own discovery, so both agree
+
+    report = Report("paired_frames", Path(root))
+    if not report.root.is_dir():
+        report.problems.append(f"'{report.root}' is not a folder")
+        return report
+    for split in splits:
+        try:
+            sequences = paired_sequences(str(report.root), split, blur_template, sharp_template, frame_extension)
+        except (ValueError, OSError) as error:
+            report.problems.append(f"split {split!r}: {error}")
+            continue
+        report.rows.append((split, len(sequences), sum(len(sequence) for sequence in sequences)))
+        if deep:
+            for sequence in sequences:
+                _decode(report, [Path(f) for f in sequence.inputs + (sequence.targets or ())])
+    return report
+
+
 def verify(name: str, root: Path, deep: bool = False) -> Report:
     """Check `root` against the layout of dataset `name` (a key of CHECKS)."""
     check, expected = CHECKS[name]

@@ -72,14 +72,15 @@ class PairedFrames(GoProSequenceDataset):
 
 
 _ROOT_DOC = "the folder below which blur_template and sharp_template lie"
-_TEMPLATES = {"blur_template": "{split}_blur/{seq}", "sharp_template": "{split}_sharp/{seq}", "frame_extension": ".png"}
+TEMPLATE_DEFAULTS = {"blur_template": "{split}_blur/{seq}", "sharp_template": "{split}_sharp/{seq}",
+                     "frame_extension": ".png"}
 
 VARIANTS = (
     Variant("PairedFramesTrain", "train", "Blurry/sharp frame pairs in a folder layout given by templates (default "
             "<root>/train_blur/<seq>, <root>/train_sharp/<seq>); GoProNahTrain's augmentation defaults.",
-            {"split": "train", **_TEMPLATES, **EVALUATION, **TRAINING, "random_scales_min": 0.25}, _ROOT_DOC),
+            {"split": "train", **TEMPLATE_DEFAULTS, **EVALUATION, **TRAINING, "random_scales_min": 0.25}, _ROOT_DOC),
     Variant("PairedFramesTest", "test", "Blurry/sharp frame pairs in a folder layout given by templates (default "
             "<root>/test_blur/<seq>, <root>/test_sharp/<seq>); full frames, no augmentation.",
-            {"split": "test", **_TEMPLATES, **EVALUATION, "random_scales_min": 1.0}, _ROOT_DOC),
+            {"split": "test", **TEMPLATE_DEFAULTS, **EVALUATION, "random_scales_min": 1.0}, _ROOT_DOC),
 )
 register_variants(DATASETS, PairedFrames, VARIANTS, globals())

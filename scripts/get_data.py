@@ -25,6 +25,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import layout  # noqa: E402
+from datasets.paired_frames import TEMPLATE_DEFAULTS  # noqa: E402
 from utils.download import ArchiveLock, DataError, check_archive, fetch, unpack  # noqa: E402
 
 # --root when not given: the launch scripts' variables and defaults.
@@ -90,6 +91,9 @@ SOURCES = {
 }
 
 
+PAIRED_FRAMES = "paired_frames"
+
+
 def dataset_folder(name: str, root: Path) -> Path:
     """The folder to check: `<root>/<folder>`, or `root` itself when it already is one."""
     source = SOURCES[name]
@@ -152,6 +156,31 @@ def verify(name: str, folder: Path, deep: bool) -> Tuple[List[str], str]:
     return report.problems, f"{folder}: {name} {verdict}"
 
 
+def verify_paired_frames(options: argparse.Namespace) -> int:
+    """`paired_frames --verify`: check --root against the PairedFrames layout given by the template flags."""
+    if not options.verify:
+        print(f"get_data.py: error: {PAIRED_FRAMES} is your own data, there is nothing to download: add --verify to "
+              f"check its layout", file=sys.stderr)
+        return 2
+    if not options.root:
+        print(f"get_data.py: error: {PAIRED_FRAMES} --verify needs --root, the folder below which the templates lie",
+              file=sys.stderr)
+        return 2
+    root = Path(options.root).expanduser()
+    report = layout.verify_paired_frames(root, options.split or ["train", "test"], options.blur_template,
+                                         options.sharp_template, options.frame_extension, options.deep)
+    if report.rows:
+        print(report.table())
+    if options.deep and report.ok:
+        print(f"--deep: decoded {report.decoded} frames, all readable")
+    for problem in report.problems:
+        print(f"get_data.py: error: {problem}", file=sys.stderr)
+    if not report.ok:
+        return 1
+    print(f"{root}: has the layout PairedFramesTrain/PairedFramesTest read with these templates")
+    return 0
+
+
 def download(name: str, root: Path, urls: Sequence[str], keep_archive: bool, progress: bool) -> Path:
     """Fetch, check and unpack one source under `root`; returns the unpacked folder."""
     source = SOURCES[name]
@@ -197,7 +226,8 @@ def _download_unlocked(source: Source, root: Path, urls: Sequence[str], keep_arc
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="get_data.py", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(SOURCES), help="what to get")
+    parser.add_argument("name", choices=sorted(SOURCES) + [PAIRED_FRAMES],
+                        help=f"what to get ({PAIRED_FRAMES}: your own frames in PairedFrames' layout, --verify only)")
     # nargs="?": `--root $UNSET_VARIABLE --verify` reaches us as '' and gets our message, not argparse's.
     parser.add_argument("--root", nargs="?", const="", default=None,
                         help="parent folder (default: $DATASETS_HOME, else ~/Datasets; for prewarping_networks "
@@ -207,7 +237,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--verify", action="store_true", help="only check the existing tree under --root")
     parser.add_argument("--deep", action="store_true", help="with --verify: also decode every frame")
     parser.add_argument("--keep_archive", action="store_true", help="keep the downloaded archive after unpacking")
+    paired = parser.add_argument_group(f"{PAIRED_FRAMES} --verify (the PairedFrames datasets' flags)")
+    paired.add_argument("--split", action="append", default=None, help="split to check (repeatable; default: "
+                        "train and test)")
+    for flag, default in TEMPLATE_DEFAULTS.items():
+        paired.add_argument(f"--{flag}", default=default, help=f"as --*_dataset_{flag} (default {default!r})")
     options = parser.parse_args(argv)
+    if options.name == PAIRED_FRAMES:
+        return verify_paired_frames(options)
     variable, fallback = ROOT_VARIABLES.get(options.name, DEFAULT_ROOT)
     if options.root == "":
         print(f"get_data.py: error: --root is empty (is ${variable} unset?): pass a folder, e.g. --root {fallback}, "

@@ -147,3 +147,39 @@ def test_main_trains_and_validates_on_a_paired_layout(paired_root, tiny_deblur, 
     # TinyDeblur starts as the identity (zero residual): one step changes the blurry frames' PSNR a little only.
     assert len(rows) == 1 and 20.0 < float(rows[0]["psnr"]) < 60.0
     assert "PairedFramesTrain (train): 2 sequences, 2 examples" in (save / "logbook.txt").read_text()
+
+
+def _get_data(*argv):
+    import contextlib
+    import io
+
+    from scripts import get_data
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = get_data.main(list(argv))
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_get_data_verifies_a_paired_layout_as_the_dataset_reads_it(tmp_path):
+    root = write_reds(tmp_path / "reds", "train", [4, 3])
+    write_reds(root, "test", [2])
+    code, out, err = _get_data("paired_frames", "--root", str(root), "--verify", "--deep")
+    assert code == 0, err
+    assert re.search(r"\ntrain +2 +7 +-\ntest +1 +2 +-\n", "\n" + out), out
+    assert "--deep: decoded 18 frames, all readable" in out  # (7 + 2) blurry and as many sharp frames
+    assert out.strip().endswith(f"{root}: has the layout PairedFramesTrain/PairedFramesTest read with these templates")
+    # A BSD-like layout through the template flags, one split.
+    bsd = tmp_path / "bsd"
+    write_frames(bsd / "valid" / "seq1" / "Blur" / "RGB", [1, 2])
+    write_frames(bsd / "valid" / "seq1" / "Sharp" / "RGB", [3, 4])
+    code, out, err = _get_data("paired_frames", "--root", str(bsd), "--verify", "--split", "valid", "--blur_template",
+                               "{split}/{seq}/Blur/RGB", "--sharp_template", "{split}/{seq}/Sharp/RGB")
+    assert code == 0 and re.search(r"\nvalid +1 +2 +-", out), err
+    # A missing sharp frame: one line naming the split and the frame; no download without --verify.
+    (root / "test_sharp" / "000" / "00000001.png").unlink()
+    code, out, err = _get_data("paired_frames", "--root", str(root), "--verify")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("get_data.py: error: split 'test': sequence '000': 2 frames in ") and "but 1 in" in err
+    code, _, err = _get_data("paired_frames", "--root", str(root))
+    assert code == 2 and "nothing to download: add --verify" in err
