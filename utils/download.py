@@ -22,9 +22,11 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import tqdm
+
+from utils import run_folder
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
@@ -66,10 +68,8 @@ class ArchiveLock:
             try:
                 fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = _read_holder(handle)
+                who = run_folder.describe_holder(run_folder.read_holder(handle))
                 handle.close()
-                who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
-                       if holder else "another process")
                 raise DataError(f"'{self.archive}' is being downloaded by {who} (lock '{self.filename}'): wait for "
                                 f"that run to end, or pass another --root") from None
             try:
@@ -102,15 +102,6 @@ class ArchiveLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-
-def _read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
-    handle.seek(0)
-    try:
-        holder = json.loads(handle.read() or "null")
-    except ValueError:
-        return None
-    return holder if isinstance(holder, dict) else None
 
 
 def _space_error(path: Path, needed: Optional[int] = None) -> DataError:

@@ -89,12 +89,11 @@ class RunLock:
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _read_holder(handle)
+            who = describe_holder(read_holder(handle))
             handle.close()
-            who = _describe(holder) if holder else "another process"
             raise RunFolderError(f"--save={self.folder} is in use by {who}: wait for that run to end, "
                                  f"or choose another --save") from None
-        stale = _read_holder(handle)
+        stale = read_holder(handle)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -146,7 +145,8 @@ def check_held_folders(path: str) -> None:
             lock.check_present()
 
 
-def _read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
+def read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
+    """The holder (pid, host, since) a lock file records, or None when it records none readable."""
     handle.seek(0)
     try:
         holder = json.loads(handle.read() or "null")
@@ -155,10 +155,13 @@ def _read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a te
     return holder if isinstance(holder, dict) else None
 
 
-def _describe(holder: Dict[str, object]) -> str:
+def describe_holder(holder: Optional[Dict[str, object]]) -> str:
+    """'pid 1234 on host (since ...)' of a lock's holder ('another process' when unknown)."""
+    if not holder:
+        return "another process"
     return f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
 
 
 def describe_stale_holder(holder: Dict[str, object]) -> str:
     """Log line for a lock taken over from a run that ended without releasing it."""
-    return f"took over the lock of {_describe(holder)}, which ended without releasing it"
+    return f"took over the lock of {describe_holder(holder)}, which ended without releasing it"
