@@ -61,3 +61,17 @@ def register(request):
         return obj
 
     return add
+
+
+@pytest.fixture()
+def tiny_deblur():
+    """examples/drop_in/tiny_deblur.py's TinyDeblur (a fraction of DBN's time), registered for one test only."""
+    import importlib.util
+
+    from models import MODELS
+
+    spec = importlib.util.spec_from_file_location("tests_tiny_deblur", helpers.REPO / "examples/drop_in/tiny_deblur.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module.TinyDeblur
+    MODELS.unregister("TinyDeblur")

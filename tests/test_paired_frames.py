@@ -1,5 +1,4 @@
 """PairedFramesTrain/Test (datasets/paired_frames.py): folder templates, pairing, flags, errors, a main.py run."""
-import importlib.util
 import json
 import re
 import shutil
@@ -10,8 +9,7 @@ import pytest
 from PIL import Image
 
 from datasets import DATASETS
-from models import MODELS
-from tests.helpers import REPO, run_main
+from tests.helpers import run_main
 from utils.records import read_csv_rows
 
 W, H = 24, 16
@@ -117,15 +115,6 @@ def paired_root(nah_root, tmp_path) -> Path:
                 shutil.copytree(sequence / kind, root / f"{split}_{kind}" / sequence.name)
     return root
 
-
-@pytest.fixture()
-def tiny_deblur():
-    """examples/drop_in/tiny_deblur.py's TinyDeblur (a fraction of DBN's time), registered for this test only."""
-    spec = importlib.util.spec_from_file_location("paired_tiny_deblur", REPO / "examples/drop_in/tiny_deblur.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module.TinyDeblur
-    MODELS.unregister("TinyDeblur")
 
 
 @pytest.mark.slow  # about 3 s, 8 s as the first main.py run of a process

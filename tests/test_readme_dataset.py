@@ -1,6 +1,5 @@
 """The README's "Writing a dataset" example, executed: the plain torch Dataset it shows trains and validates
 through main.py (with examples/drop_in's TinyDeblur, which costs a fraction of DBN's time)."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -9,7 +8,6 @@ import pytest
 import torch
 
 from datasets import DATASETS
-from models import MODELS
 from tests.helpers import REPO, run_main
 from utils.records import read_csv_rows
 
@@ -28,15 +26,6 @@ def readme_dataset():
     yield DATASETS.get("BlurrySharpFolders")
     DATASETS.unregister("BlurrySharpFolders")
 
-
-@pytest.fixture()
-def tiny_deblur():
-    """examples/drop_in/tiny_deblur.py's TinyDeblur, registered for this test only."""
-    spec = importlib.util.spec_from_file_location("readme_tiny_deblur", REPO / "examples/drop_in/tiny_deblur.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module.TinyDeblur
-    MODELS.unregister("TinyDeblur")
 
 
 @pytest.fixture()
