@@ -8,14 +8,11 @@ Every failure raises `DataError` with one line that names the file or address an
 `ArchiveLock` keeps two runs from writing the same archive: the second one stops naming the first.
 """
 import contextlib
-import datetime
 import errno
 import fcntl
 import http.client
-import json
 import os
 import shutil
-import socket
 import tarfile
 import urllib.error
 import urllib.request
@@ -79,11 +76,7 @@ class ArchiveLock:
             if same:
                 break
             handle.close()  # its holder released and removed it after we opened it: lock the new file
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
-        handle.flush()
+        run_folder.write_holder(handle)
         self._handle = handle
 
     def release(self) -> None:

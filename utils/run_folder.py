@@ -94,11 +94,7 @@ class RunLock:
             raise RunFolderError(f"--save={self.folder} is in use by {who}: wait for that run to end, "
                                  f"or choose another --save") from None
         stale = read_holder(handle)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
-        handle.flush()
+        write_holder(handle)
         self._handle = handle
         _HELD.append(self)
         return stale
@@ -143,6 +139,15 @@ def check_held_folders(path: str) -> None:
         folder = os.path.abspath(lock.folder)
         if path == folder or path.startswith(folder + os.sep):
             lock.check_present()
+
+
+def write_holder(handle) -> None:  # noqa: ANN001 -- a text file object
+    """Record this process (pid, host, since) in a lock file it holds, replacing what was there."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
+    handle.flush()
 
 
 def read_holder(handle) -> Optional[Dict[str, object]]:  # noqa: ANN001 -- a text file object
