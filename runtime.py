@@ -274,6 +274,14 @@ class EpochRunner:
         raise FloatingPointError(f"training loss '{self.args.training_key}' is {value} (not finite) in training "
                                  f"step {first} of this epoch; stopping (no checkpoint holds weights updated from it)")
 
+    def _read_back(self, sums: Dict[str, torch.Tensor], count: int, first: List[str], bar: ProgressBar,
+                   bad_step: torch.Tensor, bad_value: torch.Tensor) -> None:
+        """The host reads the device: a non-finite training loss stops the pass, the means go to the bar."""
+        if self.train:
+            self._raise_if_not_finite(bad_step, bad_value)
+        means = {key: float(value) / count for key, value in sums.items()}
+        bar.set_postfix_str(_format_postfix(means, first, rank_label(False)), refresh=False)
+
     def run(self, desc: str) -> Dict[str, float]:
         """Run the pass; returns the mean of every loss_dict entry weighted by batch size."""
         self.model_and_loss.train(self.train)
@@ -304,14 +312,11 @@ class EpochRunner:
                     new_bad = (bad_step == self.NO_BAD_STEP) & ~torch.isfinite(loss).all()
                     bad_value = torch.where(new_bad, loss.to(device=device, dtype=torch.float64).sum(), bad_value)
                     bad_step = torch.where(new_bad, step + 1, bad_step)
-                if (step + 1) % self.sync_every == 0 or step + 1 == total_steps:
-                    if self.train:
-                        self._raise_if_not_finite(bad_step, bad_value)
-                    means = {key: float(value) / count for key, value in sums.items()}
-                    bar.set_postfix_str(_format_postfix(means, first, rank_label(False)), refresh=False)
+                if (step + 1) % self.sync_every == 0:
+                    self._read_back(sums, count, first, bar, bad_step, bad_value)
                 bar.update()
-        if self.train:  # also a pass whose length the loader does not know
-            self._raise_if_not_finite(bad_step, bad_value)
+            if count and total_steps % self.sync_every:  # the steps after the last read
+                self._read_back(sums, count, first, bar, bad_step, bad_value)
         # loss_dict order, as the original's checkpoint statistics
         totals = distributed.sum_over_ranks({**{key: float(value) for key, value in sums.items()}, COUNT_KEY: count},
                                             f"the {desc} pass's losses")
