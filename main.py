@@ -535,9 +535,7 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
     with block("Machine Statistics"):
         choose_device(args, cuda_requested)
     train_loader, validation_loader, augmentations = build_data(args)
-    evaluation_only = train_loader is None
-    if evaluation_only:  # (check_resumable refused --resume of a run without training)
-        evaluation_only_arguments(args)
+    evaluation_only = train_loader is None  # start_and_run set its arguments (evaluation_only_arguments)
     validation = validation_loader is not None
     model_and_loss = build_model(args, validation, evaluation_only)
     run_state, param_scheduler = build_run_state(args, model_and_loss, validation, evaluation_only, resumption)
