@@ -11,7 +11,7 @@ import constants
 from callbacks import Callback, default_callbacks
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
 from models.dbn import reference_index
-from utils import baseline, checkpoints, distributed
+from utils import baseline, checkpoints, distributed, termination
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer
@@ -132,8 +132,15 @@ class Loader:
         return to_device(example_dict, self.device, self.channels_last)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        for example_dict in self.loader:
-            yield self.prepare(example_dict)
+        batches = iter(self.loader)  # starting workers is not interruptible: a half-built iterator would remain
+        while True:
+            with termination.interruptible():  # a SIGTERM stops the wait for a batch at once
+                example_dict = next(batches, None)
+                if example_dict is not None:
+                    example_dict = self.prepare(example_dict)
+            if example_dict is None:
+                return
+            yield example_dict
 
 
 def current_learning_rates(optimizer: Optional[torch.optim.Optimizer]) -> Optional[List[float]]:
@@ -297,7 +304,8 @@ class EpochRunner:
                                   disable=not distributed.is_main_process()) as bar:
             for step, example_dict in enumerate(self.loader):
                 self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
-                with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train):
+                with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train), \
+                        termination.interruptible():  # a SIGTERM abandons the step in progress
                     loss_dict, model_dict = self.step(example_dict)
                 if step == 0 and not self.train:  # checked before a whole epoch has run
                     require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))

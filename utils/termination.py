@@ -1,8 +1,12 @@
 """SIGTERM, as schedulers send it (SLURM, Kubernetes, torchrun forwarding its own), ends a run cleanly.
 
-SLURM sends SIGTERM and SIGKILL about 30 s later. The handler abandons the step in progress by raising
-`Terminated` in the main thread, so the run stops at once with the records of its finished epochs; a
-checkpoint write in progress is not cut: `deferred()` holds the signal back until the write is complete.
+SLURM sends SIGTERM and SIGKILL about 30 s later. Inside an `interruptible()` block (the runtime's wait for a
+batch and its forward/backward/optimizer step) the handler raises `Terminated` in the main thread at once, so
+the run abandons the step in progress and stops with the records of its finished epochs. Anywhere else it only
+records the signal, and the next `interruptible()` block (or the end of a `deferred()` one) raises: a
+signal raised at an arbitrary bytecode could land in a library's constructor, a logging lock or a `__del__`
+(where Python drops the exception and the run would go on). A checkpoint write is thus never cut, and
+`deferred()` marks such writes explicitly.
 
 Python runs signal handlers in the main thread between bytecodes, so a main thread blocked in C (a GPU
 synchronisation waiting for an NCCL collective whose peers have already left) would never see the signal.
@@ -18,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 EXIT_CODE = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
 GRACE_SECONDS = 20.0  # SLURM's default KillWait is 30 s
 
-_state: dict = {"received": None, "raised": False, "deferred": 0, "pid": None}
+_state: dict = {"received": None, "raised": False, "deferred": 0, "interruptible": 0, "pid": None}
 
 
 class Terminated(BaseException):
@@ -31,9 +35,19 @@ def _handler(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signum)
         return
     _state["received"] = signum
-    if _state["deferred"] == 0 and not _state["raised"]:
+    # A scheduler signals the whole job, so the DataLoader workers end on the same SIGTERM. PyTorch's SIGCHLD
+    # handler would report each of them as a failed worker anywhere in the stopping code, even in an atexit
+    # finalizer after the resume line. Their end is expected from now on (SIG_DFL, unlike SIG_IGN, reaps nothing).
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if _state["interruptible"] and not _state["deferred"]:
+        _raise_once()
+
+
+def _raise_once() -> None:
+    """Raise `Terminated` for the signal received, unless it was raised already (the run is stopping)."""
+    if _state["received"] is not None and not _state["raised"]:
         _state["raised"] = True
-        raise Terminated(f"received {signal.Signals(signum).name}")
+        raise Terminated(f"received {signal.Signals(_state['received']).name}")
 
 
 class _Watchdog:
@@ -86,12 +100,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install(on_stuck: Optional[Callable[[], None]] = None, grace_s: float = GRACE_SECONDS) -> Any:
-    """Let SIGTERM raise `Terminated` in the main thread (once: a second SIGTERM while stopping is ignored), and
-    end the process `grace_s` after it (calling `on_stuck` first) if it is still running then.
+    """Let SIGTERM raise `Terminated` in the main thread (at once inside `interruptible()`, else at the next
+    one; once: a second SIGTERM while stopping is ignored), and end the process `grace_s` after it (calling
+    `on_stuck` first) if it is still running then.
 
     Returns what `uninstall` needs, or None outside the main thread (where Python allows no handler).
     """
-    _state.update(received=None, raised=False, deferred=0, pid=os.getpid())
+    _state.update(received=None, raised=False, deferred=0, interruptible=0, pid=os.getpid())
     if threading.current_thread() is not threading.main_thread():
         return None
     previous = signal.signal(signal.SIGTERM, _handler)
@@ -119,6 +134,22 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _state["deferred"] -= 1
-    if _state["deferred"] == 0 and _state["received"] is not None and not _state["raised"]:
-        _state["raised"] = True
-        raise Terminated(f"received {signal.Signals(_state['received']).name}")
+    if _state["deferred"] == 0:
+        _raise_once()
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """A block that a SIGTERM abandons at once (raising `Terminated`); one that came before raises on entry.
+
+    For the long work of a step: the wait for a batch and the model's computation, whose state a stopped
+    run discards anyway. Not for code whose half-done state outlives the exception (files, locks, objects
+    being built).
+    """
+    if _state["deferred"] == 0:
+        _raise_once()
+    _state["interruptible"] += 1
+    try:
+        yield
+    finally:
+        _state["interruptible"] -= 1
