@@ -66,6 +66,7 @@ import constants
 import runtime
 from contrib import weight_init
 from contrib.fusion import fold_batchnorm
+from contrib.precision import AMP_DTYPES, FLOAT32, Precision, native_bf16
 from datasets.gopro_common import read_image
 from models import MODELS
 from utils import allocator, checkpoints, logger
@@ -79,6 +80,7 @@ SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequen
 QUEUE_FRAMES = 2  # frames each of the reader's and writer's queues holds: hides jitter, keeps memory flat
 PIL_PNG_COMPRESSION = 6  # zlib's default level, what PIL's PNG writer uses when given none
 TILE_OVERLAP = 88  # DBN's outputs depend on inputs up to 81 pixels away; the next multiple of 8
+FAST_PATH_COST = "TO BE MEASURED"
 MEMORY_PROBE_SIDES = (64, 128)  # square window sizes at which the memory a frame needs is measured
 # Resident memory grew 1.5x the counted tensors for DBN at 1280x720 on the CPU (backends' scratch memory, reorder
 # buffers, the allocator's slack; bench/README.md, "deblur.py --tile"); not measured on a GPU.
@@ -516,7 +518,8 @@ def _tiled_output1(model: torch.nn.Module, images: List[torch.Tensor], pyramids:
 
 def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray]], length: int, multiple: int,
                   device: torch.device, writer: FrameWriter, total: Optional[int] = None,
-                  reuse_pyramids: bool = True, tiling: Optional[Tuple[Tuple[int, int], int]] = None) -> int:
+                  reuse_pyramids: bool = True, tiling: Optional[Tuple[Tuple[int, int], int]] = None,
+                  precision: Precision = FLOAT32) -> int:
     """Deblur every frame of the stream and hand it to the writer; returns the number of frames.
 
     Each frame is decoded and padded once. For FlowDBN with PWC-Net (and `reuse_pyramids`), each
@@ -524,7 +527,8 @@ def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray
     all N windows it belongs to; the outputs are the same as recomputing every window from scratch.
     With `tiling` ((tile height, tile width), overlap), multiples of `multiple`, the model runs on each
     tile of the padded window (see tile_grid) and the frame is put together from the tiles' kept regions;
-    the pyramids are then those of the frame's tiles.
+    the pyramids are then those of the frame's tiles. `precision` says in which format the model computes
+    (a model in channels-last gets channels-last inputs); the frames written are float32 rounded to 8 bit.
     """
     frame_pyramid = getattr(model, "frame_pyramid", None) if reuse_pyramids else None
 
@@ -535,7 +539,7 @@ def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray
     def padded(items: Iterator[Tuple[str, np.ndarray]]) -> Iterator[Tuple[str, Tuple[Any, ...]]]:
         for name, frame in items:
             image = torch.tensor(frame, dtype=torch.uint8).to(device).permute(2, 0, 1).unsqueeze(0)
-            image = pad_to_multiple(image.float() / 255.0, multiple)
+            image = precision.input(pad_to_multiple(image.float() / 255.0, multiple))
             if frame_pyramid is None:
                 pyramid = None
             elif tiling is None:
@@ -545,7 +549,7 @@ def deblur_stream(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray
             yield name, (image, frame.shape[:2], pyramid)
 
     count = 0
-    with torch.inference_mode(), progress_bar(total) as bar:
+    with torch.inference_mode(), precision.autocast(device), progress_bar(total) as bar:
         for name, window in sliding_windows(padded(frames), length):
             height, width = window[0][1]
             images = [image for image, _, _ in window]
@@ -666,14 +670,15 @@ class ThreadedWriter:
 
 def deblur_overlapped(model: torch.nn.Module, frames: Iterator[Tuple[str, np.ndarray]], length: int,
                       multiple: int, device: torch.device, writer: FrameWriter, total: Optional[int] = None,
-                      depth: int = QUEUE_FRAMES, tiling: Optional[Tuple[Tuple[int, int], int]] = None) -> int:
+                      depth: int = QUEUE_FRAMES, tiling: Optional[Tuple[Tuple[int, int], int]] = None,
+                      precision: Precision = FLOAT32) -> int:
     """deblur_stream with the frames read in one thread and written in another while the model runs; the
     same frames reach `writer`, in the same order. Both threads are finished before this returns or raises."""
     reader = ThreadedReader(frames, depth)
     background = ThreadedWriter(writer, depth)
     try:
         count = deblur_stream(model, iter(reader), length, multiple, device, background, total,
-                              tiling=tiling)
+                              tiling=tiling, precision=precision)
     except BaseException:
         reader.close()
         background.close(raise_error=False)  # the frames deblurred so far are written; this error is the one
@@ -733,12 +738,13 @@ class MemoryModel:
     tensors, counted at two small sizes and scaled linearly with the pixels (activations grow with them), times
     MEMORY_OVERHEAD for what the counting misses."""
 
-    def __init__(self, model: torch.nn.Module, length: int, multiple: int, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, length: int, multiple: int, device: torch.device,
+                 precision: Precision = FLOAT32) -> None:
         peaks = []
         sides = [round_up(side, multiple) for side in MEMORY_PROBE_SIDES]
         for side in sides:
-            with torch.inference_mode(), LiveTensorBytes() as counter:
-                images = [torch.zeros(1, 3, side, side, device=device) for _ in range(length)]
+            with torch.inference_mode(), precision.autocast(device), LiveTensorBytes() as counter:
+                images = [precision.input(torch.zeros(1, 3, side, side, device=device)) for _ in range(length)]
                 _output1(model, images, [None] * length)
                 del images
             peaks.append(counter.peak * MEMORY_OVERHEAD)
@@ -828,13 +834,13 @@ def report_memory(memory: MemoryModel, padded_size: Tuple[int, int], tiling: Opt
 
 def out_of_memory_line(memory: Optional[MemoryModel], model: torch.nn.Module, length: int, multiple: int,
                        device: torch.device, padded_size: Tuple[int, int],
-                       tiling: Optional[Tuple[Tuple[int, int], int]]) -> str:
+                       tiling: Optional[Tuple[Tuple[int, int], int]], precision: Precision = FLOAT32) -> str:
     """One line for an allocation failure: what a frame needs and a --tile that should fit."""
     height, width = padded_size
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the failed frame's cached blocks: free for the estimate and the reading below
     try:
-        memory = memory or MemoryModel(model, length, multiple, device)
+        memory = memory or MemoryModel(model, length, multiple, device, precision)
     except Exception:  # noqa: BLE001 -- the estimate is a hint; the out-of-memory line comes all the same
         return f"out of memory deblurring {width}x{height} frames on {device}: give --tile (e.g. --tile=512)"
     available = available_memory(device)
@@ -848,6 +854,39 @@ def out_of_memory_line(memory: Optional[MemoryModel], model: torch.nn.Module, le
             f"(an untiled frame needs about {gib(memory.held + memory.extra(height * width))})")
     return (f"out of memory deblurring {width}x{height} frames on {device} {what}: give --tile={side} or smaller"
             f"{f' ({gib(available)} free)' if available is not None else ''}")
+
+
+def choose_precision(amp: str, channels_last: Optional[bool], fold: Optional[bool],
+                     device: torch.device) -> Tuple[Precision, bool, str]:
+    """The precision, memory format and BatchNorm folding to deblur with, and one line saying why.
+
+    `amp` "auto" takes bf16 where `device` multiplies it natively; channels-last and folding (None: not given)
+    follow the precision: on with bf16/fp16, off for float32, whose result is then exactly main.py's.
+    """
+    native = native_bf16(device)
+    dtype = (torch.bfloat16 if native else None) if amp == "auto" else AMP_DTYPES[amp]
+    fast = dtype is not None
+    precision = Precision(dtype, fast if channels_last is None else channels_last)
+    fold = fast if fold is None else fold
+    parts = ([f"{amp if amp != 'auto' else 'bf16'} autocast" if fast else "float32"]
+             + ["channels-last"] * precision.channels_last + ["BatchNorm folded"] * fold)
+    if amp == "auto" and fast:
+        why = f"{device.type.upper()} with {native}: {FAST_PATH_COST}; --amp=none for the exact float32 result"
+    elif amp == "auto":
+        why = (f"{device.type.upper()} without native bf16 (AMX, AVX512-BF16 or bf16 tensor cores), where bf16 "
+               f"would be slower; --amp=bf16 forces it")
+    else:
+        why = f"--amp={amp}"
+    return precision, fold, f"precision: {', '.join(parts)} ({why})"
+
+
+def prepare_model(model: torch.nn.Module, precision: Precision, fold: bool) -> torch.nn.Module:
+    """`model` (in eval mode) folded and in the memory format `precision` asks for, in place; returned."""
+    if fold:
+        fold_batchnorm(model)
+    if precision.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -889,12 +928,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "of 0.28 s and made files 10-20%% larger; 0 is uncompressed (2.8 MB)")
     parser.add_argument("--no_overlap", action="store_true",
                         help="read, deblur and write one frame after another in one thread (slower; same files)")
-    parser.add_argument("--fold_batchnorm", action="store_true",
-                        help="fold DBN's BatchNorm layers into the convolutions before them (slightly faster; "
-                             "outputs change only by float rounding, about 1e-6)")
-    parser.add_argument("--channels_last", action="store_true",
-                        help="channels-last memory format for the convolutions (about 10%% faster for FlowDBN "
-                             "at 1280x720 on a 2-core CPU; outputs change only by float rounding)")
+    parser.add_argument("--amp", choices=("auto", *AMP_DTYPES), default="auto",
+                        help="the model's precision: bf16 or fp16 autocast, or none (float32: the exact result, "
+                             "as main.py computes it). auto is bf16 where the hardware multiplies it natively "
+                             "(AMX or AVX512-BF16 on the CPU, bf16 tensor cores on the GPU), else none; "
+                             f"{FAST_PATH_COST}")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last memory format for the model and its inputs (default: on with "
+                             "bf16/fp16, off with --amp=none; outputs change only by float rounding)")
+    parser.add_argument("--fold_batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                        help="fold DBN's BatchNorm layers into the convolutions before them (default: on with "
+                             "bf16/fp16, off with --amp=none; slightly faster, outputs change only by float "
+                             "rounding, about 1e-6)")
     parser.add_argument("--tile", type=parse_tile, default=None, metavar="S|WxH",
                         help="deblur each frame in tiles of SxS (or WxH) pixels, for frames too large for the "
                              "memory (the log says how much an untiled frame needs): each tile runs with "
@@ -927,12 +972,11 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
     model.eval().to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK  # one frame size per clip: tune once
-    if options.fold_batchnorm:
-        fold_batchnorm(model)
-    if options.channels_last:
-        model.to(memory_format=torch.channels_last)
+    precision, fold, described = choose_precision(options.amp, options.channels_last, options.fold_batchnorm, device)
+    prepare_model(model, precision, fold)
     multiple = check_pad_multiple(options.pad_multiple, name, model)
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
+    logging.info("%s", described)
     tiling = None
     if options.tile is not None:
         overlap = TILE_OVERLAP if options.tile_overlap is None else options.tile_overlap
@@ -964,15 +1008,16 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
     padded_size = (round_up(height, multiple), round_up(width, multiple))
     memory = None
     if height and width and (tiling is not None or padded_size[0] * padded_size[1] >= LARGE_FRAME_PIXELS):
-        memory = MemoryModel(model, length, multiple, device)
+        memory = MemoryModel(model, length, multiple, device, precision)
         report_memory(memory, padded_size, tiling, device, multiple)
     try:
         stream = deblur_stream if options.no_overlap else deblur_overlapped
-        count = stream(model, frames, length, multiple, device, writer, total, tiling=tiling)
+        count = stream(model, frames, length, multiple, device, writer, total, tiling=tiling, precision=precision)
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        raise MemoryError(out_of_memory_line(memory, model, length, multiple, device, padded_size, tiling)) from None
+        raise MemoryError(out_of_memory_line(memory, model, length, multiple, device, padded_size, tiling,
+                                             precision)) from None
     finally:
         writer.close()
         if reader is not None:

@@ -30,6 +30,7 @@ import callbacks
 import commandline
 import constants
 import runtime
+from contrib import precision
 from contrib.fusion import fold_batchnorm
 from optim.groups import ParameterScheduler, parameter_groups
 from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram, termination
@@ -360,7 +361,7 @@ def build_model_and_loss(args: argparse.Namespace, validation: bool) -> runtime.
         raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
     model = commandline.instance_from_args(args, "model", args=args)
     loss = commandline.instance_from_args(args, "loss", args=args)
-    model_and_loss = runtime.ModelAndLoss(model, loss, runtime.AMP_DTYPES[args.amp])
+    model_and_loss = runtime.ModelAndLoss(model, loss, precision.AMP_DTYPES[args.amp])
     trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
     logging.info("batch_size: %d, loss: %s, model: %s, trainable parameters: %d", args.batch_size, args.loss,
                  args.model, trainable)

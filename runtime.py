@@ -20,9 +20,6 @@ DEVICE_KEY_PREFIXES = ("input", "target")
 COUNT_KEY = "\0count"  # the number of examples, summed over ranks with the losses (no loss key looks like it)
 
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 class ModelAndLoss(torch.nn.Module):
     """The model and its loss as submodules `model` and `loss`: state_dict keys are `model.<...>`.
 

@@ -28,6 +28,13 @@ from tests.helpers import random_pwcnet, save_model_checkpoint, tame
 from utils import checkpoints
 
 
+@pytest.fixture(autouse=True)
+def _cpu_without_native_bf16(monkeypatch):
+    """These tests compare float32 results exactly: deblur.py's automatic choice is float32, as on a CPU without
+    AMX or AVX512-BF16, whatever CPU runs them (tests of the bf16 path below ask for it or fake the unit)."""
+    monkeypatch.setattr(deblur, "native_bf16", lambda device: None)
+
+
 def _dbn_checkpoint(directory, length=3):
     model = tame(DBN(sequence_length=length, init_type="fan_in"), residual=0.02)
     stored = {"model": "DBN", "training_dataset_sequence_length": length}

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+import deblur
 from models import MODELS
 from tests.helpers import REPO, subprocess_env
 
@@ -46,11 +47,15 @@ def _deblurred_by_hand(checkpoint: Path, blurred: list, length: int, channels: i
     model = module.TinyDeblur(channels=channels, sequence_length=length).eval()
     state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({key[len("model."):]: value for key, value in state_dict.items()})
-    frames = [torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float() / 255.0 for frame in blurred]
+    # In the precision deblur.py chooses on this machine (bf16 where the CPU has native bf16).
+    precision, fold, _ = deblur.choose_precision("auto", None, None, torch.device("cpu"))
+    deblur.prepare_model(model, precision, fold)
+    frames = [precision.input(torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float() / 255.0)
+              for frame in blurred]
     outputs = []
     for i in range(len(frames)):
         window = [frames[min(max(j, 0), len(frames) - 1)] for j in range(i - length // 2, i + length // 2 + 1)]
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast(torch.device("cpu")):
             output = model({f"input{k + 1}": frame for k, frame in enumerate(window)})["output1"][0]
         outputs.append(output.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
     return outputs

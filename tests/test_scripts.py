@@ -275,6 +275,7 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     import torch
     from PIL import Image
 
+    import deblur
     from contrib.psnr import koehler_psnr
     from datasets.gopro_nah import GoProNahTest
     from models.dbn import DBN
@@ -309,8 +310,12 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     checkpoint = torch.load(save / "checkpoint_best_psnr.ckpt", map_location="cpu", weights_only=False)
     model = DBN(sequence_length=5)
     model.load_state_dict({key[len("model."):]: value for key, value in checkpoint["state_dict"].items()})
-    with torch.no_grad():
-        expected = to_uint8(model.eval()(example)["output1"][0]).astype(int)
+    # deblur.py chose its precision as it does on this machine (bf16 where the CPU has native bf16).
+    precision, fold, _ = deblur.choose_precision("auto", None, None, torch.device("cpu"))
+    deblur.prepare_model(model.eval(), precision, fold)
+    with torch.no_grad(), precision.autocast(torch.device("cpu")):
+        inputs = {key: precision.input(value) for key, value in example.items() if key.startswith("input")}
+        expected = to_uint8(model(inputs)["output1"][0]).astype(int)
     assert expected.std() > 5
     assert np.abs(deblurred.astype(int) - expected).max() <= 1 and np.mean(deblurred != expected) < 0.01
     # The printed PSNRs are the paper protocol's on these panels.
