@@ -41,6 +41,13 @@ def _displacement_windows(height: int, width: int, max_displacement: int):
             yield dy * patch + dx, slice(dy, dy + height), slice(dx, dx + width)
 
 
+def _memory_format(tensor: torch.Tensor) -> torch.memory_format:
+    """channels_last for a channels-last NCHW tensor (with more than one channel), else contiguous."""
+    if tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class _CorrelationFunction(torch.autograd.Function):
     """Correlation with a hand-written backward that is as memory-lean as the forward."""
 
@@ -51,7 +58,10 @@ class _CorrelationFunction(torch.autograd.Function):
         batch, _, height, width = f1.shape
         r = max_displacement
         f2_padded = F.pad(f2, (r, r, r, r))
-        out = f1.new_empty(batch, (2 * r + 1) ** 2, height, width)
+        # Channels-last features get a channels-last cost volume: PWC-Net concatenates it with them, and a
+        # mixed concatenation comes out contiguous, which every following convolution converted back.
+        out = torch.empty(batch, (2 * r + 1) ** 2, height, width, dtype=f1.dtype, device=f1.device,
+                          memory_format=_memory_format(f1))
         for k, rows, cols in _displacement_windows(height, width, r):
             out[:, k] = (f1 * f2_padded[:, :, rows, cols]).sum(dim=1)
         return out

@@ -140,3 +140,44 @@ def test_deblur_bench_quick(tmp_path):
     sizes = {entry["level"]: entry["bytes"] for entry in document["png_levels"]}
     assert sorted(sizes) == [0, 1, 3, 6, 9]
     assert sizes[0] > 64 * 48 * 3 > sizes[1] and sizes[6] <= sizes[1]  # level 0 stores the samples as they are
+
+
+@pytest.mark.slow
+def test_amp_quality_bench_quick(tmp_path):
+    import glob
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import runtime
+    from contrib.psnr import koehler_psnr
+    from models.dbn import DBN
+    from tests.helpers import tame
+    from utils import checkpoints
+
+    subprocess.run([sys.executable, "-m", "datasets.synthetic_gopro", "--out", str(tmp_path / "data"), "--width",
+                    "32", "--height", "32", "--layout", "nah", "--train_sequences", "0", "--test_sequences", "1",
+                    "--num_frames", "4", "--test_frames", "4"], cwd=REPO, check=True, capture_output=True)
+    model = tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.02)
+    checkpoints.save(str(tmp_path / "run"), {"psnr": 30.0}, 1, runtime.ModelAndLoss(model, torch.nn.Module()),
+                     extra={"args": {"model": "DBN", "training_dataset_sequence_length": 3}})
+    document = _run("bench_amp_quality.py", tmp_path, "--checkpoint", str(tmp_path / "run"), "--demo_data",
+                    str(tmp_path / "data" / "GOPRO_Large"))
+    rows = document["rows"]
+    assert [(row["sequence"], row["size"], row["frames"]) for row in rows] == [("demo test", "32x32", 4),
+                                                                              ("generated", "64x48", 4)]
+    sequence = glob.glob(str(tmp_path / "data" / "GOPRO_Large" / "test" / "*"))[0]
+
+    def frames(kind):
+        return [torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+                for path in sorted(glob.glob(os.path.join(sequence, kind, "*.png")))]
+    by_hand = np.mean([float(koehler_psnr(b, s, scale_opt=True, trans_opt=True, trans_range=5))
+                       for b, s in zip(frames("blur"), frames("sharp"))])
+    assert rows[0]["input_psnr"] == pytest.approx(by_hand, abs=1e-9)
+    for row in rows:
+        assert row["delta_psnr"] == pytest.approx(row["bf16_psnr"] - row["fp32_psnr"], abs=1e-12)
+        assert row["delta_psnr_rgb"] == pytest.approx(row["bf16_psnr_rgb"] - row["fp32_psnr_rgb"], abs=1e-12)
+        assert 0 <= row["max_abs_levels"] <= 1 and abs(row["delta_psnr"]) < 0.05
+        assert row["changed_pixels"] <= 1 and row["mean_abs_levels"] <= row["changed_pixels"] * row["max_abs_levels"]
+    assert document["largest_abs_delta_psnr"] == max(max(abs(r["delta_psnr"]), abs(r["delta_psnr_rgb"])) for r in rows)

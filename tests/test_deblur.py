@@ -103,6 +103,56 @@ def test_folder_of_frames_with_dbn_checkpoint(tmp_path):
     assert 0.5 < np.abs(expected[5].astype(float) - frames[5]).mean() < 40
 
 
+def _deblur_folder(tmp_path, checkpoint, frames, name, *flags):
+    folder = tmp_path / "in"
+    if not folder.exists():
+        folder.mkdir()
+        for index, frame in enumerate(frames):
+            Image.fromarray(frame).save(folder / f"{index:03d}.png")
+    deblur.run(deblur.build_parser().parse_args(
+        ["--checkpoint", checkpoint, "--input", str(folder), "--output", str(tmp_path / name), *flags]))
+    return [np.asarray(Image.open(tmp_path / name / f"{index:03d}.png")) for index in range(len(frames))]
+
+
+def test_bf16_fast_path_stays_within_one_level_of_float32_and_none_is_exact(tmp_path, monkeypatch, caplog):
+    # bench/README.md's quality table: the demo's trained DBN in bf16 + channels-last + folded BatchNorm changed
+    # at most 1 of 255 levels, on about 1% of the pixels (|ΔPSNR| <= 0.002 dB). A tame DBN on smooth frames (a
+    # well-conditioned case: no pixel near saturation) must do as well.
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(deblur, "native_bf16", lambda device: "AVX512-BF16")  # as on this project's CPUs
+    checkpoint, model = _dbn_checkpoint(tmp_path / "run")
+    frames = _frames(4, 40, 56)
+    expected = _reference(model, frames, 3, 8)
+    fast = _deblur_folder(tmp_path, checkpoint, frames, "auto")
+    assert ("precision: bf16 autocast, channels-last, BatchNorm folded (CPU with AVX512-BF16: "
+            in caplog.text)
+    exact = _deblur_folder(tmp_path, checkpoint, frames, "none", "--amp=none")
+    assert "precision: float32 (--amp=none)" in caplog.text
+    for reference, written in zip(expected, exact):
+        assert np.array_equal(written, reference)  # --amp=none: the exact float32 result, as before
+    difference = np.abs(np.stack(fast).astype(int) - np.stack(expected).astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.05, (difference.max(), difference.mean())
+    assert difference.any()  # it did run in bf16
+    forced = _deblur_folder(tmp_path, checkpoint, frames, "forced", "--amp=bf16")
+    assert all(np.array_equal(a, b) for a, b in zip(forced, fast))  # auto took exactly the bf16 path
+
+
+def test_precision_choice_follows_the_hardware_and_explicit_flags():
+    cpu = torch.device("cpu")
+    choose = deblur.choose_precision
+    precision, fold, line = choose("auto", None, None, cpu)
+    assert (precision.amp_dtype, precision.channels_last, fold) == (None, False, False)  # the fixture: no bf16
+    assert line.startswith("precision: float32 (CPU without native bf16")
+    precision, fold, line = choose("bf16", False, None, cpu)
+    assert (precision.amp_dtype, precision.channels_last, fold) == (torch.bfloat16, False, True)
+    assert line == "precision: bf16 autocast, BatchNorm folded (--amp=bf16)"
+    precision, fold, line = choose("none", True, True, cpu)
+    assert (precision.amp_dtype, precision.channels_last, fold) == (None, True, True)
+    assert line == "precision: float32, channels-last, BatchNorm folded (--amp=none)"
+    assert deblur.build_parser().parse_args(["--checkpoint", "c", "--input", "i", "--output", "o",
+                                             "--no-channels_last", "--no-fold_batchnorm"]).channels_last is False
+
+
 def test_video_from_the_command_line(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     checkpoint, model = _dbn_checkpoint(tmp_path / "run")
