@@ -39,15 +39,17 @@ def paper_psnr(image: np.ndarray, sharp: np.ndarray) -> float:
     return float(koehler_psnr(tensor(image), tensor(sharp), scale_opt=True, trans_opt=True, trans_range=5))
 
 
-def deblur_test_sequence(save: str, data: str, checkpoint: str) -> Tuple[str, Dict[str, np.ndarray]]:
-    """Deblur the first test sequence with deblur.py into <save>/deblurred/<sequence>/; its centre frame's
-    name and the blurred, deblurred and sharp frames."""
+def deblur_test_sequence(save: str, data: str, checkpoint: str,
+                         amp: str = "auto") -> Tuple[str, Dict[str, np.ndarray]]:
+    """Deblur the first test sequence with deblur.py (`--amp=amp`) into <save>/deblurred/<sequence>/; its centre
+    frame's name and the blurred, deblurred and sharp frames."""
     with open(os.path.join(save, "args.json"), encoding="utf-8") as handle:
         gamma = json.load(handle).get("validation_dataset_gamma_corrected_data", True)
     sequence = nah_sequences(data, "test", gamma)[0]  # the frames the run was validated on
     output = os.path.join(save, "deblurred", sequence.name)
     code = deblur.main(["--checkpoint", checkpoint, "--input", os.path.dirname(sequence.inputs[0]),
-                        "--output", output, "--device", "cpu", "--overwrite"])  # a rerun replaces its own frames
+                        "--output", output, "--device", "cpu", "--amp", amp,
+                        "--overwrite"])  # a rerun replaces its own frames
     if code != 0:
         raise SystemExit(f"demo_summary.py: deblur.py failed on {sequence.name} (exit code {code})")
     index = len(sequence) // 2
@@ -109,13 +111,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="GOPRO_Large-layout root of the demo data")
     parser.add_argument("--save", required=True, help="run folder of the demo")
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "none"),
+                        help="deblur.py's precision (the demo passes the one it trained in)")
     args = parser.parse_args()
     with open(os.path.join(args.save, "checkpoint_best_psnr.json"), encoding="utf-8") as handle:
         best = json.load(handle)
     with open(os.path.join(args.save, "checkpoint_latest_.json"), encoding="utf-8") as handle:
         latest = json.load(handle)
     blurred = blurred_input_psnr(args.save)
-    frame, frames = deblur_test_sequence(args.save, args.data, os.path.join(args.save, "checkpoint_best_psnr.ckpt"))
+    frame, frames = deblur_test_sequence(args.save, args.data, os.path.join(args.save, "checkpoint_best_psnr.ckpt"),
+                                         args.amp)
     before, after = paper_psnr(frames["blurred"], frames["sharp"]), paper_psnr(frames["deblurred"], frames["sharp"])
     picture = os.path.join(args.save, "before_after.png")
     region = most_changed_region(frames["blurred"], frames["deblurred"])

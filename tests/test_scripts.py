@@ -270,6 +270,13 @@ def test_test_script_writes_every_frame_of_the_checkpoints_model(homes):
 
 
 @pytest.mark.slow
+def test_demo_refuses_an_unknown_precision(tmp_path):
+    completed = _bash("bash scripts/demo.sh", _environment(tmp_path, DEMO_AMP="fp8", DEMO_DATA=str(tmp_path / "d")))
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1] == "demo.sh: error: DEMO_AMP=fp8: expected auto, bf16 or none"
+    assert not (tmp_path / "d").exists()
+
+
 def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     import numpy as np
     import torch
@@ -295,6 +302,10 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     completed = _bash("bash scripts/demo.sh", env, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "system python3" not in completed.stderr and "Warning" not in completed.stderr
+    from contrib.precision import native_bf16
+    native = native_bf16(torch.device("cpu"))
+    assert (f"==> Training in bf16 autocast with channels-last (this CPU has {native}): 1 epochs" if native else
+            "==> Training in float32 (no native bf16): 1 epochs") in completed.stdout
     assert len(os.listdir(data / "GOPRO_Large" / "test" / "GOPR9500_00_00" / "blur_gamma")) == 8
     picture = save / "before_after.png"
     assert f"    before_after.png          : {picture}" in completed.stdout.splitlines()
