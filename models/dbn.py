@@ -97,6 +97,10 @@ class DBNImpl(nn.Module):
 
     def forward(self, frames: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         x = torch.cat(frames, dim=1)
+        if self.f0[0].weight.is_contiguous(memory_format=torch.channels_last):
+            # A channels-last model (--channels_last): FlowDBN's warped frames come out of grid_sample contiguous,
+            # which makes the concatenation contiguous; one copy here instead of a conversion in the convolution.
+            x = x.contiguous(memory_format=torch.channels_last)
         height, width = x.shape[-2:]
         if height % 8 != 0 or width % 8 != 0:
             raise ValueError(f"DBN needs height and width divisible by 8 (three 2x down/up-samplings), "

@@ -345,3 +345,42 @@ def test_compiled_dbn_training_step_matches_eager():
     loss_dict, model_dict, grads = _run(model_and_loss, example, train=True)
     torch.testing.assert_close(model_dict["output1"], ref_model["output1"], rtol=0, atol=1e-5)
     assert ((grads - ref_grads).norm() / ref_grads.norm()).item() < 1e-5
+
+
+# ---------------------------------------------- bf16 + channels-last: no layout conversion, no float32 island
+class _ConvolutionFormats(torch.utils._python_dispatch.TorchDispatchMode):
+    """The dtype and memory format of every convolution's input, weight and output (and of their gradients)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: List[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if func.__name__.startswith(("conv2d.", "conv_transpose2d.", "convolution.", "convolution_backward.")):
+            tensors = [t for t in (args[0], args[1], *(result if isinstance(result, tuple) else (result,)))
+                       if isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[-2] * t.shape[-1] > 1]
+            self.seen.extend((func.__name__, t.dtype, t.is_contiguous(memory_format=torch.channels_last))
+                             for t in tensors)
+        return result
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_bf16_channels_last_flowdbn_convolves_only_bf16_channels_last_tensors(train):
+    # Every convolution of the model's fast path (PWC-Net's cost volume and concatenations, the warped frames'
+    # way into DBN, the backward pass) in bf16 and channels-last: a contiguous operand would be converted in
+    # every call, and a float32 one would be a float32 island. (The loss's SSIM window stays float32.)
+    model = FlowDBN(sequence_length=3, prewarping_state_dict={
+        f"model.{k}": v for k, v in random_pwcnet().state_dict().items()}).train(train)
+    model.to(memory_format=torch.channels_last)
+    example = runtime.to_device(_example(3, batch=1, size=128), torch.device("cpu"), channels_last=True)
+    formats = _ConvolutionFormats()
+    with torch.set_grad_enabled(train), formats:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(example)["output1"]
+        if train:
+            output.float().square().mean().backward()
+    names = {name for name, _, _ in formats.seen}
+    assert "conv2d.default" in names and ("convolution_backward.default" in names) == train
+    assert len(formats.seen) > 200
+    assert {(dtype, channels_last) for _, dtype, channels_last in formats.seen} == {(torch.bfloat16, True)}
