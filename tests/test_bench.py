@@ -4,16 +4,18 @@ import math
 import os
 import subprocess
 import sys
+from typing import Dict, Optional
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(script: str, tmp_path, *arguments: str) -> dict:
+def _run(script: str, tmp_path, *arguments: str, environment: Optional[Dict[str, str]] = None) -> dict:
     output = tmp_path / f"{script}.json"
     completed = subprocess.run([sys.executable, os.path.join(REPO, "bench", script), "--quick", "--json",
-                                str(output), *arguments], capture_output=True, text=True, cwd=REPO, timeout=300)
+                                str(output), *arguments], capture_output=True, text=True, cwd=REPO, timeout=300,
+                               env={**os.environ, **(environment or {})})
     assert completed.returncode == 0, completed.stderr[-3000:]
     document = json.loads(output.read_text())
     assert json.loads(next(line for line in completed.stdout.splitlines() if line.startswith("{"))) == document
@@ -181,3 +183,33 @@ def test_amp_quality_bench_quick(tmp_path):
         assert 0 <= row["max_abs_levels"] <= 1 and abs(row["delta_psnr"]) < 0.05
         assert row["changed_pixels"] <= 1 and row["mean_abs_levels"] <= row["changed_pixels"] * row["max_abs_levels"]
     assert document["largest_abs_delta_psnr"] == max(max(abs(r["delta_psnr"]), abs(r["delta_psnr_rgb"])) for r in rows)
+
+
+@pytest.mark.slow
+def test_amp_training_bench_quick(tmp_path):
+    # The demo recipe for 2 epochs of 4 examples, once in float32 and once in bf16 + channels-last, on 32x32
+    # demo frames (scripts/make_demo_data.sh honours DEMO_WIDTH / DEMO_HEIGHT).
+    document = _run("bench_amp_training.py", tmp_path, "--data", str(tmp_path / "data"), "--work",
+                    str(tmp_path / "work"), environment={"DEMO_WIDTH": "32", "DEMO_HEIGHT": "32"})
+    config = document["config"]
+    assert (config["epochs"], config["examples"], config["seeds"]) == (2, 4, [0])
+    assert "--total_epochs=2" in config["command"] and "--lr_scheduler_milestones=[1]" in config["command"]
+    runs = document["runs"]
+    assert [(r["variant"], r["seed"]) for r in runs] == [("fp32", 0), ("bf16", 0)]
+    for run in runs:
+        assert os.path.isfile(os.path.join(run["folder"], "checkpoint_best_psnr.ckpt"))
+        assert run["epochs"] == [1, 2] and len(run["psnr_per_epoch"]) == 2
+        assert run["final_psnr"] == run["psnr_per_epoch"][-1] and run["best_psnr"] == max(run["psnr_per_epoch"])
+        assert all(math.isfinite(v) for v in run["psnr_per_epoch"] + [run["input_psnr"]])
+        assert all(s > 0 for s in run["train_s"] + run["valid_s"])
+        # Epoch 1 carries one-off costs: the per-epoch figures are those of epoch 2.
+        assert (run["train_epoch_s"], run["valid_epoch_s"]) == (run["train_s"][1], run["valid_s"][1])
+        assert run["run_s"] > sum(run["train_s"]) + sum(run["valid_s"])
+    assert runs[0]["input_psnr"] == runs[1]["input_psnr"]  # the same validation frames
+    fp32, bf16 = document["summary"]
+    assert bf16["final_psnr"]["mean"] == runs[1]["final_psnr"] and math.isnan(bf16["final_psnr"]["std"])
+    assert document["ratios_vs_fp32"]["bf16"]["train_epoch"] == pytest.approx(
+        bf16["train_epoch_s"] / fp32["train_epoch_s"])
+    check = document["check"]
+    assert check["difference_db"] == pytest.approx(runs[1]["final_psnr"] - runs[0]["final_psnr"])
+    assert math.isnan(check["two_std_db"]) and check["within"] is False  # one seed: no standard deviation
