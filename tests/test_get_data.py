@@ -20,8 +20,8 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from datasets.synthetic_gopro import make_gopro_nah, make_gopro_su
 from tests.helpers import run_main, subprocess_env
+from tools.synthetic_gopro import make_gopro_nah, make_gopro_su
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("get_data", REPO / "scripts" / "get_data.py")
@@ -314,7 +314,7 @@ def test_the_built_in_table_names_every_documented_source():
 
 
 def test_flow_datasets_verify(tmp_path):
-    from datasets.synthetic_flow import make_flyingchairs, make_sintel
+    from tools.synthetic_flow import make_flyingchairs, make_sintel
 
     data = tmp_path / "FlyingChairs_release" / "data"
     make_flyingchairs(str(data), num_examples=3, height=16, width=16)

@@ -6,7 +6,7 @@ Every output frame averages K sub-frames rendered along the trajectory during it
 GoPro datasets average consecutive 240 fps frames: `sharp` is the middle sub-frame, `blur` the mean
 in sRGB and `blur_gamma` the mean in linear light (gamma 2.2). The same seed gives identical files.
 
-    python -m datasets.synthetic_gopro --out demo_data --width 256 --height 144 --layout both
+    python -m tools.synthetic_gopro --out demo_data --width 256 --height 144 --layout both
 """
 import argparse
 import logging

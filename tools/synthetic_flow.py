@@ -16,7 +16,7 @@ Layouts written (what datasets/flyingchairs.py and datasets/sintel.py read):
   frame_NNNN.flo (flow from frame N to N+1) and <output>/test/{clean,final}/<scene>/frame_NNNN.png.
   The final pass is the clean pass with a Gaussian blur, a stand-in for Sintel's rendering effects.
 
-Deterministic for a given seed. Usage: python -m datasets.synthetic_flow --help
+Deterministic for a given seed. Usage: python -m tools.synthetic_flow --help
 """
 import argparse
 import functools
@@ -209,7 +209,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic_flow", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.synthetic_flow", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--layout", choices=("flyingchairs", "sintel"), default="flyingchairs",
                         help="on-disk layout to write")
