@@ -190,10 +190,13 @@ def flyingchairs_pairs(root: str, dstype: str, flag_prefix: str) -> List[Pair]:
 
 
 class _FlyingChairs(FlowPairDataset):
+    """A FlyingChairs split ('train', 'valid' or 'full': the class attribute dstype); jitter off by default."""
+
     dstype = "full"
 
-    def __init__(self, args: Namespace, root: str, photometric_augmentations: Union[bool, Dict[str, float], None],
-                 random_crop: Sequence[int], num_workers: int, num_examples: int) -> None:
+    def __init__(self, args: Namespace, root: str,
+                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
+                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
         flag_prefix = dataset_flag_prefix(args, type(self).__name__)
         super().__init__(args, flyingchairs_pairs(root, self.dstype, flag_prefix), num_examples,
                          photometric_augmentations, random_crop, flag_prefix)
@@ -217,19 +220,9 @@ class FlyingChairsValid(_FlyingChairs):
 
     dstype = "valid"
 
-    def __init__(self, args: Namespace, root: str,
-                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)
-
 
 @DATASETS.register("FlyingChairsFull")
 class FlyingChairsFull(_FlyingChairs):
     """All FlyingChairs pairs (no split file needed)."""
 
     dstype = "full"
-
-    def __init__(self, args: Namespace, root: str,
-                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)

@@ -16,14 +16,7 @@ from datasets.gopro_common import (
     paired_sequence,
     sequence_folders,
 )
-from datasets.gopro_variants import (
-    EVALUATION,
-    PHOTOMETRIC,
-    TRAINING,
-    Variant,
-    augmentation_from_flags,
-    register_variants,
-)
+from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
 LAYOUT = "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)"
@@ -49,7 +42,7 @@ def nah_sequences(root: Optional[str], dstype: str, gamma_corrected_data: bool) 
 
 
 class GoProNah(GoProSequenceDataset):
-    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
+    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered: its split classes below are)."""
 
     def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
@@ -71,17 +64,40 @@ _NO_SCALES = {"random_scales_min": 1.0}
 _TRAIN = {**EVALUATION, **TRAINING, **_STRONG_SCALES}
 _TEST = {**EVALUATION, **_NO_SCALES}
 _FULL = {**EVALUATION, **TRAINING, **PHOTOMETRIC, **_STRONG_SCALES}
-_GAMMA_DOC = "reading the `blur_gamma` inputs (blur averaged in linear light)."
 
-VARIANTS = (
-    Variant("GoProNahTrain", "train", "GOPRO_Large training split; flips, rotations and reversal on by default, "
-            "8 samples per example.", {**_BLUR, **_TRAIN}),
-    Variant("GoProNahTest", "test", "GOPRO_Large test split, full frames, no augmentation, one sample per example.",
-            {**_BLUR, **_TEST}),
-    Variant("GoProNahFull", "full", "GOPRO_Large train + test splits with geometric and photometric augmentation "
-            "on by default.", {**_BLUR, **_FULL}),
-    Variant("GoProNahGammaTrain", "train", f"GoProNahTrain {_GAMMA_DOC}", {**_GAMMA, **_TRAIN}),
-    Variant("GoProNahGammaTest", "test", f"GoProNahTest {_GAMMA_DOC}", {**_GAMMA, **_TEST}),
-    Variant("GoProNahGammaFull", "full", f"GoProNahFull {_GAMMA_DOC}", {**_GAMMA, **_FULL}),
-)
-register_variants(DATASETS, GoProNah, VARIANTS, globals())
+
+
+@DATASETS.register()
+@split_variant("train", {**_BLUR, **_TRAIN})
+class GoProNahTrain(GoProNah):
+    """GOPRO_Large training split; flips, rotations and reversal on by default, 8 samples per example."""
+
+
+@DATASETS.register()
+@split_variant("test", {**_BLUR, **_TEST})
+class GoProNahTest(GoProNah):
+    """GOPRO_Large test split, full frames, no augmentation, one sample per example."""
+
+
+@DATASETS.register()
+@split_variant("full", {**_BLUR, **_FULL})
+class GoProNahFull(GoProNah):
+    """GOPRO_Large train + test splits with geometric and photometric augmentation on by default."""
+
+
+@DATASETS.register()
+@split_variant("train", {**_GAMMA, **_TRAIN})
+class GoProNahGammaTrain(GoProNah):
+    """GoProNahTrain reading the `blur_gamma` inputs (blur averaged in linear light)."""
+
+
+@DATASETS.register()
+@split_variant("test", {**_GAMMA, **_TEST})
+class GoProNahGammaTest(GoProNah):
+    """GoProNahTest reading the `blur_gamma` inputs (blur averaged in linear light)."""
+
+
+@DATASETS.register()
+@split_variant("full", {**_GAMMA, **_FULL})
+class GoProNahGammaFull(GoProNah):
+    """GoProNahFull reading the `blur_gamma` inputs (blur averaged in linear light)."""

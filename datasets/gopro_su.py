@@ -17,14 +17,7 @@ from datasets.gopro_common import (
     paired_sequence,
     sequence_folders,
 )
-from datasets.gopro_variants import (
-    EVALUATION,
-    PHOTOMETRIC,
-    TRAINING,
-    Variant,
-    augmentation_from_flags,
-    register_variants,
-)
+from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
 LAYOUT = ("<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/input/*.jpg "
@@ -77,7 +70,7 @@ def validation_centres(sequences: Sequence[FrameSequence]) -> Dict[str, List[int
 
 
 class GoProSu(GoProSequenceDataset):
-    """Su et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
+    """Su et al.'s GoPro frames of one split as N-frame windows (not registered: its split classes below are)."""
 
     def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
@@ -92,14 +85,25 @@ class GoProSu(GoProSequenceDataset):
                          dataset_root=self.root)
 
 
-VARIANTS = (
-    Variant("GoProSuQuantitativeTrain", "train", "Su et al.'s training sequences (all but the ten validation "
-            "ones), all frames; no reversal by default.", {**EVALUATION, **TRAINING, "random_reverse": False}),
-    Variant("GoProSuQuantitativeValid", "valid", "Su et al.'s validation split: 30 fixed frames of each validation "
-            "sequence, full frames, no augmentation.", EVALUATION),
-    Variant("GoProSuQuantitativeFull", "full", "All of Su et al.'s quantitative sequences and frames, with "
-            "augmentation on by default.", {**EVALUATION, **TRAINING, **PHOTOMETRIC}),
-    Variant("GoProSuQualitative", "qualitative", "Su et al.'s real blurry videos (no ground truth): examples carry "
-            "inputs only, for inference.", EVALUATION),
-)
-register_variants(DATASETS, GoProSu, VARIANTS, globals())
+@DATASETS.register()
+@split_variant("train", {**EVALUATION, **TRAINING, "random_reverse": False})
+class GoProSuQuantitativeTrain(GoProSu):
+    """Su et al.'s training sequences (all but the ten validation ones), all frames; no reversal by default."""
+
+
+@DATASETS.register()
+@split_variant("valid", EVALUATION)
+class GoProSuQuantitativeValid(GoProSu):
+    """Su et al.'s validation split: 30 fixed frames of each validation sequence, full frames, no augmentation."""
+
+
+@DATASETS.register()
+@split_variant("full", {**EVALUATION, **TRAINING, **PHOTOMETRIC})
+class GoProSuQuantitativeFull(GoProSu):
+    """All of Su et al.'s quantitative sequences and frames, with augmentation on by default."""
+
+
+@DATASETS.register()
+@split_variant("qualitative", EVALUATION)
+class GoProSuQualitative(GoProSu):
+    """Su et al.'s real blurry videos (no ground truth): examples carry inputs only, for inference."""

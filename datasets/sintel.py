@@ -77,11 +77,13 @@ def sintel_pairs(root: str, split: str, dstype: str, subset: str, flag_prefix: s
 
 
 class _Sintel(FlowPairDataset):
+    """A Sintel split; a registered subclass names it by its class attributes split, dstype and subset."""
+
     split = "training"
     dstype = "clean"
     subset = "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int, num_examples: int) -> None:
+    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
         flag_prefix = dataset_flag_prefix(args, type(self).__name__)
         super().__init__(args, sintel_pairs(root, self.split, self.dstype, self.subset, flag_prefix),
                          num_examples, flag_prefix=flag_prefix)
@@ -93,18 +95,12 @@ class SintelTrainingCleanTrain(_Sintel):
 
     split, dstype, subset = "training", "clean", "train"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingCleanValid")
 class SintelTrainingCleanValid(_Sintel):
     """Sintel training set, clean pass, validation scenes."""
 
     split, dstype, subset = "training", "clean", "valid"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTrainingCleanFull")
@@ -113,18 +109,12 @@ class SintelTrainingCleanFull(_Sintel):
 
     split, dstype, subset = "training", "clean", "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingFinalTrain")
 class SintelTrainingFinalTrain(_Sintel):
     """Sintel training set, final pass, training scenes."""
 
     split, dstype, subset = "training", "final", "train"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTrainingFinalValid")
@@ -133,18 +123,12 @@ class SintelTrainingFinalValid(_Sintel):
 
     split, dstype, subset = "training", "final", "valid"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingFinalFull")
 class SintelTrainingFinalFull(_Sintel):
     """Sintel training set, final pass, all scenes."""
 
     split, dstype, subset = "training", "final", "full"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTestClean")
@@ -153,15 +137,9 @@ class SintelTestClean(_Sintel):
 
     split, dstype, subset = "test", "clean", "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTestFinal")
 class SintelTestFinal(_Sintel):
     """Sintel test set, final pass (no flow)."""
 
     split, dstype, subset = "test", "final", "full"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
