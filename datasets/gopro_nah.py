@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from datasets.gopro_common import (
+    DatasetLayout,
     FrameSequence,
     GoProSequenceDataset,
     checked_root,
@@ -19,7 +20,12 @@ from datasets.gopro_common import (
 from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
-LAYOUT = "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)"
+# GOPRO_Large's layout, the one description its reader, get_data.py (--verify) and DRY_RUN use; published sizes
+# from Nah et al.'s (CVPR 2017) release.
+LAYOUT = DatasetLayout("gopro_nah", "GOPRO_Large",
+                       "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)",
+                       top_level=("train", "test"), published={"train": (22, 2103), "test": (11, 1111)})
+INPUTS, GAMMA_INPUTS, TARGETS, EXTENSION = "blur", "blur_gamma", "sharp", ".png"  # a sequence folder's contents
 DSTYPES = {"train": ("train",), "test": ("test",), "full": ("train", "test")}
 
 
@@ -27,17 +33,17 @@ def nah_sequences(root: Optional[str], dstype: str, gamma_corrected_data: bool) 
     """All sequences of a split ('train', 'test' or 'full' = train then test), inputs blur or blur_gamma."""
     if dstype not in DSTYPES:
         raise ValueError(f"GoPro (Nah) dstype must be one of {', '.join(DSTYPES)}, got {dstype!r}")
-    path = checked_root(root, "GoPro (Nah)", LAYOUT)
-    input_name = "blur_gamma" if gamma_corrected_data else "blur"
+    path = checked_root(root, "GoPro (Nah)", LAYOUT.description)
+    input_name = GAMMA_INPUTS if gamma_corrected_data else INPUTS
     sequences = []
     for split in DSTYPES[dstype]:
         split_dir = path / split
         if not split_dir.is_dir():
             hint = nesting_hint(path, DSTYPES[dstype])
             raise FileNotFoundError(f"GoPro (Nah): split folder '{split_dir}' does not exist"
-                                    + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
+                                    + (f"; {hint}" if hint else f"; expected {LAYOUT.description}"))
         for folder in sequence_folders(split_dir, "GoPro (Nah)"):
-            sequences.append(paired_sequence(folder.name, folder / input_name, folder / "sharp", ".png"))
+            sequences.append(paired_sequence(folder.name, folder / input_name, folder / TARGETS, EXTENSION))
     return sequences
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from datasets.gopro_common import (
+    DatasetLayout,
     FrameSequence,
     GoProSequenceDataset,
     checked_root,
@@ -20,8 +21,12 @@ from datasets.gopro_common import (
 from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
-LAYOUT = ("<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/input/*.jpg "
-          "(the DeepVideoDeblurring_Dataset folder)")
+# DeepVideoDeblurring_Dataset's layout, the one description its reader, get_data.py (--verify) and DRY_RUN use.
+LAYOUT = DatasetLayout("gopro_su", "DeepVideoDeblurring_Dataset",
+                       "<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/"
+                       "input/*.jpg (the DeepVideoDeblurring_Dataset folder)", top_level=("quantitative_datasets",))
+QUANTITATIVE, QUALITATIVE = "quantitative_datasets", "qualitative_datasets"
+INPUTS, TARGETS, EXTENSION = "input", "GT", ".jpg"  # a sequence folder's contents
 
 # Su et al.'s validation sequences (their GitHub issue #2), seq01 .. seq10.
 VALIDATION_SEQUENCES = ("IMG_0030", "IMG_0049", "IMG_0021", "720p_240fps_2", "IMG_0032", "IMG_0033", "IMG_0031",
@@ -37,15 +42,15 @@ def su_sequences(root: Optional[str], dstype: str) -> List[FrameSequence]:
     """The sequences of a split: train (not validation), valid, full (all) or qualitative (no GT)."""
     if dstype not in DSTYPES:
         raise ValueError(f"GoPro (Su) dstype must be one of {', '.join(DSTYPES)}, got {dstype!r}")
-    path = checked_root(root, "GoPro (Su)", LAYOUT)
-    subfolder = "qualitative_datasets" if dstype == "qualitative" else "quantitative_datasets"
+    path = checked_root(root, "GoPro (Su)", LAYOUT.description)
+    subfolder = QUALITATIVE if dstype == "qualitative" else QUANTITATIVE
     if not (path / subfolder).is_dir():
         hint = nesting_hint(path, (subfolder,))
         raise FileNotFoundError(f"GoPro (Su): folder '{path / subfolder}' does not exist"
-                                + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
+                                + (f"; {hint}" if hint else f"; expected {LAYOUT.description}"))
     folders = sequence_folders(path / subfolder, "GoPro (Su)")
     if dstype == "qualitative":
-        return [paired_sequence(f.name, f / "input", None, ".jpg") for f in folders]
+        return [paired_sequence(f.name, f / INPUTS, None, EXTENSION) for f in folders]
     if dstype == "train":
         folders = [f for f in folders if f.name not in VALIDATION_SEQUENCES]
     elif dstype == "valid":
@@ -54,7 +59,7 @@ def su_sequences(root: Optional[str], dstype: str) -> List[FrameSequence]:
         which = "validation" if dstype == "valid" else "training (non-validation)"
         raise ValueError(f"GoPro (Su): no {which} sequences in '{path / subfolder}' "
                          f"(validation sequences: {', '.join(VALIDATION_SEQUENCES)})")
-    return [paired_sequence(f.name, f / "input", f / "GT", ".jpg") for f in folders]
+    return [paired_sequence(f.name, f / INPUTS, f / TARGETS, EXTENSION) for f in folders]
 
 
 def validation_centres(sequences: Sequence[FrameSequence]) -> Dict[str, List[int]]:
