@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 import constants
 from callbacks import Callback, default_callbacks
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-from models.dbn import reference_index
 from utils import baseline, checkpoints, distributed, termination
+from utils.frames import reference_index
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
 from visualizers.visualizer import Visualizer

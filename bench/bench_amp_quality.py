@@ -5,7 +5,7 @@ result) and with `--amp=bf16` (the fast path, as `--amp=auto` takes it where the
 both 8-bit outputs are scored against the sharp frames, frame by frame, with the paper's protocol (grayscale
 PSNR, scale- and ±5 px shift-optimised, spec §4.2) and RGB PSNR, and compared with each other (max and mean
 |Δ| per pixel, in 8-bit levels). Sequences: the demo's test sequence and one generated at 1280x720 (or
-`--size`) from the same photographs (datasets/synthetic_gopro.py).
+`--size`) from the same photographs (tools/synthetic_gopro.py).
 
     .venv/bin/python bench/bench_amp_quality.py --checkpoint RUN_OR_CKPT [RUN_OR_CKPT ...] [--frames 8]
         [--size 1280x720] [--demo_data demo_data/GOPRO_Large] [--quick] [--json FILE]
@@ -71,7 +71,7 @@ def compare(checkpoint: str, sequence: str, label: str, work: str) -> Dict[str, 
 
 def generated_sequence(folder: str, width: int, height: int, frames: int) -> str:
     """A test sequence of `frames` generated frames at width x height (the demo data's generator, seed 0)."""
-    subprocess.run([sys.executable, "-m", "datasets.synthetic_gopro", "--out", folder, "--width", str(width),
+    subprocess.run([sys.executable, "-m", "tools.synthetic_gopro", "--out", folder, "--width", str(width),
                     "--height", str(height), "--layout", "nah", "--seed", "0", "--train_sequences", "0",
                     "--test_sequences", "1", "--num_frames", str(frames), "--test_frames", str(frames)],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)

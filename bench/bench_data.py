@@ -60,7 +60,7 @@ import runtime  # noqa: E402
 from datasets.gopro_common import FrameStack  # noqa: E402
 from datasets.gopro_nah import GoProNahTrain  # noqa: E402
 from datasets.sampling import LoaderKey  # noqa: E402
-from datasets.synthetic_gopro import make_gopro_nah  # noqa: E402
+from tools.synthetic_gopro import make_gopro_nah  # noqa: E402
 
 PIPELINES = ("original", "decode", "cache")
 # Crops of 128^2 per second one H100-class GPU trains FlowDBN on at the paper's settings (issue 19's estimate).

@@ -4,7 +4,7 @@ A trained flow network is not needed (and a few minutes of CPU training give nea
 sub-pixel flow fields of a chosen magnitude are planted as the output of PWC-Net's last flow estimator (its
 context-network residual set to zero) by forward hooks that cast them to the dtype that layer really
 produces. Under autocast that is exactly the rounding a network's bfloat16 output carries. The frames are
-scikit-image photographs (as datasets/synthetic_gopro.py uses); the DBN has Kaiming fan-in weights and a last
+scikit-image photographs (as tools/synthetic_gopro.py uses); the DBN has Kaiming fan-in weights and a last
 BatchNorm scale of 0.05 (a near-identity, sensible output, as tests/helpers.tame).
 
 Per magnitude bucket (max |u|, |v| in full-resolution pixels) and variant:
@@ -31,9 +31,9 @@ from common import base_parser, emit, finish_parsing, machine, print_table  # no
 import models.flowdbn  # noqa: E402
 from contrib.interpolation import resize2d_as  # noqa: E402
 from contrib.warping import warp_border  # noqa: E402
-from datasets.synthetic_gopro import photograph  # noqa: E402
 from models.flowdbn import PREWARPING_DIV_FLOW, FlowDBN  # noqa: E402
 from models.pwcnet import PWCNet  # noqa: E402
+from tools.synthetic_gopro import photograph  # noqa: E402
 
 MAGNITUDES = (1.0, 4.0, 16.0, 64.0, 100.0)
 QUICK_MAGNITUDES = (4.0, 100.0)

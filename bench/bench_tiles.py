@@ -6,7 +6,7 @@
 The models have random weights tamed like the tests' (tests/helpers.py: DBN with a small residual; FlowDBN
 with a random PWC-Net, whose flows of many pixels change with every input and depend on the whole frame, and
 with a constant-flow PWC-Net, whose only seams come from warping at tile edges), so the numbers bound the
-seams rather than show a trained model's. The frames are a generated blurry sequence (datasets/synthetic_gopro.py)
+seams rather than show a trained model's. The frames are a generated blurry sequence (tools/synthetic_gopro.py)
 and the PSNRs are against its sharp frames; the memory figure is deblur.py's estimate for an untiled frame.
 """
 import argparse
@@ -25,10 +25,10 @@ if REPO not in sys.path:
 import torch  # noqa: E402
 
 import deblur  # noqa: E402
-from datasets.synthetic_gopro import psnr, render_sequence  # noqa: E402
 from models.dbn import DBN  # noqa: E402
 from models.flowdbn import FlowDBN  # noqa: E402
 from tests.helpers import constant_flow_pwcnet, random_pwcnet, save_model_checkpoint, tame  # noqa: E402
+from tools.synthetic_gopro import psnr, render_sequence  # noqa: E402
 
 
 class ListWriter:

@@ -95,12 +95,12 @@ def stats(values: Sequence[float]) -> Dict[str, Any]:
 
 
 def git_commit() -> str:
-    """Short hash of HEAD, with '+dirty' when tracked files under bench/, models/, datasets/ or contrib/ changed."""
+    """Short hash of HEAD, '+dirty' when tracked files under bench/, models/, datasets/, contrib/ or tools/ changed."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "bench", "models",
-                                "datasets", "contrib", "runtime.py", "deblur.py"],
+                                "datasets", "contrib", "tools", "runtime.py", "deblur.py"],
                                cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

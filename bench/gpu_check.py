@@ -268,10 +268,10 @@ def stage_env(checks: Checks) -> Dict[str, Any]:
 
 
 def stage_data(checks: Checks) -> Dict[str, Any]:
-    """Tiny GoPro-like data (datasets/synthetic_gopro.py), a constant-flow PWC-Net prewarping file and a FlowDBN
+    """Tiny GoPro-like data (tools/synthetic_gopro.py), a constant-flow PWC-Net prewarping file and a FlowDBN
     checkpoint in the original's format, under $OUT/data, for the stages that run main.py and deblur.py."""
-    require("skimage", "datasets.synthetic_gopro")
-    from datasets.synthetic_gopro import make_gopro_nah
+    require("skimage", "tools.synthetic_gopro")
+    from tools.synthetic_gopro import make_gopro_nah
 
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)

@@ -25,12 +25,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from datasets.gopro_common import parse_random_crop, read_image
+from datasets.gopro_common import DatasetLayout, parse_random_crop, read_image
 from datasets.registry import DATASETS
 from datasets.sampling import KeyedDataset, check_num_examples
 from utils.flow_io import read_flo
 
-SPLIT_FILENAME = "FlyingChairs_train_val.txt"
+# FlyingChairs' layout, the one description its reader, get_data.py (--verify) and DRY_RUN use: the release
+# unpacks to FlyingChairs_release/data/ (22,872 pairs, Dosovitskiy et al. 2015); the split file is separate.
+LAYOUT = DatasetLayout("flyingchairs", "FlyingChairs_release",
+                       "<root>/NNNNN_img1.ppm, NNNNN_img2.ppm and NNNNN_flow.flo "
+                       "(the FlyingChairs_release/data folder)",
+                       top_level=(), root_below_folder="data", published={"pairs": (1, 22872)})
+FIRST, SECOND, FLOW = "_img1.ppm", "_img2.ppm", "_flow.flo"  # a pair's file-name endings
+SPLIT_FILENAME = "FlyingChairs_train_val.txt"  # in the root or its parent
 PHOTOMETRIC_DEFAULTS: Dict[str, float] = {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5,
                                           "hue": 0.5 / math.pi, "min_gamma": 0.7, "max_gamma": 1.5}
 
@@ -163,17 +170,17 @@ def read_split(path: str, count: int) -> List[int]:
 def flyingchairs_pairs(root: str, dstype: str, flag_prefix: str) -> List[Pair]:
     """The pairs of one split ('train', 'valid' or 'full') in file order."""
     if root is None:
-        raise ValueError(f"{flag_prefix}_root is required (the FlyingChairs_release/data folder)")
+        raise ValueError(f"{flag_prefix}_root is required (the {LAYOUT.folder}/{LAYOUT.root_below_folder} folder)")
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{flag_prefix}_root: folder '{root}' does not exist")
-    first_images = sorted(glob.glob(os.path.join(root, "*_img1.ppm")))
+    first_images = sorted(glob.glob(os.path.join(root, "*" + FIRST)))
     if not first_images:
-        raise FileNotFoundError(f"{flag_prefix}_root: no FlyingChairs pairs (NNNNN_img1.ppm) in '{root}'")
+        raise FileNotFoundError(f"{flag_prefix}_root: no FlyingChairs pairs (NNNNN{FIRST}) in '{root}'")
     pairs = []
     for image1 in first_images:
-        stem = image1[:-len("_img1.ppm")]
-        image2, flow = stem + "_img2.ppm", stem + "_flow.flo"
+        stem = image1[:-len(FIRST)]
+        image2, flow = stem + SECOND, stem + FLOW
         for path in (image2, flow):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{flag_prefix}_root: '{path}' is missing (it belongs to '{image1}')")
@@ -190,10 +197,13 @@ def flyingchairs_pairs(root: str, dstype: str, flag_prefix: str) -> List[Pair]:
 
 
 class _FlyingChairs(FlowPairDataset):
+    """A FlyingChairs split ('train', 'valid' or 'full': the class attribute dstype); jitter off by default."""
+
     dstype = "full"
 
-    def __init__(self, args: Namespace, root: str, photometric_augmentations: Union[bool, Dict[str, float], None],
-                 random_crop: Sequence[int], num_workers: int, num_examples: int) -> None:
+    def __init__(self, args: Namespace, root: str,
+                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
+                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
         flag_prefix = dataset_flag_prefix(args, type(self).__name__)
         super().__init__(args, flyingchairs_pairs(root, self.dstype, flag_prefix), num_examples,
                          photometric_augmentations, random_crop, flag_prefix)
@@ -217,19 +227,9 @@ class FlyingChairsValid(_FlyingChairs):
 
     dstype = "valid"
 
-    def __init__(self, args: Namespace, root: str,
-                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)
-
 
 @DATASETS.register("FlyingChairsFull")
 class FlyingChairsFull(_FlyingChairs):
     """All FlyingChairs pairs (no split file needed)."""
 
     dstype = "full"
-
-    def __init__(self, args: Namespace, root: str,
-                 photometric_augmentations: Union[bool, Dict[str, float], None] = False,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)

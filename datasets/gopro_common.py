@@ -74,6 +74,28 @@ def nesting_hint(root: Path, expected: Sequence[str]) -> Optional[str]:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetLayout:
+    """Where one dataset's files lie, described once (next to its reader) for the reader's errors and nesting
+    hints, `scripts/get_data.py` (the folder a download unpacks to, --verify) and DRY_RUN's remedies."""
+
+    name: str  # scripts/get_data.py's name for it, e.g. 'gopro_nah'
+    folder: str  # the folder its download unpacks to, e.g. 'GOPRO_Large'
+    description: str  # the files below the reader's root, for error messages
+    top_level: Tuple[str, ...]  # folders the reader's root must hold (what nesting hints look for)
+    root_below_folder: str = ""  # the reader's root below `folder` ('data' for FlyingChairs_release)
+    published: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=dict)  # (sequences, frames) per split
+
+    def reader_root(self, folder: Path) -> Path:
+        """The root the dataset classes read, given the unpacked download folder."""
+        return Path(folder) / self.root_below_folder if self.root_below_folder else Path(folder)
+
+    def unpacked(self, folder: Path) -> bool:
+        """Whether `folder` looks like the unpacked download: its reader root holds the top-level folders."""
+        root = self.reader_root(folder)
+        return root.is_dir() and all((root / name).is_dir() for name in self.top_level)
+
+
 def sequence_folders(parent: Path, what: str) -> List[Path]:
     """The immediate subfolders of `parent` (one per sequence), sorted by name."""
     if not parent.is_dir():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from datasets.gopro_common import (
+    DatasetLayout,
     FrameSequence,
     GoProSequenceDataset,
     checked_root,
@@ -16,17 +17,15 @@ from datasets.gopro_common import (
     paired_sequence,
     sequence_folders,
 )
-from datasets.gopro_variants import (
-    EVALUATION,
-    PHOTOMETRIC,
-    TRAINING,
-    Variant,
-    augmentation_from_flags,
-    register_variants,
-)
+from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
-LAYOUT = "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)"
+# GOPRO_Large's layout, the one description its reader, get_data.py (--verify) and DRY_RUN use; published sizes
+# from Nah et al.'s (CVPR 2017) release.
+LAYOUT = DatasetLayout("gopro_nah", "GOPRO_Large",
+                       "<root>/{train,test}/<SEQ>/{blur,blur_gamma,sharp}/*.png (the GOPRO_Large folder)",
+                       top_level=("train", "test"), published={"train": (22, 2103), "test": (11, 1111)})
+INPUTS, GAMMA_INPUTS, TARGETS, EXTENSION = "blur", "blur_gamma", "sharp", ".png"  # a sequence folder's contents
 DSTYPES = {"train": ("train",), "test": ("test",), "full": ("train", "test")}
 
 
@@ -34,22 +33,22 @@ def nah_sequences(root: Optional[str], dstype: str, gamma_corrected_data: bool) 
     """All sequences of a split ('train', 'test' or 'full' = train then test), inputs blur or blur_gamma."""
     if dstype not in DSTYPES:
         raise ValueError(f"GoPro (Nah) dstype must be one of {', '.join(DSTYPES)}, got {dstype!r}")
-    path = checked_root(root, "GoPro (Nah)", LAYOUT)
-    input_name = "blur_gamma" if gamma_corrected_data else "blur"
+    path = checked_root(root, "GoPro (Nah)", LAYOUT.description)
+    input_name = GAMMA_INPUTS if gamma_corrected_data else INPUTS
     sequences = []
     for split in DSTYPES[dstype]:
         split_dir = path / split
         if not split_dir.is_dir():
             hint = nesting_hint(path, DSTYPES[dstype])
             raise FileNotFoundError(f"GoPro (Nah): split folder '{split_dir}' does not exist"
-                                    + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
+                                    + (f"; {hint}" if hint else f"; expected {LAYOUT.description}"))
         for folder in sequence_folders(split_dir, "GoPro (Nah)"):
-            sequences.append(paired_sequence(folder.name, folder / input_name, folder / "sharp", ".png"))
+            sequences.append(paired_sequence(folder.name, folder / input_name, folder / TARGETS, EXTENSION))
     return sequences
 
 
 class GoProNah(GoProSequenceDataset):
-    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
+    """Nah et al.'s GoPro frames of one split as N-frame windows (not registered: its split classes below are)."""
 
     def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
@@ -71,17 +70,40 @@ _NO_SCALES = {"random_scales_min": 1.0}
 _TRAIN = {**EVALUATION, **TRAINING, **_STRONG_SCALES}
 _TEST = {**EVALUATION, **_NO_SCALES}
 _FULL = {**EVALUATION, **TRAINING, **PHOTOMETRIC, **_STRONG_SCALES}
-_GAMMA_DOC = "reading the `blur_gamma` inputs (blur averaged in linear light)."
 
-VARIANTS = (
-    Variant("GoProNahTrain", "train", "GOPRO_Large training split; flips, rotations and reversal on by default, "
-            "8 samples per example.", {**_BLUR, **_TRAIN}),
-    Variant("GoProNahTest", "test", "GOPRO_Large test split, full frames, no augmentation, one sample per example.",
-            {**_BLUR, **_TEST}),
-    Variant("GoProNahFull", "full", "GOPRO_Large train + test splits with geometric and photometric augmentation "
-            "on by default.", {**_BLUR, **_FULL}),
-    Variant("GoProNahGammaTrain", "train", f"GoProNahTrain {_GAMMA_DOC}", {**_GAMMA, **_TRAIN}),
-    Variant("GoProNahGammaTest", "test", f"GoProNahTest {_GAMMA_DOC}", {**_GAMMA, **_TEST}),
-    Variant("GoProNahGammaFull", "full", f"GoProNahFull {_GAMMA_DOC}", {**_GAMMA, **_FULL}),
-)
-register_variants(DATASETS, GoProNah, VARIANTS, globals())
+
+
+@DATASETS.register()
+@split_variant("train", {**_BLUR, **_TRAIN})
+class GoProNahTrain(GoProNah):
+    """GOPRO_Large training split; flips, rotations and reversal on by default, 8 samples per example."""
+
+
+@DATASETS.register()
+@split_variant("test", {**_BLUR, **_TEST})
+class GoProNahTest(GoProNah):
+    """GOPRO_Large test split, full frames, no augmentation, one sample per example."""
+
+
+@DATASETS.register()
+@split_variant("full", {**_BLUR, **_FULL})
+class GoProNahFull(GoProNah):
+    """GOPRO_Large train + test splits with geometric and photometric augmentation on by default."""
+
+
+@DATASETS.register()
+@split_variant("train", {**_GAMMA, **_TRAIN})
+class GoProNahGammaTrain(GoProNah):
+    """GoProNahTrain reading the `blur_gamma` inputs (blur averaged in linear light)."""
+
+
+@DATASETS.register()
+@split_variant("test", {**_GAMMA, **_TEST})
+class GoProNahGammaTest(GoProNah):
+    """GoProNahTest reading the `blur_gamma` inputs (blur averaged in linear light)."""
+
+
+@DATASETS.register()
+@split_variant("full", {**_GAMMA, **_FULL})
+class GoProNahGammaFull(GoProNah):
+    """GoProNahFull reading the `blur_gamma` inputs (blur averaged in linear light)."""

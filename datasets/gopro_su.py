@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from datasets.gopro_common import (
+    DatasetLayout,
     FrameSequence,
     GoProSequenceDataset,
     checked_root,
@@ -17,18 +18,15 @@ from datasets.gopro_common import (
     paired_sequence,
     sequence_folders,
 )
-from datasets.gopro_variants import (
-    EVALUATION,
-    PHOTOMETRIC,
-    TRAINING,
-    Variant,
-    augmentation_from_flags,
-    register_variants,
-)
+from datasets.gopro_variants import EVALUATION, PHOTOMETRIC, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
-LAYOUT = ("<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/input/*.jpg "
-          "(the DeepVideoDeblurring_Dataset folder)")
+# DeepVideoDeblurring_Dataset's layout, the one description its reader, get_data.py (--verify) and DRY_RUN use.
+LAYOUT = DatasetLayout("gopro_su", "DeepVideoDeblurring_Dataset",
+                       "<root>/quantitative_datasets/<SEQ>/{input,GT}/*.jpg and <root>/qualitative_datasets/<SEQ>/"
+                       "input/*.jpg (the DeepVideoDeblurring_Dataset folder)", top_level=("quantitative_datasets",))
+QUANTITATIVE, QUALITATIVE = "quantitative_datasets", "qualitative_datasets"
+INPUTS, TARGETS, EXTENSION = "input", "GT", ".jpg"  # a sequence folder's contents
 
 # Su et al.'s validation sequences (their GitHub issue #2), seq01 .. seq10.
 VALIDATION_SEQUENCES = ("IMG_0030", "IMG_0049", "IMG_0021", "720p_240fps_2", "IMG_0032", "IMG_0033", "IMG_0031",
@@ -44,15 +42,15 @@ def su_sequences(root: Optional[str], dstype: str) -> List[FrameSequence]:
     """The sequences of a split: train (not validation), valid, full (all) or qualitative (no GT)."""
     if dstype not in DSTYPES:
         raise ValueError(f"GoPro (Su) dstype must be one of {', '.join(DSTYPES)}, got {dstype!r}")
-    path = checked_root(root, "GoPro (Su)", LAYOUT)
-    subfolder = "qualitative_datasets" if dstype == "qualitative" else "quantitative_datasets"
+    path = checked_root(root, "GoPro (Su)", LAYOUT.description)
+    subfolder = QUALITATIVE if dstype == "qualitative" else QUANTITATIVE
     if not (path / subfolder).is_dir():
         hint = nesting_hint(path, (subfolder,))
         raise FileNotFoundError(f"GoPro (Su): folder '{path / subfolder}' does not exist"
-                                + (f"; {hint}" if hint else f"; expected {LAYOUT}"))
+                                + (f"; {hint}" if hint else f"; expected {LAYOUT.description}"))
     folders = sequence_folders(path / subfolder, "GoPro (Su)")
     if dstype == "qualitative":
-        return [paired_sequence(f.name, f / "input", None, ".jpg") for f in folders]
+        return [paired_sequence(f.name, f / INPUTS, None, EXTENSION) for f in folders]
     if dstype == "train":
         folders = [f for f in folders if f.name not in VALIDATION_SEQUENCES]
     elif dstype == "valid":
@@ -61,7 +59,7 @@ def su_sequences(root: Optional[str], dstype: str) -> List[FrameSequence]:
         which = "validation" if dstype == "valid" else "training (non-validation)"
         raise ValueError(f"GoPro (Su): no {which} sequences in '{path / subfolder}' "
                          f"(validation sequences: {', '.join(VALIDATION_SEQUENCES)})")
-    return [paired_sequence(f.name, f / "input", f / "GT", ".jpg") for f in folders]
+    return [paired_sequence(f.name, f / INPUTS, f / TARGETS, EXTENSION) for f in folders]
 
 
 def validation_centres(sequences: Sequence[FrameSequence]) -> Dict[str, List[int]]:
@@ -77,7 +75,7 @@ def validation_centres(sequences: Sequence[FrameSequence]) -> Dict[str, List[int
 
 
 class GoProSu(GoProSequenceDataset):
-    """Su et al.'s GoPro frames of one split as N-frame windows (not registered; see VARIANTS)."""
+    """Su et al.'s GoPro frames of one split as N-frame windows (not registered: its split classes below are)."""
 
     def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
@@ -92,14 +90,25 @@ class GoProSu(GoProSequenceDataset):
                          dataset_root=self.root)
 
 
-VARIANTS = (
-    Variant("GoProSuQuantitativeTrain", "train", "Su et al.'s training sequences (all but the ten validation "
-            "ones), all frames; no reversal by default.", {**EVALUATION, **TRAINING, "random_reverse": False}),
-    Variant("GoProSuQuantitativeValid", "valid", "Su et al.'s validation split: 30 fixed frames of each validation "
-            "sequence, full frames, no augmentation.", EVALUATION),
-    Variant("GoProSuQuantitativeFull", "full", "All of Su et al.'s quantitative sequences and frames, with "
-            "augmentation on by default.", {**EVALUATION, **TRAINING, **PHOTOMETRIC}),
-    Variant("GoProSuQualitative", "qualitative", "Su et al.'s real blurry videos (no ground truth): examples carry "
-            "inputs only, for inference.", EVALUATION),
-)
-register_variants(DATASETS, GoProSu, VARIANTS, globals())
+@DATASETS.register()
+@split_variant("train", {**EVALUATION, **TRAINING, "random_reverse": False})
+class GoProSuQuantitativeTrain(GoProSu):
+    """Su et al.'s training sequences (all but the ten validation ones), all frames; no reversal by default."""
+
+
+@DATASETS.register()
+@split_variant("valid", EVALUATION)
+class GoProSuQuantitativeValid(GoProSu):
+    """Su et al.'s validation split: 30 fixed frames of each validation sequence, full frames, no augmentation."""
+
+
+@DATASETS.register()
+@split_variant("full", {**EVALUATION, **TRAINING, **PHOTOMETRIC})
+class GoProSuQuantitativeFull(GoProSu):
+    """All of Su et al.'s quantitative sequences and frames, with augmentation on by default."""
+
+
+@DATASETS.register()
+@split_variant("qualitative", EVALUATION)
+class GoProSuQualitative(GoProSu):
+    """Su et al.'s real blurry videos (no ground truth): examples carry inputs only, for inference."""

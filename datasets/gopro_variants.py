@@ -1,16 +1,15 @@
-"""The registered GoPro dataset classes, declared as data: one table row per class.
+"""What the registered GoPro dataset classes share: their flags, the defaults of a split kind, a class decorator.
 
-The command line makes a flag of every constructor parameter of a registered class, so each variant is
-a real class whose `__init__` signature lists its flags with that variant's defaults (the original's
-flag names, order and defaults). A new split is one `Variant` line in gopro_nah.py or gopro_su.py.
+The command line makes a flag of every constructor parameter of a registered class, so each split is a
+class (`class GoProNahTrain(GoProNah)` in gopro_nah.py) decorated with `split_variant(split, defaults)`,
+which gives it the constructor whose signature lists its flags with that split's defaults (the original's
+flag names, order and defaults). A new split is one such decorated class.
 """
 import argparse
-import dataclasses
 import inspect
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from datasets.gopro_common import Augmentation, parse_random_crop, parse_random_scales
-from utils.registry import Registry
 
 # Every flag a GoPro dataset class can have, in the order of the original's signatures, with its type.
 FLAG_TYPES: Dict[str, Any] = {
@@ -81,17 +80,6 @@ TRAINING = {"random_flips": True, "random_reverse": True, "random_rotate": True,
 PHOTOMETRIC = {"random_brightness": True, "random_contrast": True, "random_hue": True}
 
 
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One registered dataset class: its name, the split it reads, its docstring and its flag defaults."""
-
-    name: str
-    split: str
-    doc: str
-    defaults: Dict[str, Any]
-    root_doc: Optional[str] = None  # what --*_root means, when not FLAG_DOCS["root"]
-
-
 def augmentation_from_flags(flags: Dict[str, Any], random_scales_min: float) -> Augmentation:
     """The Augmentation that a GoPro dataset's flags ask for."""
     switches = ("random_flips", "random_rotate", "random_multiplicative_colors", "random_brightness",
@@ -101,35 +89,38 @@ def augmentation_from_flags(flags: Dict[str, Any], random_scales_min: float) -> 
                         random_scales_min=random_scales_min, **{name: bool(flags[name]) for name in switches})
 
 
-def variant_class(base: type, variant: Variant, module: str) -> type:
-    """A subclass of `base` whose constructor has `variant`'s flags and calls base(args, root, split, **flags)."""
-    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-                  inspect.Parameter("args", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    annotation=Optional[argparse.Namespace]),
-                  inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
-    parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=variant.defaults[name],
-                                     annotation=kind) for name, kind in FLAG_TYPES.items() if name in variant.defaults]
-    signature = inspect.Signature(parameters, return_annotation=None)
+def split_variant(split: str, defaults: Dict[str, Any], root_doc: Optional[str] = None) -> Callable[[type], type]:
+    """Class decorator: give a subclass of a GoPro reader the constructor of one split and its flags' defaults.
 
-    def __init__(self: Any, *positional: Any, **keywords: Any) -> None:  # noqa: N807 -- the class's constructor
-        bound = signature.bind(self, *positional, **keywords)
-        bound.apply_defaults()
-        flags = dict(bound.arguments)
-        del flags["self"]
-        base.__init__(self, flags.pop("args"), flags.pop("root"), variant.split, **flags)
+    The constructor's signature (what the command line turns into flags) is (args, root, then every flag of
+    FLAG_TYPES that `defaults` sets, in that order, with its default); it calls the parent's constructor as
+    parent(args, root, split, **flags). The class docstring gains an Args section from FLAG_DOCS.
+    """
 
-    __init__.__signature__ = signature
-    __init__.__annotations__ = {p.name: p.annotation for p in parameters[1:]} | {"return": None}
-    __init__.__qualname__ = f"{variant.name}.__init__"
-    __init__.__doc__ = f"{variant.name}: flags as in the signature; see the class docstring."
-    docs = {**FLAG_DOCS, "root": variant.root_doc or FLAG_DOCS["root"]}
-    arguments = "".join(f"    {p.name}: {docs[p.name]}\n" for p in parameters[2:] if p.name in docs)
-    doc = f"{variant.doc}\n\nArgs:\n{arguments}"
-    return type(variant.name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": module,
-                                        "__qualname__": variant.name})
+    def decorate(cls: type) -> type:
+        parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                      inspect.Parameter("args", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        annotation=Optional[argparse.Namespace]),
+                      inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
+        parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults[name],
+                                         annotation=kind) for name, kind in FLAG_TYPES.items() if name in defaults]
+        signature = inspect.Signature(parameters, return_annotation=None)
 
+        def __init__(self: Any, *positional: Any, **keywords: Any) -> None:  # noqa: N807 -- the class's constructor
+            bound = signature.bind(self, *positional, **keywords)
+            bound.apply_defaults()
+            flags = dict(bound.arguments)
+            del flags["self"]
+            super(cls, self).__init__(flags.pop("args"), flags.pop("root"), split, **flags)
 
-def register_variants(registry: Registry, base: type, variants: Sequence[Variant], namespace: Dict[str, Any]) -> None:
-    """Make and register a class per variant, and bind it to its name in `namespace` (the module's globals)."""
-    for variant in variants:
-        namespace[variant.name] = registry.register(variant.name, variant_class(base, variant, namespace["__name__"]))
+        __init__.__signature__ = signature
+        __init__.__annotations__ = {p.name: p.annotation for p in parameters[1:]} | {"return": None}
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        __init__.__doc__ = f"{cls.__name__}: flags as in the signature; see the class docstring."
+        docs = {**FLAG_DOCS, "root": root_doc or FLAG_DOCS["root"]}
+        arguments = "".join(f"    {p.name}: {docs[p.name]}\n" for p in parameters[2:] if p.name in docs)
+        cls.__init__ = __init__
+        cls.__doc__ = f"{cls.__doc__}\n\nArgs:\n{arguments}"
+        return cls
+
+    return decorate

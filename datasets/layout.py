@@ -5,7 +5,8 @@
 without stopping its dataset classes (generated and partial trees differ), and, for the real datasets,
 the totals their authors publish. `deep=True` also decodes every frame. The dataset classes run the
 cheap part at the start of training (`gopro_common.nesting_hint`: the layout found one level down or
-up names the folder to pass).
+up names the folder to pass). Each dataset's layout itself is described once, by its reader module's
+`LAYOUT` (a `gopro_common.DatasetLayout`), collected in LAYOUTS for scripts/get_data.py and DRY_RUN.
 """
 import dataclasses
 import glob
@@ -13,17 +14,16 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from datasets.flyingchairs import SPLIT_FILENAME
-from datasets.gopro_common import nesting_hint
+from datasets import flyingchairs, gopro_nah, gopro_su, sintel
+from datasets.gopro_common import DatasetLayout, nesting_hint
 from datasets.gopro_su import VALIDATION_FRAMES, VALIDATION_SEQUENCES
 
-# Published sizes: (sequences, frames) per split. GOPRO_Large: Nah et al. (CVPR 2017) release;
-# FlyingChairs: 22,872 pairs (Dosovitskiy et al. 2015); MPI-Sintel: 23 training scenes with 1,041 flow fields.
-KNOWN_TOTALS: Dict[str, Dict[str, Tuple[int, int]]] = {
-    "gopro_nah": {"train": (22, 2103), "test": (11, 1111)},
-    "flyingchairs": {"pairs": (1, 22872)},
-    "sintel": {"training/flow": (23, 1041)},
-}
+# Every dataset's layout, as its reader module describes it (scripts/get_data.py's names are the keys).
+LAYOUTS: Dict[str, DatasetLayout] = {layout.name: layout for layout in (gopro_nah.LAYOUT, gopro_su.LAYOUT,
+                                                                         flyingchairs.LAYOUT, sintel.LAYOUT)}
+# Published sizes: (sequences, frames) per split, where known.
+KNOWN_TOTALS: Dict[str, Dict[str, Tuple[int, int]]] = {name: layout.published for name, layout in LAYOUTS.items()
+                                                       if layout.published}
 
 
 @dataclasses.dataclass
@@ -106,21 +106,23 @@ def _paired(report: Report, split: str, parent: Path, input_name: str, target_na
 
 
 def _gopro_nah(report: Report, deep: bool) -> None:
-    for split in ("train", "test"):
-        sequences = _paired(report, split, report.root / split, "blur", "sharp", (".png",), deep)
+    extensions = (gopro_nah.EXTENSION,)
+    for split in gopro_nah.LAYOUT.top_level:
+        sequences = _paired(report, split, report.root / split, gopro_nah.INPUTS, gopro_nah.TARGETS, extensions, deep)
         for sequence in sequences:
-            gamma = _frames(sequence / "blur_gamma", (".png",))
-            if gamma and [p.stem for p in gamma] != [p.stem for p in _frames(sequence / "sharp", (".png",))]:
-                report.problems.append(f"'{sequence / 'blur_gamma'}': its frames do not match sharp/")
+            gamma = _frames(sequence / gopro_nah.GAMMA_INPUTS, extensions)
+            if gamma and [p.stem for p in gamma] != [p.stem for p in _frames(sequence / gopro_nah.TARGETS,
+                                                                             extensions)]:
+                report.problems.append(f"'{sequence / gopro_nah.GAMMA_INPUTS}': its frames do not match "
+                                       f"{gopro_nah.TARGETS}/")
 
 
 def _gopro_su(report: Report, deep: bool) -> None:
-    extensions = (".jpg", ".jpeg")
-    sequences = _paired(report, "quantitative", report.root / "quantitative_datasets", "input", "GT", extensions,
-                        deep)
+    extensions = (gopro_su.EXTENSION, ".jpeg")
+    where = report.root / gopro_su.QUANTITATIVE
+    sequences = _paired(report, "quantitative", where, gopro_su.INPUTS, gopro_su.TARGETS, extensions, deep)
     names = {p.name: p for p in sequences}
     missing = [name for name in VALIDATION_SEQUENCES if name not in names]
-    where = report.root / "quantitative_datasets"
     if sequences and len(missing) == len(VALIDATION_SEQUENCES):  # GoProSuValid would have nothing to read
         report.problems.append(f"no validation sequence in '{where}' (GoProSuValid reads {', '.join(missing)})")
     elif sequences and missing:  # generated data has fewer: GoProSuValid reads the ones there are
@@ -128,44 +130,49 @@ def _gopro_su(report: Report, deep: bool) -> None:
                             f"'{where}' ({', '.join(missing)}); GoProSuValid reads the "
                             f"{len(VALIDATION_SEQUENCES) - len(missing)} there")
     for name in VALIDATION_SEQUENCES:
-        if name in names and len(_frames(names[name] / "input", extensions)) <= max(VALIDATION_FRAMES):
+        if name in names and len(_frames(names[name] / gopro_su.INPUTS, extensions)) <= max(VALIDATION_FRAMES):
             report.problems.append(f"validation sequence '{names[name]}' has fewer than "
                                    f"{max(VALIDATION_FRAMES) + 1} frames")
-    if (report.root / "qualitative_datasets").is_dir():
-        _paired(report, "qualitative", report.root / "qualitative_datasets", "input", None, extensions, deep)
+    if (report.root / gopro_su.QUALITATIVE).is_dir():
+        _paired(report, "qualitative", report.root / gopro_su.QUALITATIVE, gopro_su.INPUTS, None, extensions, deep)
 
 
 def _flyingchairs(report: Report, deep: bool) -> None:
-    first = sorted(glob.glob(os.path.join(glob.escape(str(report.root)), "*_img1.ppm")))
-    stems = [Path(p).name[:-len("_img1.ppm")] for p in first]
-    incomplete = [s for s in stems if not (report.root / f"{s}_img2.ppm").is_file()
-                  or not (report.root / f"{s}_flow.flo").is_file()]
+    first_ending, second_ending, flow_ending = flyingchairs.FIRST, flyingchairs.SECOND, flyingchairs.FLOW
+    first = sorted(glob.glob(os.path.join(glob.escape(str(report.root)), "*" + first_ending)))
+    stems = [Path(p).name[:-len(first_ending)] for p in first]
+    incomplete = [s for s in stems if not (report.root / f"{s}{second_ending}").is_file()
+                  or not (report.root / f"{s}{flow_ending}").is_file()]
     if not stems:
-        report.problems.append(f"no NNNNN_img1.ppm files in '{report.root}' (FlyingChairs_release/data)")
-    report.problems += [f"pair {s} in '{report.root}' lacks its _img2.ppm or _flow.flo" for s in incomplete[:5]]
+        report.problems.append(f"no NNNNN{first_ending} files in '{report.root}' "
+                               f"({flyingchairs.LAYOUT.folder}/{flyingchairs.LAYOUT.root_below_folder})")
+    report.problems += [f"pair {s} in '{report.root}' lacks its {second_ending} or {flow_ending}"
+                        for s in incomplete[:5]]
     report.rows.append(("pairs", 1, len(stems)))
-    if not any((folder / SPLIT_FILENAME).is_file() for folder in (report.root, report.root.parent)):
-        report.problems.append(f"no {SPLIT_FILENAME} in '{report.root}' or its parent: FlyingChairsTrain/Valid "
+    split_file = flyingchairs.SPLIT_FILENAME
+    if not any((folder / split_file).is_file() for folder in (report.root, report.root.parent)):
+        report.problems.append(f"no {split_file} in '{report.root}' or its parent: FlyingChairsTrain/Valid "
                                f"need it (FlyingChairsFull does not)")
     if deep:
-        _decode(report, [Path(p) for p in first] + [report.root / f"{s}_img2.ppm" for s in stems])
+        _decode(report, [Path(p) for p in first] + [report.root / f"{s}{second_ending}" for s in stems])
 
 
 def _sintel(report: Report, deep: bool) -> None:
-    for dstype in ("clean", "final"):
+    for dstype in sintel.PASSES:
         _paired(report, f"training/{dstype}", report.root / "training" / dstype, ".", None, (".png",), deep)
-    flow = report.root / "training" / "flow"
+    flow = report.root / "training" / sintel.FLOW
     scenes = sorted(p for p in flow.iterdir() if p.is_dir()) if flow.is_dir() else []
-    report.rows.append(("training/flow", len(scenes), sum(len(list(s.glob("*.flo"))) for s in scenes)))
+    report.rows.append((f"training/{sintel.FLOW}", len(scenes), sum(len(list(s.glob("*.flo"))) for s in scenes)))
     if not scenes:
         report.problems.append(f"no flow scenes in '{flow}'")
 
 
-CHECKS: Dict[str, Tuple[Callable[[Report, bool], None], Tuple[str, ...]]] = {
-    "gopro_nah": (_gopro_nah, ("train", "test")),
-    "gopro_su": (_gopro_su, ("quantitative_datasets",)),
-    "flyingchairs": (_flyingchairs, ()),
-    "sintel": (_sintel, ("training",)),
+# How `verify` checks each dataset of LAYOUTS, beyond the top-level folders its description names.
+CHECKS: Dict[str, Callable[[Report, bool], None]] = {
+    "gopro_nah": _gopro_nah,
+    "gopro_su": _gopro_su,
+    "flyingchairs": _flyingchairs,
+    "sintel": _sintel,
 }
 
 
@@ -192,8 +199,9 @@ def verify_paired_frames(root: Path, splits: Sequence[str], blur_template: str, 
 
 
 def verify(name: str, root: Path, deep: bool = False) -> Report:
-    """Check `root` against the layout of dataset `name` (a key of CHECKS)."""
-    check, expected = CHECKS[name]
+    """Check `root` against the layout of dataset `name` (a key of LAYOUTS): the reader's root, not the download's
+    folder (`LAYOUTS[name].reader_root` gives it)."""
+    check, expected = CHECKS[name], LAYOUTS[name].top_level
     report = Report(name, Path(root))
     if not report.root.is_dir():
         report.problems.append(f"'{report.root}' is not a folder")

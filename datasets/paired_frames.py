@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, List, Optional, Tuple
 
 from datasets.gopro_common import FrameSequence, GoProSequenceDataset, checked_root, paired_sequence, sequence_folders
-from datasets.gopro_variants import EVALUATION, TRAINING, Variant, augmentation_from_flags, register_variants
+from datasets.gopro_variants import EVALUATION, TRAINING, augmentation_from_flags, split_variant
 from datasets.registry import DATASETS
 
 SEQUENCE = "{seq}"
@@ -56,7 +56,7 @@ def paired_sequences(root: Optional[str], split: str, blur_template: str, sharp_
 
 
 class PairedFrames(GoProSequenceDataset):
-    """Paired blurry/sharp frames of one split as N-frame windows (not registered; see VARIANTS)."""
+    """Paired blurry/sharp frames of one split as N-frame windows (not registered: its split classes below are)."""
 
     def __init__(self, args: Optional[argparse.Namespace], root: str, dstype: str, **flags: Any) -> None:
         self.root = str(Path(root).expanduser()) if root is not None else None
@@ -75,12 +75,14 @@ _ROOT_DOC = "the folder below which blur_template and sharp_template lie"
 TEMPLATE_DEFAULTS = {"blur_template": "{split}_blur/{seq}", "sharp_template": "{split}_sharp/{seq}",
                      "frame_extension": ".png"}
 
-VARIANTS = (
-    Variant("PairedFramesTrain", "train", "Blurry/sharp frame pairs in a folder layout given by templates (default "
-            "<root>/train_blur/<seq>, <root>/train_sharp/<seq>); GoProNahTrain's augmentation defaults.",
-            {"split": "train", **TEMPLATE_DEFAULTS, **EVALUATION, **TRAINING, "random_scales_min": 0.25}, _ROOT_DOC),
-    Variant("PairedFramesTest", "test", "Blurry/sharp frame pairs in a folder layout given by templates (default "
-            "<root>/test_blur/<seq>, <root>/test_sharp/<seq>); full frames, no augmentation.",
-            {"split": "test", **TEMPLATE_DEFAULTS, **EVALUATION, "random_scales_min": 1.0}, _ROOT_DOC),
-)
-register_variants(DATASETS, PairedFrames, VARIANTS, globals())
+@DATASETS.register()
+@split_variant("train", {"split": "train", **TEMPLATE_DEFAULTS, **EVALUATION, **TRAINING, "random_scales_min": 0.25},
+               _ROOT_DOC)
+class PairedFramesTrain(PairedFrames):
+    """Blurry/sharp frame pairs in a folder layout given by templates (default <root>/train_blur/<seq>, <root>/train_sharp/<seq>); GoProNahTrain's augmentation defaults."""  # noqa: E501 -- one line: --help's summary
+
+
+@DATASETS.register()
+@split_variant("test", {"split": "test", **TEMPLATE_DEFAULTS, **EVALUATION, "random_scales_min": 1.0}, _ROOT_DOC)
+class PairedFramesTest(PairedFrames):
+    """Blurry/sharp frame pairs in a folder layout given by templates (default <root>/test_blur/<seq>, <root>/test_sharp/<seq>); full frames, no augmentation."""  # noqa: E501 -- one line: --help's summary

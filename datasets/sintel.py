@@ -20,8 +20,16 @@ from argparse import Namespace
 from typing import List
 
 from datasets.flyingchairs import FlowPairDataset, Pair, dataset_flag_prefix
+from datasets.gopro_common import DatasetLayout
 from datasets.registry import DATASETS
 
+# MPI-Sintel-complete's layout, the one description its reader, get_data.py (--verify) and DRY_RUN use; 23
+# training scenes with 1,041 flow fields (Butler et al. 2012).
+LAYOUT = DatasetLayout("sintel", "MPI-Sintel-complete",
+                       "<root>/{training,test}/{clean,final}/<scene>/frame_NNNN.png and "
+                       "<root>/training/flow/<scene>/frame_NNNN.flo (the MPI-Sintel-complete folder)",
+                       top_level=("training",), published={"training/flow": (23, 1041)})
+PASSES, FLOW = ("clean", "final"), "flow"  # the folders of a split
 VALIDATION_SCENE_PERIOD = 4
 
 
@@ -32,7 +40,7 @@ def is_validation_scene(position: int) -> bool:
 
 def _scenes(folder: str, flag: str) -> List[str]:
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{flag}: folder '{folder}' does not exist (expected the MPI-Sintel-complete layout)")
+        raise FileNotFoundError(f"{flag}: folder '{folder}' does not exist (expected the {LAYOUT.folder} layout)")
     scenes = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
     if not scenes:
         raise FileNotFoundError(f"{flag}: no scene folders in '{folder}'")
@@ -42,7 +50,7 @@ def _scenes(folder: str, flag: str) -> List[str]:
 def sintel_pairs(root: str, split: str, dstype: str, subset: str, flag_prefix: str) -> List[Pair]:
     """Pairs of `split` ('training'/'test'), pass `dstype` ('clean'/'final'), `subset` ('train'/'valid'/'full')."""
     if root is None:
-        raise ValueError(f"{flag_prefix}_root is required (the MPI-Sintel-complete folder)")
+        raise ValueError(f"{flag_prefix}_root is required (the {LAYOUT.folder} folder)")
     root = os.path.expanduser(root)
     flag = f"{flag_prefix}_root"
     image_root = os.path.join(root, split, dstype)
@@ -61,9 +69,9 @@ def sintel_pairs(root: str, split: str, dstype: str, subset: str, flag_prefix: s
             pairs += [(first, second, None, f"{scene}/{os.path.basename(first)[:-4]}")
                       for first, second in zip(frames[:-1], frames[1:])]
             continue
-        flows = sorted(glob.glob(os.path.join(root, split, "flow", scene, "frame_*.flo")))
+        flows = sorted(glob.glob(os.path.join(root, split, FLOW, scene, "frame_*.flo")))
         if not flows:
-            raise FileNotFoundError(f"{flag}: no flow files in '{os.path.join(root, split, 'flow', scene)}'")
+            raise FileNotFoundError(f"{flag}: no flow files in '{os.path.join(root, split, FLOW, scene)}'")
         for flow in flows:
             name = os.path.basename(flow)[:-4]
             number = int(name[len("frame_"):])
@@ -77,11 +85,13 @@ def sintel_pairs(root: str, split: str, dstype: str, subset: str, flag_prefix: s
 
 
 class _Sintel(FlowPairDataset):
+    """A Sintel split; a registered subclass names it by its class attributes split, dstype and subset."""
+
     split = "training"
     dstype = "clean"
     subset = "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int, num_examples: int) -> None:
+    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
         flag_prefix = dataset_flag_prefix(args, type(self).__name__)
         super().__init__(args, sintel_pairs(root, self.split, self.dstype, self.subset, flag_prefix),
                          num_examples, flag_prefix=flag_prefix)
@@ -93,18 +103,12 @@ class SintelTrainingCleanTrain(_Sintel):
 
     split, dstype, subset = "training", "clean", "train"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingCleanValid")
 class SintelTrainingCleanValid(_Sintel):
     """Sintel training set, clean pass, validation scenes."""
 
     split, dstype, subset = "training", "clean", "valid"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTrainingCleanFull")
@@ -113,18 +117,12 @@ class SintelTrainingCleanFull(_Sintel):
 
     split, dstype, subset = "training", "clean", "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingFinalTrain")
 class SintelTrainingFinalTrain(_Sintel):
     """Sintel training set, final pass, training scenes."""
 
     split, dstype, subset = "training", "final", "train"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTrainingFinalValid")
@@ -133,18 +131,12 @@ class SintelTrainingFinalValid(_Sintel):
 
     split, dstype, subset = "training", "final", "valid"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTrainingFinalFull")
 class SintelTrainingFinalFull(_Sintel):
     """Sintel training set, final pass, all scenes."""
 
     split, dstype, subset = "training", "final", "full"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
 
 
 @DATASETS.register("SintelTestClean")
@@ -153,15 +145,9 @@ class SintelTestClean(_Sintel):
 
     split, dstype, subset = "test", "clean", "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)
-
 
 @DATASETS.register("SintelTestFinal")
 class SintelTestFinal(_Sintel):
     """Sintel test set, final pass (no flow)."""
 
     split, dstype, subset = "test", "final", "full"
-
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        super().__init__(args, root, num_workers, num_examples)

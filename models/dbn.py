@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from contrib.weight_init import initialize_dbn
 from models.registry import MODELS
+from utils.frames import reference_index
 
 BN_EPS = 1e-3
 
@@ -26,11 +27,6 @@ def sequence_length_from_args(args: Optional[Namespace], sequence_length: Option
             return int(value)
     raise ValueError("the deblurring models need the sequence length: give a dataset with "
                      "--validation_dataset_sequence_length or --training_dataset_sequence_length")
-
-
-def reference_index(sequence_length: int) -> int:
-    """0-based index of the centre (reference) frame: input3 of 5, input4 of 7."""
-    return sequence_length // 2
 
 
 def input_frames(example_dict: Dict[str, torch.Tensor], sequence_length: int) -> List[torch.Tensor]:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import commandline  # noqa: E402
+from datasets.layout import LAYOUTS  # noqa: E402
 
 PREWARPING_HINTS = {
     "model_pretrained_pwcnet": "download the released networks with `python scripts/get_data.py prewarping_networks "
@@ -24,9 +25,8 @@ PREWARPING_HINTS = {
 }
 
 
-# The folder each dataset of scripts/get_data.py unpacks to, and its name there.
-DOWNLOADS = {"GOPRO_Large": "gopro_nah", "DeepVideoDeblurring_Dataset": "gopro_su",
-             "FlyingChairs_release": "flyingchairs", "MPI-Sintel-complete": "sintel"}
+# The folder each dataset of scripts/get_data.py unpacks to, and its name there (from the readers' layouts).
+DOWNLOADS = {layout.folder: name for name, layout in LAYOUTS.items()}
 
 
 def _dataset_remedy(root: str) -> str:

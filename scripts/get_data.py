@@ -25,6 +25,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import layout  # noqa: E402
+from datasets.layout import LAYOUTS  # noqa: E402
 from datasets.paired_frames import TEMPLATE_DEFAULTS  # noqa: E402
 from utils.download import ArchiveLock, DataError, check_archive, fetch, unpack  # noqa: E402
 
@@ -40,14 +41,10 @@ class Source:
     archive: str
     urls: Tuple[str, ...]
     folder: str
-    marker: Callable[[Path], bool]  # true for the unpacked folder that becomes `folder`
+    marker: Callable[[Path], bool]  # true for the unpacked folder that becomes `folder` (a dataset's: its LAYOUT's)
     size: str
     terms: str
     extra: Tuple[Tuple[str, str], ...] = ()  # (url, file name in the folder) of separate small files
-
-
-def _has(*names: str) -> Callable[[Path], bool]:
-    return lambda folder: all((folder / name).is_dir() for name in names)
 
 
 def _has_files(pattern: str) -> Callable[[Path], bool]:
@@ -60,13 +57,13 @@ SOURCES = {
         # Nah et al.'s own link is the Google-Drive file 1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2, which needs a
         # browser to confirm the download; the original README's mirror is a plain address.
         ("https://dl.dropboxusercontent.com/s/rwlliuyk513bwum/GOPRO_Large.zip",),
-        "GOPRO_Large", _has("train", "test"), "about 8.9 GB",
+        LAYOUTS["gopro_nah"].folder, LAYOUTS["gopro_nah"].unpacked, "about 8.9 GB",
         "Nah et al., CVPR 2017 (https://seungjunnah.github.io/Datasets/gopro): CC BY 4.0; cite the paper."),
     "gopro_su": Source(
         "DeepVideoDeblurring_Dataset.zip",
         ("http://www.cs.ubc.ca/labs/imager/tr/2017/DeepVideoDeblurring/DeepVideoDeblurring_Dataset.zip",
          "https://dl.dropboxusercontent.com/s/fxied15l3xlxm79/DeepVideoDeblurring_Dataset.zip"),
-        "DeepVideoDeblurring_Dataset", _has("quantitative_datasets"), "several GB (not published)",
+        LAYOUTS["gopro_su"].folder, LAYOUTS["gopro_su"].unpacked, "several GB (not published)",
         "Su et al., CVPR 2017 (http://www.cs.ubc.ca/labs/imager/tr/2017/DeepVideoDeblurring/): for research; "
         "cite the paper."),
     "prewarping_networks": Source(
@@ -77,7 +74,7 @@ SOURCES = {
     "flyingchairs": Source(
         "FlyingChairs.zip",
         ("https://lmb.informatik.uni-freiburg.de/data/FlyingChairs/FlyingChairs.zip",),
-        "FlyingChairs_release", _has("data"), "about 31 GB",
+        LAYOUTS["flyingchairs"].folder, LAYOUTS["flyingchairs"].unpacked, "about 31 GB",
         "Dosovitskiy et al., ICCV 2015 (https://lmb.informatik.uni-freiburg.de/resources/datasets/"
         "FlyingChairs.en.html): research purposes only; cite the paper.",
         extra=(("https://lmb.informatik.uni-freiburg.de/resources/datasets/FlyingChairs/FlyingChairs_train_val.txt",
@@ -85,7 +82,7 @@ SOURCES = {
     "sintel": Source(
         "MPI-Sintel-complete.zip",
         ("http://files.is.tue.mpg.de/sintel/MPI-Sintel-complete.zip",),
-        "MPI-Sintel-complete", _has("training"), "about 5.3 GB",
+        LAYOUTS["sintel"].folder, LAYOUTS["sintel"].unpacked, "about 5.3 GB",
         "Butler et al., ECCV 2012 (http://sintel.is.tue.mpg.de): see its terms of use; the film is (c) Blender "
         "Foundation, CC BY 3.0."),
 }
@@ -140,7 +137,7 @@ def verify(name: str, folder: Path, deep: bool) -> Tuple[List[str], str]:
         problems = _prewarping_problems(folder)
         print("\n".join(f"{p.name:<24} {p.stat().st_size / 1e6:8.1f} MB" for p in sorted(folder.glob("*.ckpt"))))
         return problems, f"{folder}: {name} is complete (every network loads)"
-    report = layout.verify(name, folder / "data" if name == "flyingchairs" else folder, deep)
+    report = layout.verify(name, LAYOUTS[name].reader_root(folder), deep)
     if report.rows:
         print(report.table())
     for note in report.notes:

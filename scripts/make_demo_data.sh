@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates the demo data (default: <repo>/demo_data) with datasets/synthetic_gopro.py:
+# Generates the demo data (default: <repo>/demo_data) with tools/synthetic_gopro.py:
 #   <OUT>/GOPRO_Large                  Nah layout: 2 train sequences x 16 frames, 1 test sequence x 8 frames
 #   <OUT>/DeepVideoDeblurring_Dataset  Su layout: validation sequence IMG_0030 (98 frames), 2 training
 #                                      sequences x 16 frames, 1 qualitative sequence x 16 frames
@@ -18,7 +18,7 @@ ARGS=(--out "$OUT" --width "${DEMO_WIDTH:-256}" --height "${DEMO_HEIGHT:-144}" -
       --train_sequences 2 --num_frames 16 --test_sequences 1 --test_frames 8
       --su_sequences 2 --su_valid_sequences 1 --su_qualitative_sequences 1 --su_frames 16)
 STAMP="$OUT/.synthetic_gopro.stamp"
-WANTED="$(sha256sum "$ROOT/datasets/synthetic_gopro.py" | cut -d' ' -f1) ${ARGS[*]}"
+WANTED="$(sha256sum "$ROOT/tools/synthetic_gopro.py" | cut -d' ' -f1) ${ARGS[*]}"
 if [ "$(cat "$STAMP" 2>/dev/null)" == "$WANTED" ]; then
     echo "==> Demo data in $OUT is up to date"
     exit 0
@@ -28,5 +28,5 @@ echo "==> Generating demo data in $OUT"
 rm -rf "$OUT/GOPRO_Large" "$OUT/DeepVideoDeblurring_Dataset" "$STAMP"
 mkdir -p "$OUT"
 cd "$ROOT"
-"$PYTHON" -m datasets.synthetic_gopro "${ARGS[@]}"
+"$PYTHON" -m tools.synthetic_gopro "${ARGS[@]}"
 echo "$WANTED" > "$STAMP"

@@ -6,7 +6,7 @@
 #   bash scripts/make_prewarping_network.sh "$EXPERIMENTS_HOME/prewarping_networks/pwcnet.ckpt"
 #   python main.py --model=FlowDBN --model_pretrained_pwcnet=<that file> ...
 #
-# 1. python -m datasets.synthetic_flow writes FlyingChairs-layout pairs (real photographs moved by
+# 1. python -m tools.synthetic_flow writes FlyingChairs-layout pairs (real photographs moved by
 #    known affine motions, exact flow) into a temporary folder;
 # 2. main.py trains --model=PWCNet with --loss=MultiScaleEPE on them (--model_div_flow=0.05, the value
 #    FlowDBN builds its flow network with, so the inter-level warping is trained at the scale it is
@@ -56,7 +56,7 @@ case "$OUTPUT" in /*) ;; *) OUTPUT="$PWD/$OUTPUT" ;; esac
 
 cd "$ROOT"
 echo "==> Generating $PAIRS flow pairs of ${SIZE}x${SIZE} in $DATA"
-"$PYTHON" -m datasets.synthetic_flow --layout=flyingchairs --output="$DATA" --num_examples="$PAIRS" \
+"$PYTHON" -m tools.synthetic_flow --layout=flyingchairs --output="$DATA" --num_examples="$PAIRS" \
     --height="$SIZE" --width="$SIZE" --seed=0
 
 echo "==> Training PWC-Net for $EPOCHS epochs (run folder $RUN)"

@@ -30,7 +30,7 @@ def seeded_random_state() -> None:
 @pytest.fixture(scope="session")
 def nah_root(tmp_path_factory) -> str:
     """GOPRO_Large layout: 2 training and 1 test sequence of 6 frames at 64x48."""
-    from datasets.synthetic_gopro import make_gopro_nah
+    from tools.synthetic_gopro import make_gopro_nah
 
     root = tmp_path_factory.mktemp("gopro")
     return str(make_gopro_nah(str(root), width=64, height=48, num_frames=6, train_sequences=2, test_sequences=1,

@@ -158,7 +158,7 @@ def test_amp_quality_bench_quick(tmp_path):
     from tests.helpers import tame
     from utils import checkpoints
 
-    subprocess.run([sys.executable, "-m", "datasets.synthetic_gopro", "--out", str(tmp_path / "data"), "--width",
+    subprocess.run([sys.executable, "-m", "tools.synthetic_gopro", "--out", str(tmp_path / "data"), "--width",
                     "32", "--height", "32", "--layout", "nah", "--train_sequences", "0", "--test_sequences", "1",
                     "--num_frames", "4", "--test_frames", "4"], cwd=REPO, check=True, capture_output=True)
     model = tame(DBN(sequence_length=3, init_type="fan_in"), residual=0.02)

@@ -21,8 +21,8 @@ from datasets import DATASETS
 from datasets.gopro_common import is_rgb8_png, read_image
 from datasets.gopro_su import VALIDATION_FRAMES, VALIDATION_SEQUENCES
 from datasets.sampling import LoaderKey, images_to_float, seeded_randomness
-from datasets.synthetic_gopro import main as generator_main
-from datasets.synthetic_gopro import make_gopro_nah, make_gopro_su, psnr
+from tools.synthetic_gopro import main as generator_main
+from tools.synthetic_gopro import make_gopro_nah, make_gopro_su, psnr
 
 W, H = 48, 32
 BLUR, GAMMA, SHARP = 20, 80, 160  # red codes: kind base + 10 * sequence number + frame index
@@ -886,3 +886,26 @@ def test_generator_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         generator_main(["--out", str(tmp_path), "--width", "30", "--height", "16"])
     assert "width and height must be positive multiples of 8" in capsys.readouterr().err
+
+
+def test_every_registered_dataset_is_a_class_statement_of_its_module():
+    """`grep -n "class GoProNahTrain"` finds every registered dataset: none is made at run time by type()."""
+    for name in DATASETS.names():
+        cls = DATASETS.get(name)
+        source = Path(inspect.getsourcefile(cls)).read_text(encoding="utf-8")
+        assert f"\nclass {name}(" in source, name
+        assert cls.__name__ == name and cls.__module__.startswith("datasets.")
+
+
+def test_a_split_class_has_its_splits_defaults_and_forwards_them():
+    from datasets.gopro_nah import GoProNah, GoProNahGammaTest, GoProNahTrain
+
+    train = inspect.signature(GoProNahTrain).parameters
+    assert [train[n].default for n in ("gamma_corrected_data", "random_flips", "random_scales_min")] == [False, True,
+                                                                                                          0.25]
+    gamma = inspect.signature(GoProNahGammaTest).parameters
+    assert [gamma[n].default for n in ("gamma_corrected_data", "random_flips", "num_samples_per_example")] == [
+        True, False, 1]
+    assert GoProNahTrain.__mro__[1] is GoProNah and GoProNahGammaTest.__mro__[1] is GoProNah
+    assert GoProNahTrain.__doc__.startswith("GOPRO_Large training split;") and "\nArgs:\n    root: " in (
+        GoProNahTrain.__doc__)

@@ -28,10 +28,10 @@ from datasets.sintel import (
     SintelTrainingCleanValid,
     SintelTrainingFinalFull,
 )
-from datasets.synthetic_flow import SPLIT_FILENAME, make_flyingchairs, make_sintel
-from datasets.synthetic_flow import main as synthetic_main
 from losses.multiscale_epe import MultiScaleEPE
 from models.pwcnet import PWCNet
+from tools.synthetic_flow import SPLIT_FILENAME, make_flyingchairs, make_sintel
+from tools.synthetic_flow import main as synthetic_main
 from utils.flow_io import FLO_MAGIC, read_flo, write_flo
 
 REPO = Path(__file__).resolve().parents[1]

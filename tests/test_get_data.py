@@ -20,8 +20,8 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from datasets.synthetic_gopro import make_gopro_nah, make_gopro_su
 from tests.helpers import run_main, subprocess_env
+from tools.synthetic_gopro import make_gopro_nah, make_gopro_su
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("get_data", REPO / "scripts" / "get_data.py")
@@ -314,7 +314,7 @@ def test_the_built_in_table_names_every_documented_source():
 
 
 def test_flow_datasets_verify(tmp_path):
-    from datasets.synthetic_flow import make_flyingchairs, make_sintel
+    from tools.synthetic_flow import make_flyingchairs, make_sintel
 
     data = tmp_path / "FlyingChairs_release" / "data"
     make_flyingchairs(str(data), num_examples=3, height=16, width=16)
@@ -444,3 +444,27 @@ def test_root_defaults_to_datasets_home_else_home_datasets(nah_tree, tmp_path, m
         lines = _error_lines(err)
         assert code == 2 and len(lines) == 1 and "--root is empty (is $DATASETS_HOME unset?)" in lines[0], err
         assert "--root ~/Datasets" in lines[0]
+
+
+def test_one_layout_per_dataset_serves_reader_verify_get_data_and_dry_run(tmp_path):
+    """Each dataset's layout is its reader module's LAYOUT: get_data.py's folders and markers, --verify's published
+    totals and DRY_RUN's remedies all come from it."""
+    from datasets import flyingchairs, gopro_nah, gopro_su, layout, sintel
+    from scripts.dry_run import DOWNLOADS
+
+    readers = {"gopro_nah": gopro_nah, "gopro_su": gopro_su, "flyingchairs": flyingchairs, "sintel": sintel}
+    assert {name: module.LAYOUT for name, module in readers.items()} == layout.LAYOUTS
+    assert {name: get_data.SOURCES[name].folder for name in readers} == {
+        "gopro_nah": "GOPRO_Large", "gopro_su": "DeepVideoDeblurring_Dataset",
+        "flyingchairs": "FlyingChairs_release", "sintel": "MPI-Sintel-complete"}
+    assert {get_data.SOURCES[name].folder: name for name in readers} == DOWNLOADS
+    assert layout.KNOWN_TOTALS == {"gopro_nah": {"train": (22, 2103), "test": (11, 1111)},
+                                   "flyingchairs": {"pairs": (1, 22872)}, "sintel": {"training/flow": (23, 1041)}}
+    (tmp_path / "FlyingChairs_release" / "data").mkdir(parents=True)
+    (tmp_path / "GOPRO_Large" / "train").mkdir(parents=True)
+    assert get_data.SOURCES["flyingchairs"].marker(tmp_path / "FlyingChairs_release")
+    assert not get_data.SOURCES["gopro_nah"].marker(tmp_path / "GOPRO_Large")  # test/ is missing
+    (tmp_path / "GOPRO_Large" / "test").mkdir()
+    assert get_data.SOURCES["gopro_nah"].marker(tmp_path / "GOPRO_Large")
+    chairs = tmp_path / "FlyingChairs_release"
+    assert flyingchairs.LAYOUT.reader_root(chairs) == chairs / "data"

@@ -1,4 +1,6 @@
 """Registry behaviour and the registered names the original's users rely on."""
+from pathlib import Path
+
 import pytest
 
 from utils.registry import Registry
@@ -95,28 +97,6 @@ def test_every_module_of_a_package_folder_is_imported_in_name_order(importable):
         del builtins.discovery_log
 
 
-@pytest.mark.parametrize("orig_argv,running", [
-    (["python", "-m", "dropins_main.tool", "--out", "x"], "dropins_main.tool"),
-    (["python", "-X", "dev", "-W", "error", "-mdropins_main.tool"], "dropins_main.tool"),
-    (["python", "main.py", "-m", "dropins_main.tool"], None),  # a script's own -m argument
-    (["python", "-c", "import dropins_main", "-m", "dropins_main.tool"], None),
-])
-def test_the_module_python_m_runs_is_left_to_runpy(importable, monkeypatch, orig_argv, running):
-    """`python -m package.module` imports the package first: its discovery must not import the module too, or
-    runpy would run a second copy of it as __main__ (RuntimeWarning: 'found in sys.modules')."""
-    import importlib
-    import sys
-
-    from utils.registry import _module_run_as_main
-
-    monkeypatch.setattr(sys, "orig_argv", orig_argv)
-    assert _module_run_as_main() == running
-    _package(importable, "dropins_main", {"model.py": "X = 1\n", "tool.py": "Y = 2\n"})
-    discovered = importlib.import_module("dropins_main").FOUND
-    assert discovered == (["model"] if running else ["model", "tool"])
-    assert ("dropins_main.tool" in sys.modules) == (running is None)
-
-
 def test_a_module_that_fails_to_import_stops_with_its_file_named(importable):
     import importlib
 
@@ -162,3 +142,12 @@ def test_unregister_removes_a_name_and_the_register_fixture_cleans_up(register):
     assert MODELS.unregister("Extra") is Extra and "Extra" not in MODELS
     with pytest.raises(KeyError, match="unknown model 'Extra'"):
         MODELS.unregister("Extra")
+
+
+def test_plug_in_folders_hold_no_command_line_tools():
+    """Discovery imports every module of a plug-in folder: a tool with its own command line lives in tools/."""
+    repo = Path(__file__).resolve().parents[1]
+    folders = ("augmentations", "datasets", "losses", "models", "optim", "visualizers")
+    tools = [str(path.relative_to(repo)) for folder in folders for path in sorted((repo / folder).glob("*.py"))
+             if '__name__ == "__main__"' in path.read_text(encoding="utf-8")]
+    assert tools == []

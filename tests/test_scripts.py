@@ -172,7 +172,7 @@ def test_gpu_wait_is_bounded(tmp_path):
 def homes(tmp_path_factory):
     """DATASETS_HOME with a 32x32 GOPRO_Large (3 training, 3 test frames) and EXPERIMENTS_HOME with a
     constant-flow PWC-Net prewarping checkpoint (exact flows, so outputs do not hinge on float rounding)."""
-    from datasets.synthetic_gopro import make_gopro_nah
+    from tools.synthetic_gopro import make_gopro_nah
 
     base = tmp_path_factory.mktemp("homes")
     make_gopro_nah(str(base / "datasets"), width=32, height=32, num_frames=3, train_sequences=1, test_sequences=1)

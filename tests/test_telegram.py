@@ -199,7 +199,7 @@ def _configure_this_machine(tmp_path, server, monkeypatch) -> None:
 
 def test_training_run_sends_start_epoch_and_final_messages_and_leaks_no_token(tmp_path, server, monkeypatch):
     import main
-    from datasets.synthetic_gopro import make_gopro_nah
+    from tools.synthetic_gopro import make_gopro_nah
 
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
                           test_sequences=0)
@@ -240,7 +240,7 @@ def test_the_token_is_redacted_in_any_letter_case_and_url_encoded():
 
 def test_epoch_message_says_the_gain_over_the_input(tmp_path, server, monkeypatch):
     import main
-    from datasets.synthetic_gopro import make_gopro_nah
+    from tools.synthetic_gopro import make_gopro_nah
     from utils.records import read_csv_rows
 
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=5, train_sequences=1,

@@ -212,10 +212,10 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
 
 def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
     from datasets.gopro_nah import GoProNahTrain
-    from datasets.synthetic_gopro import make_gopro_nah
     from losses.dbn_loss import DBNLoss
     from models.flowdbn import FlowDBN
     from models.pwcnet import PWCNet
+    from tools.synthetic_gopro import make_gopro_nah
 
     torch.manual_seed(0)
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,

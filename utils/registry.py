@@ -3,7 +3,6 @@ that imports every module of such a package so that a file dropped into it regis
 import importlib
 import os
 import pkgutil
-import sys
 from typing import Callable, Dict, Generic, Iterable, Iterator, List, Optional, TypeVar, Union
 
 T = TypeVar("T")
@@ -67,34 +66,14 @@ class Registry(Generic[T]):
         return f"Registry({self._name!r}: {', '.join(self.names())})"
 
 
-def _module_run_as_main() -> Optional[str]:
-    """The module that `python -m <module>` is about to run as __main__, if that is how Python started.
-
-    Discovery leaves it out: runpy executes it right after its package is imported, and importing it during
-    discovery as well would run it twice (RuntimeWarning: 'found in sys.modules ... prior to execution').
-    """
-    arguments = iter(getattr(sys, "orig_argv", [])[1:])
-    for flag in arguments:
-        if flag == "-m":
-            return next(arguments, None)
-        if flag.startswith("-m"):
-            return flag[2:]
-        if flag in ("-X", "-W"):  # options whose value is the next argument
-            next(arguments, None)
-        elif flag in ("-c", "-", "--") or not flag.startswith("-"):  # a command or a script: no -m follows
-            return None
-    return None
-
-
 def import_package_modules(package: str, path: Iterable[str]) -> List[str]:
     """Import every module of a package folder (`__path__`) in name order; returns their names.
 
     Private modules (a leading '_') are skipped. A module that fails to import stops the import with an
     ImportError naming its file, chained from the original error: a broken drop-in never goes unnoticed.
     """
-    running = _module_run_as_main()
     names = sorted((info.name, info.ispkg) for info in pkgutil.iter_modules(list(path))
-                   if not info.name.startswith("_") and f"{package}.{info.name}" != running)
+                   if not info.name.startswith("_"))
     for name, is_package in names:
         try:
             importlib.import_module(f"{package}.{name}")

@@ -6,7 +6,7 @@ Every output frame averages K sub-frames rendered along the trajectory during it
 GoPro datasets average consecutive 240 fps frames: `sharp` is the middle sub-frame, `blur` the mean
 in sRGB and `blur_gamma` the mean in linear light (gamma 2.2). The same seed gives identical files.
 
-    python -m datasets.synthetic_gopro --out demo_data --width 256 --height 144 --layout both
+    python -m tools.synthetic_gopro --out demo_data --width 256 --height 144 --layout both
 """
 import argparse
 import logging
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from datasets import gopro_nah, gopro_su  # the layouts written are the readers'
 from datasets.gopro_su import VALIDATION_FRAMES, VALIDATION_SEQUENCES
 
 PHOTOS = ("astronaut", "coffee", "stereo_motorcycle", "chelsea", "rocket")  # real photos shipped with scikit-image
@@ -158,16 +159,17 @@ def make_gopro_nah(root: str, width: int = 1280, height: int = 720, num_frames: 
     """
     test_frames = num_frames if test_frames is None else test_frames
     _check_size(width, height, min(num_frames, test_frames))
-    base = Path(root) / "GOPRO_Large"
+    base = Path(root) / gopro_nah.LAYOUT.folder
     names = ([("train", f"GOPR9{i:03d}_00_00", num_frames) for i in range(train_sequences)]
              + [("test", f"GOPR9{500 + i:03d}_00_00", test_frames) for i in range(test_sequences)])
     for number, (split, name, frames_wanted) in enumerate(names):
         frames = render_sequence(number, frames_wanted, width, height, (seed, 0, number), sub_frames, motion)
         for t, (blur, blur_gamma, sharp) in enumerate(frames):
-            for folder, image in (("blur", blur), ("blur_gamma", blur_gamma), ("sharp", sharp)):
-                _save(image, base / split / name / folder / f"{t + 1:06d}.png")
-        logging.info("GOPRO_Large/%s/%s: %d frames %dx%d, PSNR blur/sharp %.2f dB, blur_gamma/sharp %.2f dB",
-                     split, name, frames_wanted, width, height, np.mean([psnr(b, s) for b, _, s in frames]),
+            for folder, image in ((gopro_nah.INPUTS, blur), (gopro_nah.GAMMA_INPUTS, blur_gamma),
+                                  (gopro_nah.TARGETS, sharp)):
+                _save(image, base / split / name / folder / f"{t + 1:06d}{gopro_nah.EXTENSION}")
+        logging.info("%s/%s/%s: %d frames %dx%d, PSNR blur/sharp %.2f dB, blur_gamma/sharp %.2f dB",
+                     base.name, split, name, frames_wanted, width, height, np.mean([psnr(b, s) for b, _, s in frames]),
                      np.mean([psnr(g, s) for _, g, s in frames]))
     return base
 
@@ -183,18 +185,18 @@ def make_gopro_su(root: str, width: int = 1280, height: int = 720, num_frames: i
     _check_size(width, height, num_frames)
     if not 0 <= valid_sequences <= len(VALIDATION_SEQUENCES):
         raise ValueError(f"valid_sequences must be in 0..{len(VALIDATION_SEQUENCES)}, got {valid_sequences}")
-    base = Path(root) / "DeepVideoDeblurring_Dataset"
-    jobs = ([("quantitative_datasets", name, max(num_frames, SU_VALID_MIN_FRAMES), True)
+    base = Path(root) / gopro_su.LAYOUT.folder
+    jobs = ([(gopro_su.QUANTITATIVE, name, max(num_frames, SU_VALID_MIN_FRAMES), True)
              for name in VALIDATION_SEQUENCES[:valid_sequences]]
-            + [("quantitative_datasets", f"IMG_9{i:03d}", num_frames, True) for i in range(train_sequences)]
-            + [("qualitative_datasets", f"IMG_8{i:03d}", num_frames, False) for i in range(qualitative_sequences)])
+            + [(gopro_su.QUANTITATIVE, f"IMG_9{i:03d}", num_frames, True) for i in range(train_sequences)]
+            + [(gopro_su.QUALITATIVE, f"IMG_8{i:03d}", num_frames, False) for i in range(qualitative_sequences)])
     for number, (kind, name, frames_wanted, with_gt) in enumerate(jobs):
         frames = render_sequence(number + 1, frames_wanted, width, height, (seed, 1, number), sub_frames, motion)
         for t, (blur, _, sharp) in enumerate(frames):
-            _save(blur, base / kind / name / "input" / f"{t:05d}.jpg")
+            _save(blur, base / kind / name / gopro_su.INPUTS / f"{t:05d}{gopro_su.EXTENSION}")
             if with_gt:
-                _save(sharp, base / kind / name / "GT" / f"{t:05d}.jpg")
-        logging.info("DeepVideoDeblurring_Dataset/%s/%s: %d frames %dx%d, PSNR blur/sharp %.2f dB", kind, name,
+                _save(sharp, base / kind / name / gopro_su.TARGETS / f"{t:05d}{gopro_su.EXTENSION}")
+        logging.info("%s/%s/%s: %d frames %dx%d, PSNR blur/sharp %.2f dB", base.name, kind, name,
                      frames_wanted, width, height, np.mean([psnr(b, s) for b, _, s in frames]))
     return base
 

@@ -16,7 +16,7 @@ Layouts written (what datasets/flyingchairs.py and datasets/sintel.py read):
   frame_NNNN.flo (flow from frame N to N+1) and <output>/test/{clean,final}/<scene>/frame_NNNN.png.
   The final pass is the clean pass with a Gaussian blur, a stand-in for Sintel's rendering effects.
 
-Deterministic for a given seed. Usage: python -m datasets.synthetic_flow --help
+Deterministic for a given seed. Usage: python -m tools.synthetic_flow --help
 """
 import argparse
 import functools
@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from datasets import flyingchairs, sintel  # the layouts written are the readers'
+from datasets.flyingchairs import SPLIT_FILENAME
 from utils.flow_io import write_flo
 
 # Textured photographs shipped inside scikit-image (no download needed); camera is grey.
@@ -41,7 +43,6 @@ _PHOTO_LOADERS: Dict[str, Callable[[], np.ndarray]] = {
     "camera": lambda: np.repeat(skimage.data.camera()[..., None], 3, axis=2),
 }
 PHOTOS: Tuple[str, ...] = tuple(_PHOTO_LOADERS)
-SPLIT_FILENAME = "FlyingChairs_train_val.txt"
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,9 +166,9 @@ def make_flyingchairs(output: str, num_examples: int = 64, height: int = 64, wid
     for k in range(num_examples):
         frames, flows = render_sequence(rng, photos[k % len(photos)], 2, height, width, max_shift)
         stem = os.path.join(output, f"{k + 1:05d}")
-        Image.fromarray(to_uint8(frames[0])).save(stem + "_img1.ppm")
-        Image.fromarray(to_uint8(frames[1])).save(stem + "_img2.ppm")
-        write_flo(stem + "_flow.flo", flows[0])
+        Image.fromarray(to_uint8(frames[0])).save(stem + flyingchairs.FIRST)
+        Image.fromarray(to_uint8(frames[1])).save(stem + flyingchairs.SECOND)
+        write_flo(stem + flyingchairs.FLOW, flows[0])
         labels.append(2 if validation_every > 0 and (k + 1) % validation_every == 0 else 1)
     with open(os.path.join(output, SPLIT_FILENAME), "w", encoding="ascii") as handle:
         handle.writelines(f"{label}\n" for label in labels)
@@ -191,7 +192,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
             photo_index = (s + (num_scenes if split == "test" else 0)) % len(PHOTOS)
             scene = f"{PHOTOS[photo_index]}_{s + 1}"
             frames, flows = render_sequence(rng, photos[photo_index], frames_per_scene, height, width, max_shift)
-            for dstype in ("clean", "final"):
+            for dstype in sintel.PASSES:
                 folder = os.path.join(output, split, dstype, scene)
                 os.makedirs(folder, exist_ok=True)
                 for i, frame in enumerate(frames):
@@ -199,7 +200,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
                         frame = TF.gaussian_blur(frame.unsqueeze(0), kernel_size=5, sigma=1.0)[0]
                     Image.fromarray(to_uint8(frame)).save(os.path.join(folder, f"frame_{i + 1:04d}.png"))
             if split == "training":
-                folder = os.path.join(output, split, "flow", scene)
+                folder = os.path.join(output, split, sintel.FLOW, scene)
                 os.makedirs(folder, exist_ok=True)
                 for i, flow in enumerate(flows):
                     write_flo(os.path.join(folder, f"frame_{i + 1:04d}.flo"), flow)
@@ -209,7 +210,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic_flow", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.synthetic_flow", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--layout", choices=("flyingchairs", "sintel"), default="flyingchairs",
                         help="on-disk layout to write")
