@@ -1,6 +1,6 @@
-"""The released launchers: each command line is the original's (script-args.json) and parses to the same
-arguments, DRY_RUN checks without data, common.sh's defaults and GPU wait, and a training and a test
-script really run on tiny generated data."""
+"""The released launchers: each one's configuration (configs/, run by scripts/launch.sh) parses to the
+original's arguments (script-args.json; spec 9.3 for the flow scripts), DRY_RUN checks without data,
+common.sh's defaults and GPU wait, and a training and a test script really run on tiny generated data."""
 import json
 import os
 import subprocess
