@@ -18,7 +18,9 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import json
 import os
+import re
 import sys
 import typing
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
@@ -274,6 +276,9 @@ def _add_standard_flags(parser: argparse.ArgumentParser) -> None:
     add("--param_scheduler_group", type=_checked(strings.as_dict_or_none), action="append", default=None,
         help="parameter scheduling group {'params': pattern, 'scheduler': name, 'init': value, ...}")
     ours = functools.partial(_add, parser.add_argument_group("deblur-devil additions"))
+    ours("--config", type=str, default=argparse.SUPPRESS, metavar="FILE",
+         help="JSON or YAML file of flags (a run's args.json is one); flags on the command line override it",
+         shown="none")
     ours("--resume", type=_checked(strings.as_string_or_none), default=None, metavar="PATH",
                       help="run folder or checkpoint file: continue that run exactly where it stopped")
     ours("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
@@ -477,6 +482,10 @@ def _check_consistency(parser: argparse.ArgumentParser, args: argparse.Namespace
 def parse_arguments(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, Dict[str, Any]]:
     """Parse `argv` (default sys.argv[1:]); returns the arguments and their parser defaults."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand_config(argv)
+    except ConfigError as error:
+        _Parser(prog="main.py").error(str(error))
     parser = build_parser(argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -574,3 +583,159 @@ def argv_from_arguments(stored: Dict[str, Any], argv: Sequence[str]) -> List[str
         values = value if isinstance(action, argparse._AppendAction) and isinstance(value, list) else [value]
         result += [f"--{name}={format_flag_value(item)}" for item in values]
     return result
+
+
+# ------------------------------------------------------------------------------------- configuration files
+class ConfigError(ValueError):
+    """A configuration file that cannot be read or holds a key no command line accepts."""
+
+
+# Keys a configuration never carries over, so that a run's own args.json is a valid configuration: where that
+# run ran (its folder, the machine's GPU, the epoch it started from), what initialised it (--checkpoint and its
+# checkpoint_* flags: the run's own checkpoint holds those weights now), and the values earlier versions of
+# this project added to a checkpoint's `args` at run time. Give them on the command line.
+NOT_CARRIED = RUN_SPECIFIC_FLAGS | {"config", "device", "actual_device", "proctitle_name", "non_default_args",
+                                    "holistic_records_kwargs"}
+BASE_KEY = "_base_"  # a configuration's base file (relative to it), whose keys this one overrides
+
+
+def _not_carried(key: str) -> bool:
+    return key in NOT_CARRIED or key.startswith("checkpoint")
+
+
+def _read_mapping(filename: str) -> Dict[str, Any]:
+    """The key -> value mapping of a JSON or YAML file."""
+    try:
+        with open(filename, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError(f"--config={filename}: cannot read it ({error.strerror or error})") from None
+    if filename.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"--config={filename}: YAML needs PyYAML (pip install pyyaml); or write JSON") from None
+        try:
+            content = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--config={filename}: not valid YAML ({str(error).splitlines()[0]})") from None
+    else:
+        try:
+            content = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"--config={filename}: not valid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"--config={filename}: expected a mapping of flag names to values")
+    return content
+
+
+def _expanded(filename: str, key: str, value: Any) -> Any:
+    """`value` with ${NAME} replaced by the environment variable NAME (the launchers' folders)."""
+    if isinstance(value, list):
+        return [_expanded(filename, key, item) for item in value]
+    if not isinstance(value, str):
+        return value
+    for name in re.findall(r"\$\{(\w+)\}", value):
+        if name not in os.environ:
+            raise ConfigError(f"--config={filename}: key {key!r} uses ${{{name}}}, which is not set")
+        value = value.replace(f"${{{name}}}", os.environ[name])
+    return value
+
+
+def load_config(filename: str, _seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """A configuration file's flags (without "--"), on top of its _base_ chain, with ${NAME} expanded."""
+    if os.path.abspath(filename) in _seen:
+        raise ConfigError(f"--config={filename}: its {BASE_KEY} chain comes back to it")
+    content = _read_mapping(filename)
+    config: Dict[str, Any] = {}
+    base = content.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"--config={filename}: {BASE_KEY} must be a file name")
+        config = load_config(os.path.join(os.path.dirname(filename), base), _seen + (os.path.abspath(filename),))
+    for key, value in content.items():
+        config[key] = _expanded(filename, key, value)
+    return config
+
+
+def _last_value(argv: Sequence[str], name: str) -> Optional[str]:
+    """The value `argv` gives flag `name` last (`--name=value` or `--name value`), else None."""
+    value = None
+    for index, token in enumerate(argv):
+        if token.startswith(f"--{name}="):
+            value = token.split("=", 1)[1]
+        elif token == f"--{name}" and index + 1 < len(argv):
+            value = argv[index + 1]
+    return value
+
+
+def _overridden_keys(config: Dict[str, Any], argv: Sequence[str]) -> List[str]:
+    """Class flags of a category whose class the command line changes: they belong to the config's class."""
+    dropped, given = [], given_flags(argv)
+    for category in CATEGORIES:
+        if category.registry is None or category.name not in given or category.name not in config \
+                or _last_value(argv, category.name) == format_flag_value(config[category.name]):
+            continue
+        cls = category_class(category, config[category.name]) if config[category.name] in category.registry else None
+        flags = class_flags(category, cls) if cls is not None else []
+        dropped += [key for key in config if f"--{key}" in flags]
+    return dropped
+
+
+def _rerooted(config: Dict[str, Any], argv: Sequence[str]) -> Dict[str, Any]:
+    """Paths inside the stored run's folder (a run's args.json: --visualizer_save=<save>/inference) moved into
+    the new --save, so that a run made from another's arguments never writes into that run's folder."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--save", type=str, default=None)
+    new_save = parser.parse_known_args(argv)[0].save
+    old_save = config.get("save")
+    if not isinstance(old_save, str) or not old_save or new_save is None:
+        return config
+    inside = old_save.rstrip("/") + "/"
+    return {key: new_save.rstrip("/") + "/" + value[len(inside):]
+            if isinstance(value, str) and key != "save" and value.startswith(inside) else value
+            for key, value in config.items()}
+
+
+def config_arguments(filename: str, argv: Sequence[str]) -> List[str]:
+    """The flags of a configuration file that `argv` (the rest of the command line) does not set itself.
+
+    `argv` appended to the result overrides the file: a repeatable flag given there replaces the file's list,
+    and a selector given there (--model, --optimizer, ...) drops the file's flags of its own class.
+    """
+    config = load_config(filename)
+    for category in CATEGORIES:
+        value = config.get(category.name)
+        if category.registry is not None and value is not None and value not in category.registry:
+            raise ConfigError(f"--config={filename}: {category.name}={value!r} is not registered "
+                              f"(registered: {', '.join(category.registry.names())})")
+    given = given_flags(argv)
+    config = _rerooted(config, argv)
+    dropped = set(_overridden_keys(config, argv))
+    config = {key: value for key, value in config.items() if not _not_carried(key) and key not in dropped}
+    selectors = [f"--{category.name}={format_flag_value(config[category.name])}" for category in CATEGORIES
+                 if category.registry is not None and category.name not in given
+                 and config.get(category.name) is not None]
+    parser = build_parser(selectors + list(argv))
+    accepted = {action.dest for action in parser._actions if action.option_strings}
+    for key in config:
+        if key not in accepted:
+            known, _ = parser.parse_known_args(selectors + list(argv))
+            hint = _selector_hint(known, f"--{key}")
+            raise ConfigError(f"--config={filename}: unknown key {key!r}" + (f" ({hint})" if hint else ""))
+    return argv_from_arguments(config, argv)
+
+
+def expand_config(argv: Sequence[str]) -> List[str]:
+    """`argv` with --config=FILE (or --config FILE) replaced by the file's flags, which the rest overrides."""
+    argv = list(argv)
+    for index, token in enumerate(argv):
+        if token == "--config" or token.startswith("--config="):
+            if token == "--config" and index + 1 == len(argv):
+                raise ConfigError("--config needs a file name")
+            filename = token.split("=", 1)[1] if "=" in token else argv[index + 1]
+            rest = argv[:index] + argv[index + (1 if "=" in token else 2):]
+            if any(other == "--config" or other.startswith("--config=") for other in rest):
+                raise ConfigError("--config is given twice: give one file (a file can name its _base_)")
+            return config_arguments(filename, rest) + rest
+    return argv

@@ -696,7 +696,11 @@ def _stuck(save: str, main_process: bool) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # first: the file's flags count as typed, for --resume's checks as for the rest
+        argv = commandline.expand_config(sys.argv[1:] if argv is None else argv)
+    except commandline.ConfigError as error:
+        print(f"main.py: error: {error}", file=sys.stderr)
+        return 2
     if "-h" in argv or "--help" in argv:
         commandline.parse_arguments(argv)  # prints help and exits
     early = _early_arguments(argv)

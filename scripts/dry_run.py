@@ -58,6 +58,10 @@ def missing_paths(args: Namespace, defaults: Dict[str, Any]) -> List[str]:
 
 def main(argv: List[str]) -> None:
     """Print the command line, the parsed and non-default arguments, then the warnings (stderr)."""
+    try:
+        argv = commandline.expand_config(argv)  # the command line main.py runs, the file's flags first
+    except commandline.ConfigError as error:
+        sys.exit(f"dry_run.py: error: {error}")
     args, defaults = commandline.parse_arguments(argv)
     print("command line: " + json.dumps(argv))
     print("parsed arguments: " + json.dumps(vars(args), sort_keys=True, default=str))

@@ -1,9 +1,10 @@
-"""The released launchers: each command line is the original's (script-args.json) and parses to the same
-arguments, DRY_RUN checks without data, common.sh's defaults and GPU wait, and a training and a test
-script really run on tiny generated data."""
+"""The released launchers: each one's configuration (configs/, run by scripts/launch.sh) parses to the
+original's arguments (script-args.json; spec 9.3 for the flow scripts), DRY_RUN checks without data,
+common.sh's defaults and GPU wait, and a training and a test script really run on tiny generated data."""
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from utils.records import read_csv_rows
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = [f"scripts/deblurring/gopro_{data}/{kind}_flowdbn_{size}_on_{data}.sh"
            for data in ("nah", "su") for kind in ("train", "test") for size in ("128_5", "192_7")]
+FLOW_SCRIPTS = ["scripts/flow/train_flownet1s_with_sintel.sh", "scripts/flow/train_pwcnet_with_sintel.sh"]
 
 
 def _bash(command, env, cwd=REPO, timeout=120):
@@ -39,13 +41,15 @@ def _without_cuda(dictionary):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_command_line_and_arguments_are_the_originals(tmp_path, script):
+def test_command_line_and_arguments_are_the_originals(tmp_path, monkeypatch, script):
     datasets_home, experiments_home = str(tmp_path / "datasets"), str(tmp_path / "experiments")
     reference = script_args(datasets_home, experiments_home)[os.path.basename(script)]
     # A stand-in python records how main.py is called; a stand-in nvidia-smi reports an idle GPU.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "recorder").write_text(f"#!/bin/sh\npwd > {tmp_path}/cwd\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\n")
+    (bin_dir / "recorder").write_text(
+        f"#!/bin/sh\npwd > {tmp_path}/cwd\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\n"
+        f"printf '%s\\n' \"$FRAME_CACHE_DIR\" \"$SAVE_PATH\" > {tmp_path}/environment\n")
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n")
     for name in ("recorder", "nvidia-smi"):
         (bin_dir / name).chmod(0o755)
@@ -56,9 +60,18 @@ def test_command_line_and_arguments_are_the_originals(tmp_path, script):
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "cwd").read_text().strip() == REPO
     argv = (tmp_path / "argv").read_text().splitlines()
-    # The original's command line; training scripts add the frame cache (FRAME_CACHE_DIR) before the root.
+    # main.py gets the script's configuration, the run folder and (test scripts) the checkpoint; the
+    # configuration's flags are the original's command line, training scripts' with the frame cache
+    # (FRAME_CACHE_DIR).
+    config = os.path.join(REPO, "configs", script[len("scripts/"):-len(".sh")] + ".json")
+    assert argv[:3] == ["main.py", f"--config={config}", f"--save={reference['args']['save']}"]
+    frame_cache, save_path = (tmp_path / "environment").read_text().splitlines()
+    assert save_path == reference["args"]["save"]
+    for name, value in (("DATASETS_HOME", datasets_home), ("EXPERIMENTS_HOME", experiments_home),
+                        ("FRAME_CACHE_DIR", frame_cache), ("SAVE_PATH", save_path)):
+        monkeypatch.setenv(name, value)
+    argv = ["main.py"] + commandline.expand_config(argv[1:])
     cache = {"training_dataset_cache_dir": f"{experiments_home}/frame_cache"} if "/train_" in script else {}
-    assert argv[0] == "main.py" and [a for a in argv[1:] if "cache_dir" not in a] == reference["argv"]
     assert [a for a in argv[1:] if "cache_dir" in a] == [f"--{key}={value}" for key, value in cache.items()]
     args, defaults = commandline.parse_arguments(argv[1:])
     parsed = json.loads(json.dumps(vars(args), default=str))
@@ -68,6 +81,40 @@ def test_command_line_and_arguments_are_the_originals(tmp_path, script):
     # exactly what the original's did.
     non_default = json.loads(json.dumps(commandline.non_default_arguments(args, defaults)))
     assert _without_cuda(non_default) == {**_without_cuda(reference["non_default"]), **cache}
+
+
+# The released FlyingChairs -> Sintel scripts' command line (spec section 9.3), <MODEL> FlowNet1S or PWCNet.
+FLOW_ARGV = ["--batch_size=8", "--checkpoint=None", "--loss=MultiScaleEPE", "--lr_scheduler=MultiStepLR",
+             "--lr_scheduler_gamma=0.5", "--lr_scheduler_milestones=[108, 144, 180]", "--model=<MODEL>",
+             "--optimizer=Adam", "--optimizer_lr=1e-4", "--optimizer_weight_decay=4e-4", "--total_epochs=216",
+             "--training_dataset=FlyingChairsTrain", "--training_augmentation=RandomAffineFlow",
+             "--training_dataset_num_examples=-1", "--training_dataset_photometric_augmentations=True",
+             "--training_dataset_root=<DATA>/FlyingChairs_release/data/",
+             "--validation_dataset=SintelTrainingCleanFull", "--validation_dataset_root=<DATA>/MPI-Sintel-complete/",
+             "--validation_dataset_num_workers=4",
+             "--validation_keys=epe", "--visualizer=FlowVisualizer"]
+
+
+@pytest.mark.parametrize("script,model", list(zip(FLOW_SCRIPTS, ["FlowNet1S", "PWCNet"])))
+def test_flow_configs_give_the_released_command_line(tmp_path, monkeypatch, script, model):
+    monkeypatch.setenv("DATASETS_HOME", "/data")
+    config = os.path.join(REPO, "configs", script[len("scripts/"):-len(".sh")] + ".json")
+    assert f"launch {script[len('scripts/'):-len('.sh')]} " in (Path(REPO) / script).read_text()
+    save = f"--save={tmp_path}/release/TIME-train-flyingchairs-with-sintel-{model}"
+    released = [flag.replace("<MODEL>", model).replace("<DATA>", "/data") for flag in FLOW_ARGV]
+    assert commandline.parse_arguments([f"--config={config}", save]) == commandline.parse_arguments(released + [save])
+
+
+def test_configs_hold_only_what_differs_from_their_base():
+    """Each launch configuration names a key once along its _base_ chain, with a value of its own."""
+    for config in sorted(Path(REPO, "configs").rglob("*.json")):
+        chain, path = [], config
+        while path is not None:
+            content = json.loads(path.read_text())
+            chain.append({key: value for key, value in content.items() if key != commandline.BASE_KEY})
+            path = path.parent / content[commandline.BASE_KEY] if commandline.BASE_KEY in content else None
+        keys = [key for level in chain for key in level]
+        assert len(keys) == len(set(keys)), f"{config} repeats {sorted(k for k in set(keys) if keys.count(k) > 1)}"
 
 
 def test_frame_cache_none_turns_the_cache_off(tmp_path):
