@@ -57,7 +57,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tqdm
-from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -67,10 +66,9 @@ import runtime
 from contrib import weight_init
 from contrib.fusion import fold_batchnorm
 from contrib.precision import AMP_DTYPES, FLOAT32, Precision, native_bf16
-from datasets.gopro_common import read_image
 from models import MODELS
 from utils import allocator, checkpoints, logger
-from visualizers.gopro_inference import to_uint8
+from utils.images import image_size, read_image, to_uint8, write_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 8}
@@ -439,7 +437,7 @@ class FrameWriter:
     def write(self, name: str, frame: np.ndarray) -> None:
         """Store one HxWx3 uint8 frame."""
         if self.write_frames:
-            Image.fromarray(frame).save(os.path.join(self.output, f"{name}.png"), compress_level=self.png_compression)
+            write_image(frame, os.path.join(self.output, f"{name}.png"), compress_level=self.png_compression)
         if self.video_path is not None:
             if self._video is None:
                 import imageio
@@ -1003,8 +1001,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
         writer = FrameWriter(options.output, True, video, options.fps or 0.0, options.png_compression)
         frames = read_folder(files)
-        with Image.open(files[0]) as first:  # the header only: read_folder checks every frame's size
-            width, height = first.size
+        width, height = image_size(files[0])  # the header only: read_folder checks every frame's size
     padded_size = (round_up(height, multiple), round_up(width, multiple))
     memory = None
     if height and width and (tiling is not None or padded_size[0] * padded_size[1] >= LARGE_FRAME_PIXELS):

@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from datasets.gopro_common import parse_random_crop, read_image
+from datasets.gopro_common import parse_random_crop
 from datasets.registry import DATASETS
 from datasets.sampling import KeyedDataset, check_num_examples
 from utils.flow_io import read_flo
+from utils.images import read_image
 
 SPLIT_FILENAME = "FlyingChairs_train_val.txt"
 PHOTOMETRIC_DEFAULTS: Dict[str, float] = {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5,
