@@ -99,7 +99,7 @@ def _stored_model_flags(argv: List[str]) -> List[str]:
         return []
     try:
         filename = checkpoints.find_checkpoint(known.checkpoint, known.checkpoint_mode)
-        stored = checkpoints.load_file(filename).get("args") or {}
+        stored = checkpoints.stored_arguments(checkpoints.load_file(filename))
     except checkpoints.CheckpointError:
         return []  # reported where the checkpoint is loaded, with every flag known
     if not stored.get("model"):
