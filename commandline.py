@@ -33,7 +33,7 @@ from datasets import DATASETS
 from losses import LOSSES
 from models import MODELS
 from optim import LR_SCHEDULERS, OPTIMIZERS
-from utils import docstrings, files, jsonfile, strings
+from utils import checkpoints, docstrings, files, jsonfile, strings
 from utils.records import EpochRecorder
 from utils.registry import Registry
 from visualizers import VISUALIZERS
@@ -535,6 +535,58 @@ def instance_from_args(namespace: argparse.Namespace, category_name: str, **extr
             raise
         # A constructor knows its parameters, not the flags they came from: name the class's flag.
         raise ValueError(f"--{category_name}={getattr(namespace, category_name)}: {error}") from error
+
+
+def _model_of_weights(state_dict: Dict[str, torch.Tensor], given: Dict[str, Any]) -> str:
+    """The registered model whose `checkpoint_arguments` recognise a state dict (for checkpoints without args)."""
+    readers = [name for name in MODELS.names() if hasattr(MODELS.get(name), "checkpoint_arguments")]
+    for name in readers:
+        if MODELS.get(name).checkpoint_arguments(state_dict, given) is not None:
+            return name
+    raise ValueError(f"--checkpoint: not a {' or '.join(readers)} checkpoint (it stores no --model, and its weights "
+                     f"fit none of them); give --model and --sequence_length")
+
+
+def build_model_from_checkpoint(checkpoint: Dict[str, Any], source: str, name: Optional[str] = None,
+                                sequence_length: Optional[int] = None, given: Optional[Dict[str, Any]] = None
+                                ) -> Tuple[torch.nn.Module, str, int]:
+    """The model a checkpoint holds, its weights loaded strictly: (model, its name, its sequence length N).
+
+    The class is `name`, else the run's --model, else the one whose weights the state dict holds (the
+    original's checkpoints store no arguments). A class with a `checkpoint_arguments` class method (DBN,
+    FlowDBN) is built from what its weights say, so no file the run named (a prewarping network) is needed;
+    `given` (e.g. deblur.py's --pretrained_pwcnet) goes to that method. Any other class is built as main.py
+    built it: from the run's stored arguments (its --model_* values), the sequence flags set to N when known.
+    `source` names the checkpoint in errors.
+    """
+    state_dict, given = checkpoint["state_dict"], dict(given or {})
+    stored = checkpoints.stored_arguments(checkpoint)
+    name = name or stored.get("model") or _model_of_weights(state_dict, given)
+    if name not in MODELS:
+        raise ValueError(f"--model: the checkpoint holds model '{name}', which is not registered (is its file in "
+                         f"models/?); registered: {', '.join(MODELS.names())}")
+    length = sequence_length or checkpoints.stored_sequence_length(stored)
+    read_weights = getattr(MODELS.get(name), "checkpoint_arguments", None)
+    model = None
+    if read_weights is not None:
+        kwargs = read_weights(state_dict, given) or {}
+        length = length or kwargs.get("sequence_length")
+        if length is not None:
+            model = MODELS.get(name)(**{**kwargs, "sequence_length": length})
+    else:
+        # Another --model than the run's: its own defaults, not the run's --model_* values.
+        namespace = argparse.Namespace(**(stored if stored.get("model") == name else {}))
+        namespace.model = name
+        for flag in checkpoints.SEQUENCE_FLAGS if length is not None else ():
+            setattr(namespace, flag, length)
+        model = instance_from_args(namespace, "model", args=namespace)
+        length = length or getattr(model, "sequence_length", None)
+    if model is None or length is None:
+        raise ValueError(f"--sequence_length: the checkpoint does not record how many frames {name} sees (no "
+                         f"--{checkpoints.SEQUENCE_FLAGS[0]} or --{checkpoints.SEQUENCE_FLAGS[1]} in its "
+                         f"arguments); give it")
+    checkpoints.load_state_dict(torch.nn.ModuleDict({"model": model}), state_dict, source)  # keys 'model.<...>'
+    return model, name, int(length)
 
 
 # Not carried over from a stored run: where it ran (the machine, the folder, the epoch to start from) and

@@ -57,26 +57,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tqdm
-from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import commandline
 import constants
-import runtime
 from contrib import weight_init
 from contrib.fusion import fold_batchnorm
 from contrib.precision import AMP_DTYPES, FLOAT32, Precision, native_bf16
-from datasets.gopro_common import read_image
 from models import MODELS
 from utils import allocator, checkpoints, logger
-from visualizers.gopro_inference import to_uint8
+from utils.images import image_size, read_image, to_uint8, write_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
-PAD_MULTIPLE = {"DBN": 8, "FlowDBN": 8}
-DEFAULT_PAD_MULTIPLE = 8  # other models: their class attribute `pad_multiple`, else this
-FLOW_PREFIX = "model.flowdbn.warping_network.network."
-SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
+DEFAULT_PAD_MULTIPLE = 8  # for a model class without a `pad_multiple` attribute
 QUEUE_FRAMES = 2  # frames each of the reader's and writer's queues holds: hides jitter, keeps memory flat
 PIL_PNG_COMPRESSION = 6  # zlib's default level, what PIL's PNG writer uses when given none
 TILE_OVERLAP = 88  # DBN's outputs depend on inputs up to 81 pixels away; the next multiple of 8
@@ -230,67 +224,6 @@ def tile_grid(height: int, width: int, tile: Tuple[int, int], overlap: int) -> L
 
 
 # ---------------------------------------------------------------- the model from a checkpoint
-def infer_model(state_dict: Dict[str, torch.Tensor]) -> Tuple[str, int]:
-    """(model name, sequence length) from the keys and first-layer shape of a DBN/FlowDBN state dict."""
-    if "model.flowdbn.dbn_net.f0.0.weight" in state_dict:
-        channels = state_dict["model.flowdbn.dbn_net.f0.0.weight"].shape[1]
-        return "FlowDBN", (channels // 3 + 1) // 2  # DBN sees N frames + (N-1) warped ones
-    if "model.dbn_net.f0.0.weight" in state_dict:
-        return "DBN", state_dict["model.dbn_net.f0.0.weight"].shape[1] // 3
-    raise ValueError("--checkpoint: not a DBN or FlowDBN checkpoint (no 'model.dbn_net.f0.0.weight' or "
-                     "'model.flowdbn.dbn_net.f0.0.weight'); give --model and --sequence_length")
-
-
-def stored_arguments(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
-    """The command-line arguments a checkpoint of this project stores (empty for the original's)."""
-    stored = checkpoint.get("args")
-    return stored if isinstance(stored, dict) else {}
-
-
-def prewarping_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The FlowDBN checkpoint's own flow-network weights, keyed as in a prewarping checkpoint."""
-    flow = {f"model.{key[len(FLOW_PREFIX):]}": value for key, value in state_dict.items()
-            if key.startswith(FLOW_PREFIX)}
-    if not any(key.startswith(("model.pwcnet_impl.", "model.flownets.")) for key in flow):
-        raise ValueError("--checkpoint: this FlowDBN checkpoint holds no flow-network weights "
-                         f"('{FLOW_PREFIX}pwcnet_impl.*' or '...flownets.*'); give --pretrained_pwcnet "
-                         "or --pretrained_flownet")
-    return flow
-
-
-def stored_sequence_length(stored: Dict[str, Any]) -> Optional[int]:
-    """N from a run's stored dataset flags (the validation dataset's first), None if the run set none."""
-    return next((int(stored[flag]) for flag in SEQUENCE_FLAGS if stored.get(flag)), None)
-
-
-def _dbn_or_flowdbn(name: str, length: int, options: argparse.Namespace,
-                    state_dict: Dict[str, torch.Tensor]) -> torch.nn.Module:
-    kwargs: Dict[str, Any] = {"sequence_length": length}
-    if name == "FlowDBN":
-        if options.pretrained_pwcnet:
-            kwargs["pretrained_pwcnet"] = options.pretrained_pwcnet
-        elif options.pretrained_flownet:
-            kwargs["pretrained_flownet"] = options.pretrained_flownet
-        else:
-            kwargs["prewarping_state_dict"] = prewarping_state_dict(state_dict)
-    return MODELS.get(name)(**kwargs)
-
-
-def registered_model(name: str, length: Optional[int], stored: Dict[str, Any]) -> torch.nn.Module:
-    """Any registered model, built as main.py built it: from the run's stored arguments (its --model_* values),
-    with the sequence flags set to `length` when that is known."""
-    if name not in MODELS:
-        raise ValueError(f"--model: the checkpoint holds model '{name}', which is not registered (is its file in "
-                         f"models/?); registered: {', '.join(MODELS.names())}")
-    # Another --model than the run's: its own defaults, not the run's --model_* values.
-    namespace = argparse.Namespace(**(stored if stored.get("model") == name else {}))
-    namespace.model = name
-    if length is not None:
-        for flag in SEQUENCE_FLAGS:
-            setattr(namespace, flag, length)
-    return commandline.instance_from_args(namespace, "model", args=namespace)
-
-
 def _first_validation_key(folder: str, best_files: List[str]) -> Optional[str]:
     """The run's first --validation_keys entry: from its args.json, else from the arguments a checkpoint stores."""
     try:
@@ -298,7 +231,7 @@ def _first_validation_key(folder: str, best_files: List[str]) -> Optional[str]:
             keys = json.load(handle).get("validation_keys")
     except (OSError, ValueError, AttributeError):
         try:  # mmap: only the small "args" entry is read, not the weights
-            keys = stored_arguments(torch.load(best_files[0], map_location="cpu", weights_only=True,
+            keys = checkpoints.stored_arguments(torch.load(best_files[0], map_location="cpu", weights_only=True,
                                                mmap=True)).get("validation_keys")
         except Exception:  # noqa: BLE001 -- an unreadable file is reported when it is loaded
             keys = None
@@ -347,24 +280,9 @@ def load_model(options: argparse.Namespace) -> Tuple[torch.nn.Module, str, int]:
     checkpoint = checkpoints.load_file(filename)
     epoch = checkpoint.get("epoch")
     logging.info("Loaded %s (epoch %s)", filename, epoch if isinstance(epoch, int) else "not recorded")
-    state_dict = checkpoint["state_dict"]
-    stored = stored_arguments(checkpoint)
-    name = options.model or stored.get("model")
-    length = options.sequence_length or stored_sequence_length(stored)
-    if name is None or (name in PAD_MULTIPLE and length is None):  # the original's checkpoints store no arguments
-        inferred_name, inferred_length = infer_model(state_dict)
-        name, length = name or inferred_name, length or inferred_length
-    if name in PAD_MULTIPLE:
-        model = _dbn_or_flowdbn(name, int(length), options, state_dict)
-    else:
-        model = registered_model(name, length, stored)
-        length = length or getattr(model, "sequence_length", None)
-        if length is None:
-            raise ValueError(f"--sequence_length: the checkpoint does not record how many frames {name} sees "
-                             f"(no --{SEQUENCE_FLAGS[0]} or --{SEQUENCE_FLAGS[1]} in its arguments); give it")
-    wrapper = runtime.ModelAndLoss(model, torch.nn.Module())  # checkpoint keys are 'model.<...>'
-    checkpoints.load_state_dict(wrapper, state_dict, options.checkpoint)
-    return model, name, int(length)
+    # deblur.py's --pretrained_pwcnet/--pretrained_flownet replace a FlowDBN checkpoint's own flow network.
+    return commandline.build_model_from_checkpoint(checkpoint, options.checkpoint, options.model,
+                                                   options.sequence_length, vars(options))
 
 
 # ---------------------------------------------------------------- the output folder
@@ -412,7 +330,7 @@ def check_output(input_path: str, output: str, overwrite: bool) -> List[str]:
 
 def check_pad_multiple(value: Optional[int], name: str, model: torch.nn.Module) -> int:
     """--pad_multiple, or the model's own multiple; a given value must be a multiple of what the model needs."""
-    needed = PAD_MULTIPLE.get(name) or getattr(model, "pad_multiple", None)
+    needed = getattr(model, "pad_multiple", None)
     if value is None:
         return needed or DEFAULT_PAD_MULTIPLE
     if value < 1:
@@ -440,7 +358,7 @@ class FrameWriter:
     def write(self, name: str, frame: np.ndarray) -> None:
         """Store one HxWx3 uint8 frame."""
         if self.write_frames:
-            Image.fromarray(frame).save(os.path.join(self.output, f"{name}.png"), compress_level=self.png_compression)
+            write_image(frame, os.path.join(self.output, f"{name}.png"), compress_level=self.png_compression)
         if self.video_path is not None:
             if self._video is None:
                 import imageio
@@ -1004,8 +922,7 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
         video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
         writer = FrameWriter(options.output, True, video, options.fps or 0.0, options.png_compression)
         frames = read_folder(files)
-        with Image.open(files[0]) as first:  # the header only: read_folder checks every frame's size
-            width, height = first.size
+        width, height = image_size(files[0])  # the header only: read_folder checks every frame's size
     padded_size = (round_up(height, multiple), round_up(width, multiple))
     memory = None
     if height and width and (tiling is not None or padded_size[0] * padded_size[1] >= LARGE_FRAME_PIXELS):

@@ -99,7 +99,7 @@ def _stored_model_flags(argv: List[str]) -> List[str]:
         return []
     try:
         filename = checkpoints.find_checkpoint(known.checkpoint, known.checkpoint_mode)
-        stored = checkpoints.load_file(filename).get("args") or {}
+        stored = checkpoints.stored_arguments(checkpoints.load_file(filename))
     except checkpoints.CheckpointError:
         return []  # reported where the checkpoint is loaded, with every flag known
     if not stored.get("model"):
@@ -390,7 +390,7 @@ def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.Mo
     logging.info("restored %d tensors from %s, %s (%d left as initialised)", len(restored), filename,
                  f"the weights after epoch {epoch}" if epoch is not None else "which records no epoch",
                  len(untouched))
-    logging.values({k: v for k, v in checkpoint.items() if isinstance(v, (int, float, str))})
+    logger.values({k: v for k, v in checkpoint.items() if isinstance(v, (int, float, str))})
 
 
 def build_optimizer(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss,
@@ -659,7 +659,8 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         folder.tensorboard = open_run_folder(args, parsed)
         folder.opened = True
     callbacks.set_proctitle(args.proctitle_name)
-    # The original's module-level calls (summary.scalar, logging.telegram) reach this run's writer and notifier.
+    # Module-level calls (summary.scalar, telegram.send_message, the shim's logging.telegram) reach this run's
+    # writer and notifier.
     with summary.active(folder.tensorboard), telegram.active(notifier):
         trainer.run()
     if distributed.is_distributed():
@@ -711,6 +712,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0
     logger.configure_logging(console_level=logging.INFO if main_process else logging.WARNING,
                              keep_for_logbook=main_process)
+    # Plug-ins written against the original framework call logging.block/value/values/telegram (opt-in shim).
+    logger.install_original_logging_helpers()
     logging.info("%s", allocator.keep_freed_memory())
     folder = RunFolderState()
     finished = False

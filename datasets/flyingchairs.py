@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from datasets.gopro_common import DatasetLayout, parse_random_crop, read_image
+from datasets.gopro_common import DatasetLayout, parse_random_crop
 from datasets.registry import DATASETS
 from datasets.sampling import KeyedDataset, check_num_examples
 from utils.flow_io import read_flo
+from utils.images import read_image
 
 # FlyingChairs' layout, the one description its reader, get_data.py (--verify) and DRY_RUN use: the release
 # unpacks to FlyingChairs_release/data/ (22,872 pairs, Dosovitskiy et al. 2015); the split file is separate.

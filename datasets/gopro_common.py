@@ -12,7 +12,6 @@ is reproducible with any number of workers.
 """
 import dataclasses
 import hashlib
-import io
 import logging
 import os
 import random
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pyspng
 import torch
 from PIL import Image
 
 from datasets.sampling import KeyedDataset, check_num_examples, images_to_float
+from utils.images import image_size, read_image
 
 RANDOM_SCALES_MODES = ("none", "weak", "strong")
 WEAK_SCALES = (1.0 / 4.0, 1.0 / 3.0, 1.0 / 2.0)
@@ -146,57 +145,6 @@ def subset_indices(num_total: int, num_examples: int) -> List[int]:
         return indices
     random.Random(0).shuffle(indices)
     return sorted(indices[:num_examples])
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def is_rgb8_png(data: bytes) -> bool:
-    """Whether `data` starts a PNG of 8-bit RGB samples (IHDR bit depth 8, colour type 2)."""
-    return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2
-
-
-def read_image(path: str) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array; unreadable files raise an error naming them.
-
-    8-bit RGB PNGs (all GoPro frames) are decoded by libspng (pyspng), about twice as fast as PIL with
-    the same samples, since nothing is converted; every other file goes through PIL.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file '{path}' does not exist")
-    with open(path, "rb") as stream:
-        data = stream.read()
-    if is_rgb8_png(data):
-        try:
-            return pyspng.load(data)
-        except RuntimeError as error:  # pyspng's way of saying "not a (complete) PNG"
-            raise ValueError(f"cannot decode image '{path}': {error}") from None
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.mode in _WIDE_GRAY_MODES:
-                return _wide_gray_to_rgb8(image, path)
-            # An RGB image is used as decoded; convert() would copy all of it once more.
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a (complete) image"
-        message = str(error)
-        if message.startswith("cannot identify image file"):  # PIL names its in-memory stream, not the file
-            message = "not an image in a format PIL knows, or a corrupt file"
-        raise ValueError(message if message.startswith("cannot decode") else
-                         f"cannot decode image '{path}': {message}") from None
-
-
-# PIL's modes for gray images of more than 8 bits; convert("RGB") would clip their values at 255.
-_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def _wide_gray_to_rgb8(image: Image.Image, path: str) -> np.ndarray:
-    """A 16-bit gray image scaled to 8 bits (v * 255 / 65535, rounded) and repeated into three channels."""
-    values = np.asarray(image)
-    if image.mode == "F" or values.min() < 0 or values.max() > 65535:
-        raise ValueError(f"cannot decode image '{path}': {image.mode} gray values in [{values.min()}, "
-                         f"{values.max()}] are not 16-bit samples; save the frames as 8- or 16-bit images")
-    gray = np.floor(values.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -520,8 +468,7 @@ class GoProSequenceDataset(KeyedDataset):
         for sequence in self.sequences:
             count = sum(1 for path in sequence.inputs + (sequence.targets or ()) if path in used)
             if count:
-                with Image.open(sequence.inputs[0]) as image:
-                    width, height = image.size
+                width, height = image_size(sequence.inputs[0])
                 frames += count
                 size += count * (width * height * 3 + NPY_HEADER_BYTES)
         return frames, size

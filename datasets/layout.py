@@ -68,7 +68,7 @@ def _frames(folder: Path, extensions: Sequence[str]) -> List[Path]:
 
 def _decode(report: Report, files: Sequence[Path]) -> None:
     """Decode every file; each unreadable one is a problem."""
-    from datasets.gopro_common import read_image  # decoding needs PIL/pyspng only for --deep
+    from utils.images import read_image  # decoding needs PIL/pyspng only for --deep
 
     for path in files:
         try:

@@ -1,6 +1,6 @@
 """DBN, the deep video deblurring network of Su et al. as used by Gast & Roth (spec §3.2)."""
 from argparse import Namespace
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -118,6 +118,15 @@ class DBN(nn.Module):
     Args:
         init_type: weight initialisation of the convolutions: fan_max (the original's), fan_in or fan_out.
     """
+
+    pad_multiple = 8  # deblur.py pads frames to this: the encoder halves them three times
+
+    @classmethod
+    def checkpoint_arguments(cls, state_dict: Dict[str, torch.Tensor],
+                             given: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+        """What a DBN checkpoint's weights say about its constructor (N, from the first layer); None if not DBN's."""
+        first = state_dict.get("model.dbn_net.f0.0.weight")
+        return None if first is None else {"sequence_length": first.shape[1] // 3}
 
     def __init__(self, args: Optional[Namespace] = None, init_type: str = "fan_max", *,
                  sequence_length: Optional[int] = None) -> None:

@@ -2,7 +2,7 @@
 import logging
 import os
 from argparse import Namespace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,8 @@ from models.registry import MODELS
 from utils import checkpoints
 
 NOT_GIVEN = "filename"
+PREWARPING_FILES = ("pretrained_pwcnet", "pretrained_flownet")  # the first one given wins
+FLOW_PREFIX = "model.flowdbn.warping_network.network."  # the flow network's keys in a FlowDBN checkpoint
 PREWARPING_DIV_FLOW = 0.05
 
 
@@ -39,11 +41,6 @@ def _translate_pwcnet_key(key: str) -> str:
     return key
 
 
-def _short_list(keys: List[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def load_prewarping_checkpoint(network: nn.Module, path: str, flag: str, translate: Callable[[str], str]) -> None:
     """Strictly load a framework checkpoint {'state_dict': {'model.…': tensor}} into `network`."""
     if not os.path.isfile(path) and os.path.basename(os.path.dirname(os.path.abspath(path))) == "prewarping_networks":
@@ -60,17 +57,8 @@ def load_prewarping_state_dict(network: nn.Module, state_dict: Dict[str, torch.T
                                translate: Callable[[str], str]) -> None:
     """Strictly load a prewarping state dict ('model.…' keys as in checkpoints) into `network`."""
     state_dict = {translate(key): value for key, value in state_dict.items()}
-    expected = network.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    if missing or unexpected:
-        raise ValueError(f"{source} does not match {type(network).__name__}: "
-                         f"missing keys [{_short_list(missing)}], unexpected keys [{_short_list(unexpected)}]")
-    wrong_shapes = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
-                    for key, value in expected.items() if state_dict[key].shape != value.shape]
-    if wrong_shapes:
-        raise ValueError(f"{source} has tensors of the wrong shape: {_short_list(wrong_shapes)}")
-    network.load_state_dict(state_dict, strict=True)
+    # The framework's one key and shape check (every key on both sides): one line naming the source.
+    checkpoints.load_state_dict(network, state_dict, f"{source} ({type(network).__name__})")
     logging.getLogger(__name__).info("Restored %d tensors of %s from %s",
                                      len(state_dict), type(network).__name__, source)
 
@@ -205,6 +193,30 @@ class FlowDBN(nn.Module):
         pretrained_flownet: FlowNet1S checkpoint of the frozen prewarping network (give this or pretrained_pwcnet).
         pretrained_pwcnet: PWCNet checkpoint of the frozen prewarping network (give this or pretrained_flownet).
     """
+
+    pad_multiple = 8  # deblur.py pads frames to this: DBN's encoder halves them three times
+
+    @classmethod
+    def checkpoint_arguments(cls, state_dict: Dict[str, torch.Tensor],
+                             given: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+        """What a FlowDBN checkpoint's weights say about its constructor, None if they are not FlowDBN's: N (from
+        DBN's first layer) and the flow network's own weights, unless `given` names a prewarping file."""
+        first = state_dict.get("model.flowdbn.dbn_net.f0.0.weight")
+        if first is None:
+            return None
+        arguments: Dict[str, Any] = {"sequence_length": (first.shape[1] // 3 + 1) // 2}  # N frames + N-1 warped
+        files = [name for name in PREWARPING_FILES if (given or {}).get(name)]
+        if files:
+            arguments[files[0]] = given[files[0]]
+            return arguments
+        flow = {f"model.{key[len(FLOW_PREFIX):]}": value for key, value in state_dict.items()
+                if key.startswith(FLOW_PREFIX)}
+        if not any(key.startswith(("model.pwcnet_impl.", "model.flownets.")) for key in flow):
+            raise ValueError("--checkpoint: this FlowDBN checkpoint holds no flow-network weights "
+                             f"('{FLOW_PREFIX}pwcnet_impl.*' or '...flownets.*'); give --pretrained_pwcnet "
+                             "or --pretrained_flownet")
+        arguments["prewarping_state_dict"] = flow
+        return arguments
 
     def __init__(self, args: Optional[Namespace] = None, pretrained_flownet: str = NOT_GIVEN,
                  pretrained_pwcnet: str = NOT_GIVEN, *, sequence_length: Optional[int] = None,

@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import deblur  # noqa: E402
 from contrib.psnr import koehler_psnr  # noqa: E402
-from datasets.gopro_common import read_image  # noqa: E402
 from datasets.gopro_nah import nah_sequences  # noqa: E402
 from utils import baseline  # noqa: E402
+from utils.images import read_image  # noqa: E402
 from utils.records import read_csv_rows  # noqa: E402
 
 LABEL_HEIGHT = 16  # a strip above the panels, so that the panels keep every pixel of the frames

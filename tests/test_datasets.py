@@ -18,11 +18,11 @@ from PIL import Image
 
 import runtime
 from datasets import DATASETS
-from datasets.gopro_common import is_rgb8_png, read_image
 from datasets.gopro_su import VALIDATION_FRAMES, VALIDATION_SEQUENCES
 from datasets.sampling import LoaderKey, images_to_float, seeded_randomness
 from tools.synthetic_gopro import main as generator_main
 from tools.synthetic_gopro import make_gopro_nah, make_gopro_su, psnr
+from utils.images import is_rgb8_png, read_image
 
 W, H = 48, 32
 BLUR, GAMMA, SHARP = 20, 80, 160  # red codes: kind base + 10 * sequence number + frame index

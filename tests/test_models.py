@@ -264,8 +264,10 @@ def test_flowdbn_checkpoint_errors_name_file_and_keys(tmp_path, pwc_checkpoint):
     state["model.pwcnet_impl.extra.weight"] = torch.zeros(1)
     broken = tmp_path / "broken.ckpt"
     torch.save({"state_dict": state}, broken)
-    with pytest.raises(ValueError, match=r"broken\.ckpt.*missing keys \[pwcnet_impl\.context_network\.convs\.6\.0"
-                                         r"\.bias\].*unexpected keys \[pwcnet_impl\.extra\.weight\]"):
+    # The framework's one key check (utils/checkpoints.load_state_dict) words it.
+    with pytest.raises(ValueError, match=r"broken\.ckpt' \(PWCNet\) does not fit the model \(missing keys: "
+                                         r"pwcnet_impl\.context_network\.convs\.6\.0\.bias; unexpected keys: "
+                                         r"pwcnet_impl\.extra\.weight\)"):
         FlowDBN(sequence_length=5, pretrained_pwcnet=str(broken))
 
     no_state_dict = tmp_path / "plain.ckpt"
@@ -371,3 +373,27 @@ def test_a_missing_released_prewarping_network_names_the_download_command(tmp_pa
         f"--model_pretrained_pwcnet: '{path}' does not exist; download the released prewarping networks with "
         f"`python scripts/get_data.py prewarping_networks --root {tmp_path}`, or make one with "
         f"`bash scripts/make_prewarping_network.sh {path}`")
+
+
+def test_a_checkpoint_rebuilds_its_model_through_the_one_builder_and_the_one_key_check(pwc_checkpoint):
+    import commandline
+    from utils import checkpoints
+
+    dbn = DBN(sequence_length=3)
+    state_dict = {f"model.{key}": value for key, value in dbn.state_dict().items()}
+    rebuilt, name, length = commandline.build_model_from_checkpoint({"state_dict": state_dict}, "dbn.ckpt")
+    assert (type(rebuilt), name, length, rebuilt.pad_multiple) == (DBN, "DBN", 3, 8)  # the original's: no args
+    assert all(torch.equal(value, rebuilt.state_dict()[key]) for key, value in dbn.state_dict().items())
+    with pytest.raises(checkpoints.CheckpointError, match=r"dbn.ckpt: 'model.dbn_net.f0.0.weight' has shape \(64, 9"):
+        commandline.build_model_from_checkpoint({"state_dict": state_dict}, "dbn.ckpt", sequence_length=5)
+    flowdbn = FlowDBN(sequence_length=5, pretrained_pwcnet=pwc_checkpoint)
+    state_dict = {f"model.{key}": value for key, value in flowdbn.state_dict().items()}
+    rebuilt, name, length = commandline.build_model_from_checkpoint({"state_dict": state_dict}, "flowdbn.ckpt")
+    assert (name, length) == ("FlowDBN", 5)  # the flow network comes from the checkpoint, not from a file
+    assert all(torch.equal(value, rebuilt.state_dict()[key]) for key, value in flowdbn.state_dict().items())
+    # FlowDBN's prewarping weights go through the framework's key check: one line naming the source and class.
+    stored = torch.load(pwc_checkpoint, weights_only=True)["state_dict"]
+    stored["model.pwcnet_impl.extra"] = torch.zeros(1)
+    with pytest.raises(checkpoints.CheckpointError, match=r"checkpoint prewarping_state_dict \(PWCNet\) does not fit "
+                                                          r"the model \(unexpected keys: pwcnet_impl.extra\)"):
+        FlowDBN(sequence_length=5, prewarping_state_dict=stored)

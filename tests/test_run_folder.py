@@ -148,3 +148,20 @@ def test_what_a_killed_writer_left_is_tidied_when_the_folder_is_taken_over(tmp_p
     assert files.remove_stale_temporaries(str(tmp_path)) == ["checkpoint_best_psnr.ckpt.k3x_9qz0.tmp",
                                                               "csv/Data_training_losses.csv.a1b2c3d4.tmp"]
     assert (tmp_path / "notes.tmp").exists()
+
+
+def test_records_get_the_process_umask_read_without_setting_it(tmp_path, monkeypatch):
+    previous = os.umask(0o027)
+    try:
+        assert files.process_umask() == 0o027
+        assert os.stat(files.temporary_path(str(tmp_path / "a.json"))).st_mode & 0o777 == 0o640
+        monkeypatch.setattr(files, "open", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no /proc")),
+                            raising=False)  # another system: the fallback reads it once by setting it
+        files._umask_by_setting.cache_clear()
+        assert files.process_umask() == 0o027 and os.umask(0o027) == 0o027
+    finally:
+        files._umask_by_setting.cache_clear()
+        os.umask(previous)
+    # Importing the module leaves the umask alone (it used to set it to 0 and back at import).
+    code = "import os; os.umask = None; import utils.files"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -334,7 +334,7 @@ def test_demo_writes_before_after_png_with_the_models_output(tmp_path):
     from datasets.gopro_nah import GoProNahTest
     from models.dbn import DBN
     from scripts.demo_summary import LABEL_HEIGHT, rgb_psnr
-    from visualizers.gopro_inference import to_uint8
+    from utils.images import to_uint8
 
     data, save = tmp_path / "data", tmp_path / "run"
     # A system python3 without the project's packages comes first on PATH: demo.sh and make_demo_data.sh

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from utils import telegram
-from utils.logger import configure_logging
+from utils.logger import block, configure_logging, install_original_logging_helpers, values
 
 # Made at run time: a literal would be found in src.zip, which holds this very file.
 TOKEN = f"{secrets.randbelow(10 ** 9)}:{secrets.token_urlsafe(24)}"
@@ -118,18 +118,31 @@ def test_messages_are_buffered_and_flushed(tmp_path, server, logbook):
     notifier = telegram.load_notifier(_machines(tmp_path, server.base_url))
     assert notifier is not None
     with telegram.active(notifier):  # what main.py does around a run
-        logging.telegram("%s:%s on %s @0/%d", "pre", "FlowDBN", "cpu", 2)   # the first goes out at once
-        logging.telegram("epoch %d", 1)                                        # then buffered (600 s interval)
-        logging.telegram("epoch %d", 2)
+        telegram.send_message("%s:%s on %s @0/%d", "pre", "FlowDBN", "cpu", 2)  # the first goes out at once
+        telegram.send_message("epoch %d", 1)                                       # then buffered (600 s interval)
+        telegram.send_message("epoch %d", 2)
         assert server.texts() == ["pre:FlowDBN on cpu @0/2"]
-        logging.telegram_flush()
+        telegram.flush()
         assert server.texts() == ["pre:FlowDBN on cpu @0/2", "epoch 1\nepoch 2"]
         assert all(params["chat_id"] == CHAT_ID for _, m, params in server.requests if m == "sendMessage")
-        logging.telegram_flush()  # nothing pending: nothing sent
-    logging.telegram("after the run")  # no run active: a no-op
+        telegram.flush()  # nothing pending: nothing sent
+    telegram.send_message("after the run")  # no run active: a no-op
     assert len(server.texts()) == 2
     assert len(server.texts()) == 2
     assert TOKEN not in _read(logbook)
+
+
+def test_original_logging_helpers_are_an_explicit_shim(tmp_path, server, logbook, monkeypatch):
+    for name in ("block", "value", "values", "telegram", "telegram_flush"):
+        monkeypatch.delattr(logging, name, raising=False)
+    configure_logging(None)
+    assert not hasattr(logging, "telegram") and not hasattr(logging, "values")  # the standard module is left alone
+    install_original_logging_helpers()
+    assert logging.block is block and logging.values is values and logging.telegram_flush is telegram.flush
+    notifier = telegram.load_notifier(_machines(tmp_path, server.base_url))
+    with telegram.active(notifier):  # code written against the original reaches the run's notifier
+        logging.telegram("epoch %d", 1)
+    assert server.texts() == ["epoch 1"]
 
 
 def test_send_failures_warn_once_and_keep_the_messages(tmp_path, server, logbook):
@@ -163,8 +176,8 @@ def test_every_configuration_failure_logs_one_warning(tmp_path, server, logbook,
     notifier = telegram.load_notifier(filename)
     assert notifier is None
     with telegram.active(notifier):
-        logging.telegram("dropped")  # disabled: a no-op, training goes on
-        logging.telegram_flush()
+        telegram.send_message("dropped")  # disabled: a no-op, training goes on
+        telegram.flush()
     text = _read(logbook)
     warnings = [line for line in text.splitlines() if "Telegram:" in line]
     assert len(warnings) == 1 and expected in warnings[0], warnings

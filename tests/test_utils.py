@@ -13,7 +13,7 @@ import pytest
 import scipy.io
 import torch
 
-from utils import checkpoints, docstrings, jsonfile, strings, system
+from utils import checkpoints, docstrings, images, jsonfile, strings, system
 from utils.logger import ProgressBar, block, configure_logging, format_eta
 from utils.records import EpochRecorder, read_csv_rows
 
@@ -396,3 +396,16 @@ def test_gain_texts_name_the_input_and_the_difference():
     stats, inputs = {"total_loss": 150.0, "psnr": 34.06}, {"total_loss": 200.0, "psnr": 33.26}
     assert baseline.gain_over_input(stats, inputs, ["total_loss", "psnr"]) == "psnr +0.80 dB over input"
     assert baseline.gain_over_input(stats, {}, ["psnr"]) == ""
+
+
+def test_images_round_to_uint8_and_read_back_what_was_written(tmp_path):
+    image = torch.tensor([-0.1, 0.0, 0.5 / 255, 0.5, 254.49 / 255, 1.0, 1.2]).reshape(1, 1, 7).expand(3, 1, 7)
+    frame = images.to_uint8(image)  # torchvision save_image: uint8(clamp(x * 255 + 0.5, 0, 255))
+    assert frame.shape == (1, 7, 3) and frame[0, :, 0].tolist() == [0, 0, 1, 128, 254, 255, 255]
+    images.save_image(image, str(tmp_path / "sub" / "a.png"))
+    images.write_image(frame, str(tmp_path / "b.ppm"))
+    for name in ("sub/a.png", "b.ppm"):
+        np.testing.assert_array_equal(images.read_image(str(tmp_path / name)), frame)
+    assert images.image_size(str(tmp_path / "b.ppm")) == (7, 1)
+    with pytest.raises(FileNotFoundError, match="c.png"):
+        images.read_image(str(tmp_path / "c.png"))

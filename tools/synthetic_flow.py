@@ -28,11 +28,11 @@ import numpy as np
 import skimage.data
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from datasets import flyingchairs, sintel  # the layouts written are the readers'
 from datasets.flyingchairs import SPLIT_FILENAME
 from utils.flow_io import write_flo
+from utils.images import to_uint8, write_image
 
 # Textured photographs shipped inside scikit-image (no download needed); camera is grey.
 _PHOTO_LOADERS: Dict[str, Callable[[], np.ndarray]] = {
@@ -118,11 +118,6 @@ def random_motion(rng: np.random.Generator, height: int, width: int, max_shift: 
     return motion @ shear
 
 
-def to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] → (H, W, 3) uint8, rounded."""
-    return (frame.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-
-
 def _check_size(height: int, width: int, max_shift: float) -> None:
     if height < 8 or width < 8:
         raise ValueError(f"frames must be at least 8x8 pixels, got {height}x{width}")
@@ -166,8 +161,8 @@ def make_flyingchairs(output: str, num_examples: int = 64, height: int = 64, wid
     for k in range(num_examples):
         frames, flows = render_sequence(rng, photos[k % len(photos)], 2, height, width, max_shift)
         stem = os.path.join(output, f"{k + 1:05d}")
-        Image.fromarray(to_uint8(frames[0])).save(stem + flyingchairs.FIRST)
-        Image.fromarray(to_uint8(frames[1])).save(stem + flyingchairs.SECOND)
+        write_image(to_uint8(frames[0]), stem + flyingchairs.FIRST)
+        write_image(to_uint8(frames[1]), stem + flyingchairs.SECOND)
         write_flo(stem + flyingchairs.FLOW, flows[0])
         labels.append(2 if validation_every > 0 and (k + 1) % validation_every == 0 else 1)
     with open(os.path.join(output, SPLIT_FILENAME), "w", encoding="ascii") as handle:
@@ -198,7 +193,7 @@ def make_sintel(output: str, num_scenes: int = 4, frames_per_scene: int = 5, num
                 for i, frame in enumerate(frames):
                     if dstype == "final":
                         frame = TF.gaussian_blur(frame.unsqueeze(0), kernel_size=5, sigma=1.0)[0]
-                    Image.fromarray(to_uint8(frame)).save(os.path.join(folder, f"frame_{i + 1:04d}.png"))
+                    write_image(to_uint8(frame), os.path.join(folder, f"frame_{i + 1:04d}.png"))
             if split == "training":
                 folder = os.path.join(output, split, sintel.FLOW, scene)
                 os.makedirs(folder, exist_ok=True)

@@ -182,6 +182,21 @@ def load_file(filename: str, flag: str = "--checkpoint") -> Dict[str, Any]:
     return checkpoint
 
 
+# Where a run's stored arguments give its sequence length N (the validation dataset's first).
+SEQUENCE_FLAGS = ("validation_dataset_sequence_length", "training_dataset_sequence_length")
+
+
+def stored_arguments(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """The command-line arguments a checkpoint of this project stores (empty for the original's)."""
+    stored = checkpoint.get("args")
+    return stored if isinstance(stored, dict) else {}
+
+
+def stored_sequence_length(stored: Dict[str, Any]) -> Optional[int]:
+    """N from a run's stored dataset flags (the validation dataset's first), None if the run set none."""
+    return next((int(stored[flag]) for flag in SEQUENCE_FLAGS if stored.get(flag)), None)
+
+
 def translate_keys(keys: Sequence[str], module_keys: Sequence[str], translations: Dict[str, str],
                    fuzzy_keys: Sequence[str]) -> Dict[str, str]:
     """Map checkpoint keys to module keys by fuzzy fragments, then substring translations (spec §2.7)."""

@@ -6,6 +6,7 @@ and the cause in words ("no space left on device") instead of what the writing l
 """
 import contextlib
 import errno
+import functools
 import os
 import re
 import shutil
@@ -18,9 +19,27 @@ from utils import run_folder
 _DISK_FULL_MESSAGES = ("unexpected pos", "file write failed", "No space left on device")
 # What temporary_path names: '<name>.<8 random characters of mkstemp>.tmp'.
 _TEMPORARY_NAME = re.compile(r".+\.[a-z0-9_]{8}\.tmp")
-# mkstemp creates files readable by their owner only; records get the permissions of any new file.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it: Linux's /proc/self/status, else once by `_umask_by_setting`."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask_by_setting()
+
+
+@functools.lru_cache(maxsize=None)
+def _umask_by_setting() -> int:
+    # Elsewhere (no /proc, or a kernel before 4.7) os.umask is the only reader, and it sets the mask while it
+    # reads it: done once, at the first record written, never at import.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 class WriteError(OSError):
@@ -52,7 +71,7 @@ def temporary_path(filename: str) -> str:
     directory, name = os.path.split(os.path.abspath(filename))
     handle, path = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=directory)
     os.close(handle)
-    os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(path, 0o666 & ~process_umask())  # mkstemp makes it owner-only; a record gets a new file's mode
     return path
 
 

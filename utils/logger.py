@@ -4,8 +4,10 @@ The console adapts to where stdout goes: on a terminal, coloured messages and li
 (a file, a pipe, CI, nohup, Slurm) or with TERM=dumb, plain lines without any escape code, a progress line
 every constants.PROGRESS_PLAIN_INTERVAL_SECS and one line per finished pass. NO_COLOR turns colours off.
 
-`configure_logging` also installs `logging.block`, `logging.value`, `logging.values` and
-`logging.telegram` so that code written for the original framework keeps working.
+`block`, `value` and `values` are plain functions of this module (telegram's live in utils.telegram); nothing
+here changes the standard `logging` module. `install_original_logging_helpers` is the opt-in compatibility shim
+that adds the original framework's `logging.block/value/values/telegram/telegram_flush` for code written
+against the original; main.py installs it for plug-ins, the project's own code never calls those names.
 """
 import contextlib
 import contextvars
@@ -181,11 +183,20 @@ def configure_logging(logbook_filename: Optional[str] = None, console_level: int
         buffer.addFilter(_IndentFilter())
         root.addHandler(buffer)
     logging.captureWarnings(True)
+
+
+def install_original_logging_helpers() -> None:
+    """Opt-in shim: add the original's `logging.block/value/values/telegram/telegram_flush` for user code.
+
+    Plug-ins written against the original framework call these as attributes of the standard module; the
+    project's own code imports `block`, `value`, `values` from here and `send_message`, `flush` from
+    utils.telegram instead. Installing twice is harmless (the same functions are set again).
+    """
+    from utils import telegram  # imported here: utils.telegram itself logs through the standard module
+
     logging.block = block
     logging.value = value
     logging.values = values
-    from utils import telegram  # the notifier lives there; imported late to avoid a cycle
-
     logging.telegram = telegram.send_message
     logging.telegram_flush = telegram.flush
 

@@ -1,4 +1,4 @@
-"""Telegram notifications, buffered: `logging.telegram(msg, *args)` after `configure_logging`.
+"""Telegram notifications, buffered: `send_message(msg, *args)` and `flush()` while a run's notifier is active.
 
 The configuration lives in ~/.machines.json (template: dot_machines.json in the repository root):
 {"chat_id": "<chat id>", "machines": {"<short hostname>": "<bot token>"}, "base_url": optional}.
@@ -116,7 +116,7 @@ class TelegramNotifier:
                 await bot.send_message(chat_id=self._chat_id, text=chunk)
 
 
-# The notifier of the active run, for `logging.telegram(...)` and the module-level calls below.
+# The notifier of the active run, for the module-level calls below (and the original's `logging.telegram`).
 _current: contextvars.ContextVar[Optional[TelegramNotifier]] = contextvars.ContextVar("notifier", default=None)
 
 
@@ -172,7 +172,7 @@ def load_notifier(filename: Optional[str] = None,
 
 @contextlib.contextmanager
 def active(notifier: Optional[TelegramNotifier]) -> Iterator[Optional[TelegramNotifier]]:
-    """Make `notifier` the target of `send_message`/`flush` (and `logging.telegram`) inside the block."""
+    """Make `notifier` the target of `send_message`/`flush` (and the shim's `logging.telegram`) inside the block."""
     token = _current.set(notifier)
     try:
         yield notifier

@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 import constants
 from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
 from utils import distributed
+from utils.images import save_image
 from utils.logger import block
 from visualizers.registry import VISUALIZERS
 from visualizers.visualizer import Visualizer
@@ -29,17 +29,6 @@ from visualizers.visualizer import Visualizer
 NOT_GIVEN = "directory"
 METRICS = ("psnr", "psnr_rgb", "ssim")
 METRICS_FILENAME = "inference_metrics.csv"
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float image → (H, W, 3) uint8 with torchvision save_image's rounding."""
-    return image.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def save_image(image: torch.Tensor, filename: str) -> None:
-    """Write a (3, H, W) float image in [0, 1] as an 8-bit RGB file (format from the extension)."""
-    os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(filename)
 
 
 def frame_metrics(output: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
