@@ -7,7 +7,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import runtime
+from tests.helpers import trainer_with_default_hooks
 from utils.records import read_csv_rows
+from visualizers.visualizer import Visualizer
 
 
 class _Samples(Dataset):
@@ -87,12 +89,12 @@ def test_training_without_validation_steps_lr_and_checkpoints_every_epoch(tmp_pa
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.5)
     seen = []
 
-    class Spy(runtime.Visualizer):
+    class Spy(Visualizer):
         def on_epoch_init(self, lr, train, epoch, total_epochs):
             seen.append((epoch, lr[0]))
 
-    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
-                              optimizer, scheduler, visualizer=Spy())
+    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
+                                         optimizer, scheduler, visualizer=Spy())
     trainer.run()
     # The original's semantics: epoch E trains with gamma ** (#milestones <= E - 1).
     assert seen == [(1, 0.1), (2, 0.1), (3, 0.05), (4, 0.025)]
@@ -108,7 +110,8 @@ def test_validation_tracks_best_per_mode(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.2)
     args = _args(tmp_path, total_epochs=3, validation_keys=["total_loss", "batch"], validation_modes=["min", "max"])
-    trainer = runtime.Trainer(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1), optimizer)
+    trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1),
+                                         optimizer)
     trainer.run()
     best = torch.load(tmp_path / "checkpoint_best_total_loss.ckpt", weights_only=True)
     assert best["epoch"] == 3  # the loss keeps falling
@@ -173,8 +176,8 @@ def test_a_non_finite_loss_noticed_at_a_later_read_names_its_step_and_writes_not
     assert NanFromStep3.steps == 5  # stopped at the first read after it, not at the end of the epoch
     NanFromStep3.steps = 0
     model_and_loss = runtime.ModelAndLoss(_Model(), NanFromStep3())
-    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
-                              torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
+    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
+                                         torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match="step 3"):
         trainer.run()
     assert not list(tmp_path.glob("checkpoint*")) and not (tmp_path / "csv").exists()
