@@ -13,6 +13,7 @@ import setproctitle
 
 import constants
 from hooks import HookBase
+from optim.groups import ParameterScheduler
 from utils import baseline, checkpoints, plots, run_folder, summary, telegram, termination
 
 
@@ -128,6 +129,17 @@ class TrainingCurves(HookBase):
             if error is None:
                 raise
             logging.warning("training_curves.png not redrawn after the failure: %s", plot_error)
+
+
+class ParameterSchedulerStep(HookBase):
+    """--param_scheduler_group: the scheduled parameters take their next value before every epoch's training
+    (after the other hooks' `before_epoch`: main.py puts it last)."""
+
+    def __init__(self, param_scheduler: ParameterScheduler) -> None:
+        self.param_scheduler = param_scheduler
+
+    def before_epoch(self, trainer: Any, epoch: int) -> None:
+        self.param_scheduler.step()
 
 
 def default_hooks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,

@@ -552,12 +552,12 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
                 validation_loader=validation_loader).to(args.device))
             logging.info("%s", args.visualizer)
     hooks += callbacks.default_hooks(args, run_state, not evaluation_only, distributed.is_main_process(), notifier)
+    if param_scheduler is not None:
+        hooks.append(callbacks.ParameterSchedulerStep(param_scheduler))
     return runtime.Trainer(
         args, distributed_runner(args, model_and_loss, not evaluation_only), train_loader, validation_loader,
         run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
-        augmentations.get("validation_augmentation"), hooks,
-        before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
-        grad_scaler=run_state.grad_scaler, run_state=run_state)
+        augmentations.get("validation_augmentation"), hooks, grad_scaler=run_state.grad_scaler, run_state=run_state)
 
 
 # ------------------------------------------------------------------------------------- 3. run folder

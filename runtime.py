@@ -2,7 +2,7 @@
 import argparse
 import logging
 import socket
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
@@ -429,8 +429,7 @@ class Trainer:
                  optimizer: Optional[torch.optim.Optimizer] = None, lr_scheduler: Optional[Any] = None,
                  training_augmentation: Optional[torch.nn.Module] = None,
                  validation_augmentation: Optional[torch.nn.Module] = None,
-                 hooks: Sequence[HookBase] = (), before_epoch: Optional[Callable[[int], None]] = None,
-                 grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
                  run_state: Optional[checkpoints.RunState] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
@@ -440,7 +439,6 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         self.training_augmentation = training_augmentation
         self.validation_augmentation = validation_augmentation
-        self.before_epoch = before_epoch
         self.grad_scaler = grad_scaler
         self.is_main = distributed.is_main_process()
         keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
@@ -557,8 +555,6 @@ class Trainer:
         with block(title, emph=True):
             for hook in self.hooks:
                 hook.before_epoch(self, epoch)
-            if self.before_epoch is not None:
-                self.before_epoch(epoch)
             lr = current_learning_rates(self.optimizer)
             if lr is None:
                 logging.info("Model: %s", args.model)
