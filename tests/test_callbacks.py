@@ -1,6 +1,4 @@
 """callbacks.py: what a run does around its epochs."""
-import pytest
-
 import callbacks
 from hooks import HookBase
 
@@ -111,45 +109,3 @@ def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path,
                                                          [(1, "04m:30s"), (2, "03m:00s"), (3, "01m:30s"),
                                                           (4, "00m:00s")]]
 
-
-@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
-def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_training(tmp_path):
-    import argparse
-
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    import runtime
-    from optim.groups import ParameterScheduler
-    from visualizers.visualizer import Visualizer
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.ones(1))
-
-        def forward(self, example_dict):
-            return {"output1": example_dict["input1"] * self.scale}
-
-    class Loss(torch.nn.Module):
-        def forward(self, model_dict, example_dict):
-            return {"total_loss": model_dict["output1"].mean()}
-
-    seen = []
-
-    class Spy(Visualizer):
-        def on_epoch_init(self, lr, train, epoch, total_epochs):
-            seen.append(model_and_loss.model.scale.item())
-
-    data = DataLoader(TensorDataset(torch.rand(2, 3, 4, 4)), batch_size=2, collate_fn=lambda b: {
-        "input1": torch.stack([x for (x,) in b])})
-    args = argparse.Namespace(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t",
-                              model="Tiny", actual_device="cpu", start_epoch=1, total_epochs=3, save=str(tmp_path))
-    model_and_loss = runtime.ModelAndLoss(Model(), Loss())
-    param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()), [
-        {"params": "model.scale", "scheduler": "MultiStepLR", "init": 0.5, "milestones": [2], "gamma": 0.1}],
-        lambda scheduler, key, value: value)
-    runtime.Trainer(args, model_and_loss, runtime.Loader(data, torch.device("cpu"), False), None,
-                    torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
-                    hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
-    assert seen == [0.5, 0.5, pytest.approx(0.05)]

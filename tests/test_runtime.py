@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import callbacks
 import runtime
+from optim.groups import ParameterScheduler
 from tests.helpers import trainer_with_default_hooks
 from utils.records import read_csv_rows
 from visualizers.visualizer import Visualizer
@@ -258,3 +260,21 @@ def test_training_key_is_checked_against_a_training_steps_keys_and_leaves_no_tra
     with pytest.raises(ValueError, match=r"^--training_key: 'l1' is not a key of the loss's loss_dict; "
                                          r"available: batch, total_loss, train_only$"):
         trainer.check_training_key()
+
+
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
+def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_training(tmp_path):
+    seen = []
+
+    class Spy(Visualizer):
+        def on_epoch_init(self, lr, train, epoch, total_epochs):
+            seen.append(model_and_loss.model.scale.item())
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()), [
+        {"params": "model.scale", "scheduler": "MultiStepLR", "init": 0.5, "milestones": [2], "gamma": 0.1}],
+        lambda scheduler, key, value: value)
+    runtime.Trainer(_args(tmp_path, total_epochs=3), model_and_loss, _loader(_Samples(n=2), 2), None,
+                    torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
+                    hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
+    assert seen == [0.5, 0.5, pytest.approx(0.05)]
