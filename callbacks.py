@@ -1,41 +1,23 @@
-"""What a run does around its epochs besides training, as hooks of runtime.Trainer's loop.
+"""What a run does around its epochs besides training, as hooks (hooks.HookBase) of runtime.Trainer's loop.
 
-Visualizers see steps and epochs from inside the loop; callbacks act on what an epoch produced:
-TensorBoard's default step, notifications, the process title, checkpoints and the training curves.
-`default_callbacks` is what main.py runs with; code that builds a Trainer may pass its own list.
+These act on what an epoch produced: TensorBoard's default step, notifications, the process title,
+checkpoints and the training curves. `default_hooks` is what main.py runs with (after the visualizer, itself
+a hook); code that builds a Trainer may pass its own list.
 """
 import argparse
 import logging
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import setproctitle
 
 import constants
+from hooks import HookBase
+from optim.groups import ParameterScheduler
 from utils import baseline, checkpoints, plots, run_folder, summary, telegram, termination
 
-if TYPE_CHECKING:  # the Trainer calls the hooks; imported for the annotations only
-    from runtime import Trainer
 
-
-class Callback:
-    """Hooks of the epoch loop; every one does nothing unless a subclass overrides it."""
-
-    def on_run_start(self, trainer: "Trainer") -> None:
-        """Before the first epoch."""
-
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
-        """Before an epoch's training."""
-
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
-        """After an epoch: its statistics, the validation keys it improved and the time left."""
-
-    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
-        """After the last epoch, or when the loop stops with `error`."""
-
-
-class TensorBoardSteps(Callback):
+class TensorBoardSteps(HookBase):
     """The epoch as TensorBoard's default step; pending events written after every epoch."""
 
     def __init__(self, run_summary: Optional[summary.RunSummary] = None) -> None:
@@ -44,21 +26,20 @@ class TensorBoardSteps(Callback):
     def _target(self) -> Optional[summary.RunSummary]:
         return self.run_summary or summary.current()
 
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+    def before_epoch(self, trainer: Any, epoch: int) -> None:
         if self._target() is not None:
             self._target().set_global_step(epoch)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
+    def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
         if self._target() is not None:
             self._target().flush()
 
-    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+    def after_run(self, trainer: Any, error: Optional[BaseException]) -> None:
         if self._target() is not None:
             self._target().flush()
 
 
-class Notifications(Callback):
+class Notifications(HookBase):
     """Telegram messages: the run's non-default arguments, progress after every epoch, a NaN loss."""
 
     def __init__(self, notifier: Optional[telegram.TelegramNotifier] = None) -> None:
@@ -70,13 +51,12 @@ class Notifications(Callback):
         else:
             telegram.send_message(msg, *args)  # the active run's notifier, if any
 
-    def on_run_start(self, trainer: "Trainer") -> None:
+    def before_run(self, trainer: Any) -> None:
         args = trainer.args
         self._send("%s:%s on %s @0/%d\n%s", args.prefix, args.model, args.actual_device, args.total_epochs,
                    "\n".join(f"  {k}: {v}" for k, v in sorted(getattr(args, "non_default_args", {}).items())))
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
+    def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
         args = trainer.args
         progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(trainer.validation_keys, trainer.best_values)}
         progress["lr"] = trainer.learning_rate_text()
@@ -87,7 +67,7 @@ class Notifications(Callback):
         self._send("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
                    args.total_epochs, eta, text)
 
-    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+    def after_run(self, trainer: Any, error: Optional[BaseException]) -> None:
         if isinstance(error, FloatingPointError):
             args = trainer.args
             self._send("%s:%s on %s:\n  loss is NaN\n", args.prefix, args.model, args.actual_device)
@@ -97,30 +77,28 @@ class Notifications(Callback):
             telegram.flush()
 
 
-class ProcessTitle(Callback):
+class ProcessTitle(HookBase):
     """The process title (ps, top, nvidia-smi) says when the run finishes."""
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
+    def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
         set_proctitle(f"{getattr(trainer.args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
 
 
-class CheckpointWriter(Callback):
+class CheckpointWriter(HookBase):
     """checkpoint_latest_ after every epoch and checkpoint_best_<key> when a validation key improves."""
 
     def __init__(self, run_state: checkpoints.RunState, directory: str) -> None:
         self.run_state = run_state
         self.directory = directory
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
+    def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
         with termination.deferred():  # a SIGTERM now stops the run after this epoch's checkpoint is complete
             written = self.run_state.save(self.directory, stats, epoch, best_keys)
             for filename in written[1:]:
                 logging.info("Save ckpt to %s", filename)
 
 
-class TrainingCurves(Callback):
+class TrainingCurves(HookBase):
     """training_curves.png: every loss and metric per epoch, from the CSV records; redrawn after an epoch once
     `interval_s` seconds have passed since the run started or since the last drawing, and at the end."""
 
@@ -134,16 +112,15 @@ class TrainingCurves(Callback):
         plots.plot_records(self.directory)
         self.drawn_at, self.pending = time.monotonic(), False
 
-    def on_run_start(self, trainer: "Trainer") -> None:
+    def before_run(self, trainer: Any) -> None:
         self.drawn_at = time.monotonic()
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, stats: Dict[str, float], best_keys: List[str],
-                     eta: str) -> None:
+    def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
         self.pending = True
         if time.monotonic() - self.drawn_at >= self.interval_s:
             self._draw()
 
-    def on_run_end(self, trainer: "Trainer", error: Optional[BaseException]) -> None:
+    def after_run(self, trainer: Any, error: Optional[BaseException]) -> None:
         if not self.pending or isinstance(error, run_folder.RunFolderError):  # e.g. the folder was deleted
             return
         try:
@@ -154,11 +131,22 @@ class TrainingCurves(Callback):
             logging.warning("training_curves.png not redrawn after the failure: %s", plot_error)
 
 
-def default_callbacks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,
-                      is_main: bool, notifier: Optional[telegram.TelegramNotifier] = None,
-                      run_summary: Optional[summary.RunSummary] = None) -> List[Callback]:
-    """What a run of main.py does besides training; only the main process writes files."""
-    result: List[Callback] = [Notifications(notifier), ProcessTitle()]
+class ParameterSchedulerStep(HookBase):
+    """--param_scheduler_group: the scheduled parameters take their next value before every epoch's training
+    (after the other hooks' `before_epoch`: main.py puts it last)."""
+
+    def __init__(self, param_scheduler: ParameterScheduler) -> None:
+        self.param_scheduler = param_scheduler
+
+    def before_epoch(self, trainer: Any, epoch: int) -> None:
+        self.param_scheduler.step()
+
+
+def default_hooks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,
+                  is_main: bool, notifier: Optional[telegram.TelegramNotifier] = None,
+                  run_summary: Optional[summary.RunSummary] = None) -> List[HookBase]:
+    """What a run of main.py does besides training and visualizing; only the main process writes files."""
+    result: List[HookBase] = [Notifications(notifier), ProcessTitle()]
     if save_checkpoints and is_main:
         result.append(CheckpointWriter(run_state, args.save))
     if is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):

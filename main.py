@@ -32,6 +32,7 @@ import constants
 import runtime
 from contrib import precision
 from contrib.fusion import fold_batchnorm
+from hooks import HookBase
 from optim.groups import ParameterScheduler, parameter_groups
 from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram, termination
 from utils.logger import block
@@ -542,22 +543,21 @@ def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_r
     run_state, param_scheduler = build_run_state(args, model_and_loss, validation, evaluation_only, resumption)
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK
-    visualizer = None
+    hooks: List[HookBase] = []  # the loop's hooks, in call order: the visualizer, then the default ones
     with block("Runtime Visualizers"):
         if args.visualizer is not None:
-            visualizer = commandline.instance_from_args(
+            hooks.append(commandline.instance_from_args(
                 args, "visualizer", args=args, model_and_loss=model_and_loss, optimizer=run_state.optimizer,
                 param_scheduler=param_scheduler, lr_scheduler=run_state.lr_scheduler, train_loader=train_loader,
-                validation_loader=validation_loader).to(args.device)
+                validation_loader=validation_loader).to(args.device))
             logging.info("%s", args.visualizer)
+    hooks += callbacks.default_hooks(args, run_state, not evaluation_only, distributed.is_main_process(), notifier)
+    if param_scheduler is not None:
+        hooks.append(callbacks.ParameterSchedulerStep(param_scheduler))
     return runtime.Trainer(
         args, distributed_runner(args, model_and_loss, not evaluation_only), train_loader, validation_loader,
         run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
-        augmentations.get("validation_augmentation"), visualizer, save_checkpoints=not evaluation_only,
-        before_epoch=(lambda epoch: param_scheduler.step()) if param_scheduler is not None else None,
-        grad_scaler=run_state.grad_scaler, run_state=run_state,
-        callbacks=callbacks.default_callbacks(args, run_state, not evaluation_only, distributed.is_main_process(),
-                                              notifier))
+        augmentations.get("validation_augmentation"), hooks, grad_scaler=run_state.grad_scaler, run_state=run_state)
 
 
 # ------------------------------------------------------------------------------------- 3. run folder

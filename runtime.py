@@ -2,19 +2,18 @@
 import argparse
 import logging
 import socket
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
 
 import constants
-from callbacks import Callback, default_callbacks
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
+from hooks import HookBase
 from utils import baseline, checkpoints, distributed, termination
 from utils.frames import reference_index
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
-from visualizers.visualizer import Visualizer
 
 DEVICE_KEY_PREFIXES = ("input", "target")
 COUNT_KEY = "\0count"  # the number of examples, summed over ranks with the losses (no loss key looks like it)
@@ -219,7 +218,7 @@ class EpochRunner:
 
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
-                 visualizer: Optional[Visualizer] = None, grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
                  sync_every: Optional[int] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
@@ -227,7 +226,7 @@ class EpochRunner:
         self.train = train
         self.optimizer = optimizer
         self.augmentation = augmentation
-        self.visualizer = visualizer or Visualizer()
+        self.hooks = list(hooks)  # their step events
         self.grad_scaler = grad_scaler
         if sync_every is None:
             cuda = loader is not None and loader.device.type == "cuda"
@@ -300,13 +299,15 @@ class EpochRunner:
         with context, ProgressBar(total=total_steps, desc=desc, unit="it",
                                   disable=not distributed.is_main_process()) as bar:
             for step, example_dict in enumerate(self.loader):
-                self.visualizer.on_step_init(example_dict, self.train, step, total_steps)
+                for hook in self.hooks:
+                    hook.before_step(example_dict, self.train, step, total_steps)
                 with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train), \
                         termination.interruptible():  # a SIGTERM abandons the step in progress
                     loss_dict, model_dict = self.step(example_dict)
                 if step == 0 and not self.train:  # checked before a whole epoch has run
                     require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
-                self.visualizer.on_step_finished(example_dict, model_dict, loss_dict, self.train, step, total_steps)
+                for hook in self.hooks:
+                    hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
                     value = value.detach().to(device=device, dtype=torch.float64) * batch_size
@@ -336,19 +337,100 @@ def _all_finite(tensors: List[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all()
 
 
+def first_loss_dict(model_and_loss: ModelAndLoss, loader: Loader, train: bool,
+                    augmentation: Optional[torch.nn.Module]) -> Dict[str, Any]:
+    """The loss_dict of the loader's first example, without a trace in the run: no gradients, the random number
+    generators and the model's buffers (BatchNorm statistics) restored afterwards, and eager even with
+    --compile (a no-gradient graph would be compiled for this one call)."""
+    was_training = model_and_loss.training
+    rng = checkpoints.rng_state()
+    buffers = [buffer.clone() for buffer in model_and_loss.buffers()]
+    try:
+        example_dict = loader.prepare(default_collate([loader.dataset[0]]))
+        model_and_loss.train(train)
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            if augmentation is not None:
+                example_dict = augmentation(example_dict)
+            loss_dict, _ = model_and_loss(example_dict)
+    finally:
+        checkpoints.set_rng_state(rng)
+        model_and_loss.train(was_training)
+        with torch.no_grad():
+            for buffer, saved in zip(model_and_loss.buffers(), buffers):
+                buffer.copy_(saved)
+    return loss_dict
+
+
+def input_baseline(args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader,
+                   augmentation: Optional[torch.nn.Module], is_main: bool) -> Optional[Dict[str, float]]:
+    """The validation pass with the reference frame as output (same loss, batches and augmentation),
+    recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
+    and was made under the same protocol (not under torchrun, where every rank must run the pass).
+    None when the dataset has no image target to compare the input with."""
+    dataset = type(loader.dataset).__name__
+    first = default_collate([loader.dataset[0]])
+    if not has_image_target(first):
+        logging.info("input baseline: skipped (%s has no image target1 of the inputs' shape)", dataset)
+        return None
+    protocol = baseline_protocol(args, loader)
+    values = None if distributed.is_distributed() else baseline.read(args.save, dataset, protocol)
+    if values is not None:
+        logging.info("input baseline of %s: read from %s", dataset, baseline.csv_filename(args.save, dataset))
+    else:
+        rng = checkpoints.rng_state()  # the run's random streams do not see this extra pass
+        try:
+            reference = ModelAndLoss(ReferenceFrame(), model_and_loss.loss)
+            values = EpochRunner(args, reference, loader, False, None, augmentation).run("Input")
+        finally:
+            checkpoints.set_rng_state(rng)
+            model_and_loss.loss.train(model_and_loss.training)
+        if is_main:
+            baseline.write(args.save, dataset, protocol, values, getattr(args, "holistic_records_kwargs", {}))
+    logging.info("input baseline of %s (%s as output): %s", dataset, reference_key(first),
+                 ", ".join(baseline.compare(k, v, None) for k, v in values.items()))
+    return values
+
+
+def update_best_values(stats: Dict[str, float], keys: List[str], modes: List[str], best_values: List[float]
+                       ) -> List[str]:
+    """Replace the best value of every validation key that `stats` improves (per its "min"/"max" mode); returns
+    those keys."""
+    improved = []
+    for index, key in enumerate(keys):
+        better = stats[key] < best_values[index] if modes[index] == "min" else stats[key] > best_values[index]
+        if better:
+            best_values[index] = stats[key]
+            improved.append(key)
+    return improved
+
+
+def record_pass(args: argparse.Namespace, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
+    """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats)."""
+    recorder = EpochRecorder(args, root=args.save, epoch=epoch, dataset=type(dataset).__name__,
+                             **getattr(args, "holistic_records_kwargs", {}))
+    recorder.add_scalars(name, stats)
+
+
+def step_lr_scheduler(lr_scheduler: Optional[Any], stats: Dict[str, float], validation_keys: List[str]) -> None:
+    """Step the LR scheduler after an epoch; ReduceLROnPlateau watches the first validation key."""
+    if lr_scheduler is None:
+        return
+    if isinstance(lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        lr_scheduler.step(stats[validation_keys[0]])
+    else:
+        lr_scheduler.step()
+
+
 class Trainer:
-    """The epoch loop: train, validate, record, step the LR, checkpoint, notify."""
+    """The epoch loop: a training and a validation pass per epoch; the hooks do everything else."""
 
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss,
                  train_loader: Optional[Loader], validation_loader: Optional[Loader],
                  optimizer: Optional[torch.optim.Optimizer] = None, lr_scheduler: Optional[Any] = None,
                  training_augmentation: Optional[torch.nn.Module] = None,
                  validation_augmentation: Optional[torch.nn.Module] = None,
-                 visualizer: Optional[Visualizer] = None, save_checkpoints: bool = True,
-                 before_epoch: Optional[Callable[[int], None]] = None,
-                 grad_scaler: Optional[torch.amp.GradScaler] = None,
-                 run_state: Optional[checkpoints.RunState] = None,
-                 callbacks: Optional[List[Callback]] = None) -> None:
+                 hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 run_state: Optional[checkpoints.RunState] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.train_loader = train_loader
@@ -357,9 +439,6 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         self.training_augmentation = training_augmentation
         self.validation_augmentation = validation_augmentation
-        self.visualizer = visualizer or Visualizer()
-        self.save_checkpoints = save_checkpoints
-        self.before_epoch = before_epoch
         self.grad_scaler = grad_scaler
         self.is_main = distributed.is_main_process()
         keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
@@ -368,10 +447,17 @@ class Trainer:
         self.validation_modes: List[str] = list(modes)
         self.run_state = run_state or checkpoints.RunState(
             unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, stored_arguments(args))
-        self.callbacks = callbacks if callbacks is not None else default_callbacks(
-            args, self.run_state, save_checkpoints, self.is_main)
+        self.hooks: List[HookBase] = []
+        self.register_hooks(hooks)
         # The validation metrics of the unprocessed input (see utils/baseline.py); empty until computed.
         self.input_baseline: Dict[str, float] = {}
+
+    def register_hooks(self, hooks: Sequence[HookBase]) -> None:
+        """Append hooks, called in list order; a stateful one is saved with the run state (and restored by it)."""
+        self.hooks.extend(hooks)
+        fresh = self.run_state.attach_hooks(self.hooks)
+        if fresh:
+            logging.info("--resume: the checkpoint has no state of %s; starting it fresh", ", ".join(fresh))
 
     def learning_rate_text(self) -> str:
         """The learning rate of every parameter group, as the log shows it."""
@@ -382,107 +468,36 @@ class Trainer:
         """Best value so far of every validation key."""
         return self.run_state.best_values
 
-    def _first_loss_dict(self, loader: Loader, train: bool, augmentation: Optional[torch.nn.Module]
-                         ) -> Dict[str, Any]:
-        """The loss_dict of the loader's first example, without a trace in the run: no gradients, the random number
-        generators and the model's buffers (BatchNorm statistics) restored afterwards, and eager even with
-        --compile (a no-gradient graph would be compiled for this one call)."""
-        model_and_loss = unwrap(self.model_and_loss)
-        was_training = model_and_loss.training
-        rng = checkpoints.rng_state()
-        buffers = [buffer.clone() for buffer in model_and_loss.buffers()]
-        try:
-            example_dict = loader.prepare(default_collate([loader.dataset[0]]))
-            model_and_loss.train(train)
-            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
-                if augmentation is not None:
-                    example_dict = augmentation(example_dict)
-                loss_dict, _ = model_and_loss(example_dict)
-        finally:
-            checkpoints.set_rng_state(rng)
-            model_and_loss.train(was_training)
-            with torch.no_grad():
-                for buffer, saved in zip(model_and_loss.buffers(), buffers):
-                    buffer.copy_(saved)
-        return loss_dict
-
     def check_validation_keys(self) -> None:
-        """Raise ValueError now, not after a training epoch, if a --validation_keys entry is not a loss key.
-
-        Runs the model and loss on the first validation example in evaluation mode; the random number
-        generators are restored afterwards, so the run's results do not change.
-        """
+        """Raise ValueError now, not after a training epoch, if a --validation_keys entry is not a loss key
+        (from the first validation example in evaluation mode; see `first_loss_dict`)."""
         if self.validation_loader is None or not self.validation_keys or self.validation_loader.dataset is None:
             return
-        loss_dict = self._first_loss_dict(self.validation_loader, train=False, augmentation=None)
+        loss_dict = first_loss_dict(unwrap(self.model_and_loss), self.validation_loader, False, None)
         require_loss_keys(loss_dict, "--validation_keys", self.validation_keys)
 
     def check_training_key(self) -> None:
-        """Raise ValueError now, not in the first training step, if --training_key is not a key of the loss_dict.
-
-        Runs the model and loss on the first training example in training mode (the loss_dict of a training
-        step, which may differ from an evaluation's), without gradients; the random number generators and the
-        model's buffers are restored afterwards, so the run's results do not change.
-        """
+        """Raise ValueError now, not in the first training step, if --training_key is not a key of the loss_dict
+        (from the first training example in training mode, whose loss_dict may differ from an evaluation's)."""
         if self.train_loader is None or self.train_loader.dataset is None:
             return
-        loss_dict = self._first_loss_dict(self.train_loader, train=True, augmentation=self.training_augmentation)
+        loss_dict = first_loss_dict(unwrap(self.model_and_loss), self.train_loader, True, self.training_augmentation)
         require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
 
     def compute_input_baseline(self) -> Dict[str, float]:
-        """The validation pass with the reference frame as output (same loss, batches and augmentation),
-        recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
-        and was made under the same protocol (not under torchrun, where every rank must run the pass)."""
+        """The validation metrics of the unprocessed input (see `input_baseline`), handed to the hooks."""
         loader = self.validation_loader
         # The whole dataset, not this rank's shard: a rank whose shard is empty still joins the pass's sum.
         if loader is None or loader.dataset is None or len(loader.dataset) == 0:
             return {}
-        dataset = type(loader.dataset).__name__
-        first = default_collate([loader.dataset[0]])
-        if not has_image_target(first):
-            logging.info("input baseline: skipped (%s has no image target1 of the inputs' shape)", dataset)
+        values = input_baseline(self.args, unwrap(self.model_and_loss), loader, self.validation_augmentation,
+                                self.is_main)
+        if values is None:
             return {}
-        protocol = baseline_protocol(self.args, loader)
-        stored = None if distributed.is_distributed() else baseline.read(self.args.save, dataset, protocol)
-        if stored is not None:
-            self.input_baseline = stored
-            logging.info("input baseline of %s: read from %s", dataset, baseline.csv_filename(self.args.save, dataset))
-        else:
-            rng = checkpoints.rng_state()  # the run's random streams do not see this extra pass
-            try:
-                reference = ModelAndLoss(ReferenceFrame(), unwrap(self.model_and_loss).loss)
-                self.input_baseline = EpochRunner(self.args, reference, loader, False, None,
-                                                  self.validation_augmentation).run("Input")
-            finally:
-                checkpoints.set_rng_state(rng)
-                unwrap(self.model_and_loss).loss.train(unwrap(self.model_and_loss).training)
-            if self.is_main:
-                baseline.write(self.args.save, dataset, protocol, self.input_baseline,
-                               getattr(self.args, "holistic_records_kwargs", {}))
-        logging.info("input baseline of %s (%s as output): %s", dataset, reference_key(first),
-                     ", ".join(baseline.compare(k, v, None) for k, v in self.input_baseline.items()))
-        self.visualizer.on_input_baseline(self.input_baseline)
+        self.input_baseline = values
+        for hook in self.hooks:
+            hook.after_input_baseline(self.input_baseline)
         return self.input_baseline
-
-    def _is_better(self, index: int, value: float) -> bool:
-        if self.validation_modes[index] == "min":
-            return value < self.best_values[index]
-        return value > self.best_values[index]
-
-    def _record(self, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
-        if not self.is_main:
-            return
-        recorder = EpochRecorder(self.args, root=self.args.save, epoch=epoch, dataset=type(dataset).__name__,
-                                 **getattr(self.args, "holistic_records_kwargs", {}))
-        recorder.add_scalars(name, stats)
-
-    def _step_lr_scheduler(self, validation_stats: Dict[str, float]) -> None:
-        if self.lr_scheduler is None:
-            return
-        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.lr_scheduler.step(validation_stats[self.validation_keys[0]])
-        else:
-            self.lr_scheduler.step()
 
     def run(self) -> Dict[str, float]:
         """Run epochs start_epoch..total_epochs; returns the last epoch's statistics."""
@@ -492,8 +507,8 @@ class Trainer:
             if self.train_loader is not None:
                 logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
             self.compute_input_baseline()
-        for callback in self.callbacks:
-            callback.on_run_start(self)
+        for hook in self.hooks:
+            hook.before_run(self)
         total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
                                 logbook_every_update=True, position=0, leave=True,
                                 disable=not self.is_main)
@@ -506,10 +521,31 @@ class Trainer:
             raise
         finally:
             total_bar.close()
-            for callback in self.callbacks:
-                callback.on_run_end(self, error)
+            for hook in self.hooks:
+                hook.after_run(self, error)
         logging.info("Finished.")
         return last_stats
+
+    def _pass(self, train: bool, epoch: int, lr: Optional[List[float]]) -> Dict[str, float]:
+        """One training or validation pass, its events sent to the hooks and its means recorded."""
+        args = self.args
+        loader = self.train_loader if train else self.validation_loader
+        for hook in self.hooks:
+            hook.before_pass(lr, train, epoch, args.total_epochs)
+        if train:
+            stats = EpochRunner(args, self.model_and_loss, loader, True, self.optimizer, self.training_augmentation,
+                                self.hooks, self.grad_scaler).run("Train")
+        else:
+            # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
+            # never joins (the others waited for it until the process-group timeout).
+            distributed.broadcast_buffers(unwrap(self.model_and_loss))
+            stats = EpochRunner(args, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
+                                self.hooks).run("Valid")
+        for hook in self.hooks:
+            hook.after_pass(stats, train, epoch, args.total_epochs)
+        if self.is_main:
+            record_pass(args, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
+        return stats
 
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
         args = self.args
@@ -517,51 +553,35 @@ class Trainer:
         training = self.train_loader is not None  # else an evaluation-only run: no epochs, lr or best values
         title = (f"Epoch {epoch}/{args.total_epochs}" if training else "Evaluation") + " " * 24 + where
         with block(title, emph=True):
-            for callback in self.callbacks:
-                callback.on_epoch_start(self, epoch)
-            if self.before_epoch is not None:
-                self.before_epoch(epoch)
+            for hook in self.hooks:
+                hook.before_epoch(self, epoch)
             lr = current_learning_rates(self.optimizer)
             if lr is None:
                 logging.info("Model: %s", args.model)
             else:
                 logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
             stats: Dict[str, float] = {}
-            if self.train_loader is not None:
+            if training:
                 self.train_loader.set_epoch(epoch)
-                self.visualizer.on_epoch_init(lr, True, epoch, args.total_epochs)
-                stats = EpochRunner(args, self.model_and_loss, self.train_loader, True, self.optimizer,
-                                    self.training_augmentation, self.visualizer, self.grad_scaler).run("Train")
-                self.visualizer.on_epoch_finished(stats, True, epoch, args.total_epochs)
-                self._record("training_losses", self.train_loader.dataset, epoch, stats)
+                stats = self._pass(True, epoch, lr)
             best_keys: List[str] = []
             if self.validation_loader is not None:
-                self.visualizer.on_epoch_init(lr, False, epoch, args.total_epochs)
-                # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
-                # never joins (the others waited for it until the process-group timeout).
-                distributed.broadcast_buffers(unwrap(self.model_and_loss))
-                stats = EpochRunner(args, unwrap(self.model_and_loss), self.validation_loader, False, None,
-                                    self.validation_augmentation, self.visualizer).run("Valid")
-                self.visualizer.on_epoch_finished(stats, False, epoch, args.total_epochs)
-                self._record("evaluation_losses", self.validation_loader.dataset, epoch, stats)
+                stats = self._pass(False, epoch, lr)
                 if self.input_baseline:
                     label = rank_label(True)
                     logging.info("Valid vs input%s: %s", f" ({label})" if label else "",
                                  baseline.compare_all(stats, self.input_baseline))
                 require_loss_keys(stats, "--validation_keys", self.validation_keys)
-                for index, key in enumerate(self.validation_keys):
-                    if self._is_better(index, stats[key]):
-                        self.best_values[index] = stats[key]
-                        best_keys.append(key)
-            self._step_lr_scheduler(stats)
+                best_keys = update_best_values(stats, self.validation_keys, self.validation_modes, self.best_values)
+            step_lr_scheduler(self.lr_scheduler, stats, self.validation_keys)
             if training:
                 best = [f"best_{k}_avg={v:1.4f}" for k, v in zip(self.validation_keys, self.best_values)]
                 total_bar.set_postfix_str(", ".join(([rank_label(True)] if best and rank_label(True) else []) + best),
                                           refresh=False)
             total_bar.update()
             eta = total_bar.eta_string()
-            for callback in self.callbacks:
-                callback.on_epoch_end(self, epoch, stats, best_keys, eta)
+            for hook in self.hooks:
+                hook.after_epoch(self, epoch, stats, best_keys, eta)
             return stats
 
 

@@ -104,3 +104,14 @@ def constant_flow_pwcnet(flow: Sequence[float] = CONSTANT_FLOW) -> torch.nn.Modu
     impl.context_network.convs[-1][0].weight.data.zero_()
     impl.context_network.convs[-1][0].bias.data.zero_()
     return net
+
+
+def trainer_with_default_hooks(*args: Any, visualizer: Optional[torch.nn.Module] = None, save_checkpoints: bool = True,
+                               **kwargs: Any):
+    """A runtime.Trainer with the hooks main.py gives it: the visualizer (if any), then callbacks.default_hooks."""
+    import callbacks  # here, not above: most test modules that use these helpers never build a Trainer
+    import runtime
+
+    trainer = runtime.Trainer(*args, hooks=[visualizer] if visualizer is not None else [], **kwargs)
+    trainer.register_hooks(callbacks.default_hooks(trainer.args, trainer.run_state, save_checkpoints, True))
+    return trainer

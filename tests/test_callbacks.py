@@ -1,5 +1,6 @@
 """callbacks.py: what a run does around its epochs."""
 import callbacks
+from hooks import HookBase
 
 
 def test_training_curves_are_drawn_at_intervals_and_at_the_end(monkeypatch):
@@ -7,17 +8,17 @@ def test_training_curves_are_drawn_at_intervals_and_at_the_end(monkeypatch):
     monkeypatch.setattr(callbacks.plots, "plot_records", lambda directory: drawn.append((directory, clock[0])))
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
     curves = callbacks.TrainingCurves("run", interval_s=60)
-    curves.on_run_start(None)
+    curves.before_run(None)
     for epoch, now in enumerate([10.0, 30.0, 69.0, 75.0, 100.0, 130.0], start=1):
         clock[0] = now
-        curves.on_epoch_end(None, epoch, {}, [], "")
+        curves.after_epoch(None, epoch, {}, [], "")
     assert [at for _, at in drawn] == [69.0, 130.0]  # 60 s after the start, then 60 s after that drawing
     clock[0] = 140.0
-    curves.on_run_end(None, None)  # nothing new since the last drawing: none
+    curves.after_run(None, None)  # nothing new since the last drawing: none
     assert len(drawn) == 2
     clock[0] = 150.0
-    curves.on_epoch_end(None, 7, {}, [], "")
-    curves.on_run_end(None, None)  # the last epoch is drawn at the end
+    curves.after_epoch(None, 7, {}, [], "")
+    curves.after_run(None, None)  # the last epoch is drawn at the end
     assert [at for _, at in drawn] == [69.0, 130.0, 150.0] and {d for d, _ in drawn} == {"run"}
 
 
@@ -25,16 +26,16 @@ def test_a_failed_run_is_drawn_at_its_end_unless_drawing_fails_too(monkeypatch, 
     drawn = []
     monkeypatch.setattr(callbacks.plots, "plot_records", lambda directory: drawn.append(directory))
     curves = callbacks.TrainingCurves("run", interval_s=1e9)
-    curves.on_epoch_end(None, 1, {}, [], "")
-    curves.on_run_end(None, RuntimeError("loss is NaN"))
+    curves.after_epoch(None, 1, {}, [], "")
+    curves.after_run(None, RuntimeError("loss is NaN"))
     assert drawn == ["run"]
 
     def full_disk(directory):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(callbacks.plots, "plot_records", full_disk)
-    curves.on_epoch_end(None, 2, {}, [], "")
-    curves.on_run_end(None, RuntimeError("disk full"))  # the run's own error stays the one reported
+    curves.after_epoch(None, 2, {}, [], "")
+    curves.after_run(None, RuntimeError("disk full"))  # the run's own error stays the one reported
     assert "training_curves.png not redrawn after the failure: [Errno 28] No space left on device" in caplog.text
 
 
@@ -75,8 +76,8 @@ def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path,
         def flush(self):
             pass
 
-    class NinetySecondEpochs(callbacks.Callback):
-        def on_epoch_start(self, trainer, epoch):
+    class NinetySecondEpochs(HookBase):
+        def before_epoch(self, trainer, epoch):
             clock[0] += 90.0
 
     class Model(torch.nn.Module):
@@ -99,7 +100,7 @@ def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path,
     model_and_loss = runtime.ModelAndLoss(Model(), Loss())
     trainer = runtime.Trainer(args, model_and_loss, runtime.Loader(data, torch.device("cpu"), False), None,
                               torch.optim.SGD(model_and_loss.parameters(), lr=0.1),
-                              callbacks=[NinetySecondEpochs(), callbacks.Notifications(Telegram()),
+                              hooks=[NinetySecondEpochs(), callbacks.Notifications(Telegram()),
                                          callbacks.ProcessTitle()])
     trainer.run()
     assert titles == ["run finishes in 04m:30s", "run finishes in 03m:00s", "run finishes in 01m:30s",
@@ -107,3 +108,4 @@ def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path,
     assert [m.split(": ")[0] for m in messages[1:]] == [f"t:Tiny on cpu [{e}/4<{t}]" for e, t in
                                                          [(1, "04m:30s"), (2, "03m:00s"), (3, "01m:30s"),
                                                           (4, "00m:00s")]]
+

@@ -6,8 +6,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import callbacks
 import runtime
+from optim.groups import ParameterScheduler
+from tests.helpers import trainer_with_default_hooks
 from utils.records import read_csv_rows
+from visualizers.visualizer import Visualizer
 
 
 class _Samples(Dataset):
@@ -87,12 +91,12 @@ def test_training_without_validation_steps_lr_and_checkpoints_every_epoch(tmp_pa
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.5)
     seen = []
 
-    class Spy(runtime.Visualizer):
+    class Spy(Visualizer):
         def on_epoch_init(self, lr, train, epoch, total_epochs):
             seen.append((epoch, lr[0]))
 
-    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
-                              optimizer, scheduler, visualizer=Spy())
+    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
+                                         optimizer, scheduler, visualizer=Spy())
     trainer.run()
     # The original's semantics: epoch E trains with gamma ** (#milestones <= E - 1).
     assert seen == [(1, 0.1), (2, 0.1), (3, 0.05), (4, 0.025)]
@@ -108,7 +112,8 @@ def test_validation_tracks_best_per_mode(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.2)
     args = _args(tmp_path, total_epochs=3, validation_keys=["total_loss", "batch"], validation_modes=["min", "max"])
-    trainer = runtime.Trainer(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1), optimizer)
+    trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1),
+                                         optimizer)
     trainer.run()
     best = torch.load(tmp_path / "checkpoint_best_total_loss.ckpt", weights_only=True)
     assert best["epoch"] == 3  # the loss keeps falling
@@ -173,8 +178,8 @@ def test_a_non_finite_loss_noticed_at_a_later_read_names_its_step_and_writes_not
     assert NanFromStep3.steps == 5  # stopped at the first read after it, not at the end of the epoch
     NanFromStep3.steps = 0
     model_and_loss = runtime.ModelAndLoss(_Model(), NanFromStep3())
-    trainer = runtime.Trainer(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
-                              torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
+    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
+                                         torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match="step 3"):
         trainer.run()
     assert not list(tmp_path.glob("checkpoint*")) and not (tmp_path / "csv").exists()
@@ -255,3 +260,21 @@ def test_training_key_is_checked_against_a_training_steps_keys_and_leaves_no_tra
     with pytest.raises(ValueError, match=r"^--training_key: 'l1' is not a key of the loss's loss_dict; "
                                          r"available: batch, total_loss, train_only$"):
         trainer.check_training_key()
+
+
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
+def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_training(tmp_path):
+    seen = []
+
+    class Spy(Visualizer):
+        def on_epoch_init(self, lr, train, epoch, total_epochs):
+            seen.append(model_and_loss.model.scale.item())
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()), [
+        {"params": "model.scale", "scheduler": "MultiStepLR", "init": 0.5, "milestones": [2], "gamma": 0.1}],
+        lambda scheduler, key, value: value)
+    runtime.Trainer(_args(tmp_path, total_epochs=3), model_and_loss, _loader(_Samples(n=2), 2), None,
+                    torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
+                    hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
+    assert seen == [0.5, 0.5, pytest.approx(0.05)]

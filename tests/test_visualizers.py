@@ -18,7 +18,7 @@ import runtime
 from contrib.colormap import colorize, colorize_normalized
 from contrib.flow_colors import color_wheel, flow_to_color
 from contrib.psnr import koehler_psnr
-from tests.helpers import reference_json, save_model_checkpoint
+from tests.helpers import reference_json, save_model_checkpoint, trainer_with_default_hooks
 from utils import summary
 from utils.logger import configure_logging
 from utils.records import read_csv_rows
@@ -162,9 +162,9 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
     visualizer = GoProVisualizer(args, model_and_loss, optimizer, lr_scheduler=lr_scheduler,
                                  images_every_n_epochs=3, keep_num_training_steps=2, keep_num_validation_steps=1,
                                  track_epochs=True)
-    trainer = runtime.Trainer(args, model_and_loss, _loader(_Sequences(n_frames), 2),
-                              _loader(_Sequences(n_frames, examples=3, samples=1), 1), optimizer, lr_scheduler,
-                              visualizer=visualizer, save_checkpoints=False)
+    trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Sequences(n_frames), 2),
+                                         _loader(_Sequences(n_frames, examples=3, samples=1), 1), optimizer,
+                                         lr_scheduler, visualizer=visualizer, save_checkpoints=False)
     trainer.run()
     tensorboard.close()
     events = _events(tmp_path / "tb")
@@ -228,8 +228,8 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
     optimizer = torch.optim.SGD([p for p in model_and_loss.parameters() if p.requires_grad], lr=0.005)
     tensorboard = _TensorBoard(tmp_path / "tb")
     visualizer = GoProVisualizer(args, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
-    runtime.Trainer(args, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
-                    save_checkpoints=False).run()
+    trainer_with_default_hooks(args, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
+                               save_checkpoints=False).run()
     tensorboard.close()
     events = _events(tmp_path / "tb")
     assert [e.value for e in events.Scalars("lr/group0")] == [pytest.approx(0.005)]
@@ -250,8 +250,8 @@ def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5, warped=False), _Loss())
     visualizer = GoProVisualizer(_args(tmp_path), model_and_loss, images_every_n_epochs=2)
     args = _args(tmp_path, total_epochs=1)
-    runtime.Trainer(args, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
-                    visualizer=visualizer, save_checkpoints=False).run()
+    trainer_with_default_hooks(args, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
+                               visualizer=visualizer, save_checkpoints=False).run()
     visualizer.on_epoch_init(None, True, 2, 2)  # no optimizer: lr is None, nothing to write, no crash
     tensorboard.close()
     events = _events(tmp_path / "tb")
@@ -289,8 +289,8 @@ def test_gopro_inference_writes_every_frame_and_the_metrics_table(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5), _Loss())
     args = _args(tmp_path, total_epochs=1)
     visualizer = GoProInference(args, model_and_loss, save=str(tmp_path / "inference"))
-    runtime.Trainer(args, model_and_loss, None, _loader(dataset, 2), visualizer=visualizer,
-                    save_checkpoints=False).run()
+    trainer_with_default_hooks(args, model_and_loss, None, _loader(dataset, 2), visualizer=visualizer,
+                               save_checkpoints=False).run()
     logging.getLogger().handlers[-1].flush()
     model_and_loss.eval()
     per_sequence = {}

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from hooks import HookBase, hook_states, load_hook_states
 from utils import files, jsonfile
 
 LATEST = "checkpoint_latest_.ckpt"
@@ -285,6 +286,8 @@ class RunState:
         self.arguments = dict(arguments or {})
         self.roots: Dict[str, str] = {}  # the folder flags of `arguments` as absolute paths (see `resolved_roots`)
         self.world_size = 1  # processes that train together (torchrun's WORLD_SIZE)
+        self.hooks: List[HookBase] = []  # the loop's hooks (see `attach_hooks`); only stateful ones are saved
+        self.hook_states: Optional[Dict[str, Dict[str, Any]]] = None  # restored, waiting for `attach_hooks`
 
     def extra(self) -> Dict[str, Any]:
         """What, beyond the original's checkpoint content, a resumed run needs."""
@@ -293,6 +296,9 @@ class RunState:
                                  "args": dict(self.arguments), "world_size": int(self.world_size)}
         if self.roots:
             state["roots"] = dict(self.roots)
+        states = hook_states(self.hooks)
+        if states:  # a new key only when a hook has state: checkpoints stay as they were otherwise
+            state["hooks"] = states
         for name in ("optimizer", "lr_scheduler", "grad_scaler"):
             if getattr(self, name) is not None:
                 state[name] = getattr(self, name).state_dict()
@@ -331,6 +337,17 @@ class RunState:
                 logging.warning("%s: %s", filename, mismatch)
         else:
             fresh.append("random number generators")
+        self.hook_states = dict(checkpoint.get("hooks", {}))
+        return fresh
+
+    def attach_hooks(self, hooks: List[HookBase]) -> List[str]:
+        """Save these hooks' state from now on, restoring what `restore` read; returns the stateful hooks that
+        start fresh (none unless a checkpoint was restored)."""
+        self.hooks = list(hooks)
+        if self.hook_states is None:
+            return []
+        fresh = load_hook_states(self.hooks, self.hook_states)
+        self.hook_states = None
         return fresh
 
 
