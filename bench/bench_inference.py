@@ -143,7 +143,7 @@ def interleave(runs: Dict[str, Callable[[], None]], device: torch.device, warmup
             if round_index >= warmup:
                 times[name].append(seconds)
         if round_index >= warmup:
-            for key, value in matmul_rates(device, matmul_size, 3, 5.0).items():
+            for key, value in matmul_rates(device, matmul_size).items():
                 rates[key].append(value)
     return {"times": times, "matmul_gflops": {key: stats(values) for key, values in rates.items()}}
 

@@ -136,7 +136,7 @@ def main() -> None:
     rows, matmul = [], {"fp32": [], "bf16": []}
     for variant in variants:  # the matmul rates alternate with the variants (load changes both alike)
         rows.append(run_child("bench_training.py", forwarded + ["--variant", variant]))
-        for key, value in matmul_rates(options.device, 256 if options.quick else 2048, 3, 5.0).items():
+        for key, value in matmul_rates(options.device, 256 if options.quick else 2048).items():
             matmul[key].append(value)
     matmul_gflops = {key: stats(values) for key, values in matmul.items()}
     flops = training_step_flops("FlowDBN", options.batch_size * options.samples_per_example, options.size,

@@ -147,11 +147,13 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, repeats: i
     return rate(size, repeats), size
 
 
-def matmul_rates(device: torch.device, size: int, repeats: int, budget_s: float) -> Dict[str, float]:
+def matmul_rates(device: torch.device, size: int, repeats: int = 10, budget_s: float = 5.0) -> Dict[str, float]:
     """{'fp32': GFLOP/s, 'bf16': GFLOP/s} of a size^3 matrix product now (bf16 sized down where it is emulated).
 
     The yardstick of every bf16 (float32) row's "fraction of the matmul rate": what the BLAS reaches in
-    this precision on this device, measured in the same process as the row, since load changes it.
+    this precision on this device, measured in the same process as the row, since load changes it. The
+    fastest of 10 repeats: on a shared CPU a 2-thread product that loses a core waits for it at every
+    barrier, so a single try can read 100x low.
     """
     return {name: matmul_flops(device, dtype, size, repeats, budget_s)[0] / 1e9
             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
