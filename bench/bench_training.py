@@ -12,9 +12,10 @@ DBN's layers get Kaiming fan-in weights so that the loss stays finite). Variants
   compile         --compile (inductor; slow to build on the CPU, not run by default there)
 Each variant runs in its own process, so that its peak resident memory (CPU) is its own; on CUDA the
 peak allocated memory is reported. Protocol: `--warmup` untimed steps, then `--repeats` timed ones,
-median and min–max. Every row reports the GFLOP/s of its step (FLOPs counted as bench_flops.py
-counts them) and its fraction of the matrix-product rate of its precision (float32 or bfloat16),
-measured by the parent process after each variant's process (the median of those).
+median and min–max; with `--rounds R` every variant's process runs R times, the variants taking turns
+in rotating order, and the timed steps of all R are pooled. Every row reports the GFLOP/s of its step
+(FLOPs counted as bench_flops.py counts them) and its fraction of the matrix-product rate of its
+precision (float32 or bfloat16), measured by the parent after each variant's process (the median).
 Reference (issue 5): the original's code took about 2.0 s per step on this
 2-core machine; target >= 1.25x faster in fp32 at the default settings. Issue 21 (on AMX machines):
 bf16 + channels-last >= 2.5x faster than fp32.
@@ -110,6 +111,18 @@ def child(options: argparse.Namespace) -> Dict[str, Any]:
             **peak_memory_mib(device)}
 
 
+def pooled(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One row from a variant's processes of all rounds: their timed steps pooled, the largest peak memory."""
+    row = dict(results[-1])
+    times = [seconds for result in results for seconds in result["step_s"]["all"]]
+    row["step_s"] = stats(times)
+    row["samples_per_s"] = row["samples_per_step"] / row["step_s"]["median"]
+    for key in ("peak_rss_mib", "peak_cuda_mib"):
+        if key in row:
+            row[key] = max(result[key] for result in results)
+    return row
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], default_repeats=5)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
@@ -118,6 +131,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=2, help="B, examples per step")
     parser.add_argument("--samples_per_example", type=int, default=2, help="S, crops per example")
     parser.add_argument("--size", type=int, default=None, help="crop size (default 128, quick 64)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every variant's process this many times, in rotating order, pooling their steps")
     parser.add_argument("--variant", choices=VARIANTS, default=None, help=argparse.SUPPRESS)  # child process
     options = finish_parsing(parser)
     options.size = options.size or (64 if options.quick else 128)
@@ -133,11 +148,15 @@ def main() -> None:
                  "--samples_per_example", str(options.samples_per_example), "--size", str(options.size)]
     if options.threads:
         forwarded += ["--threads", str(options.threads)]
-    rows, matmul = [], {"fp32": [], "bf16": []}
-    for variant in variants:  # the matmul rates alternate with the variants (load changes both alike)
-        rows.append(run_child("bench_training.py", forwarded + ["--variant", variant]))
-        for key, value in matmul_rates(options.device, 256 if options.quick else 2048).items():
-            matmul[key].append(value)
+    results: Dict[str, List[Dict[str, Any]]] = {variant: [] for variant in variants}
+    matmul: Dict[str, List[float]] = {"fp32": [], "bf16": []}
+    for round_index in range(options.rounds):
+        order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
+        for variant in order:  # the matmul rates alternate with the variants (load changes both alike)
+            results[variant].append(run_child("bench_training.py", forwarded + ["--variant", variant]))
+            for key, value in matmul_rates(options.device, 256 if options.quick else 2048).items():
+                matmul[key].append(value)
+    rows = [pooled(results[variant]) for variant in variants]
     matmul_gflops = {key: stats(values) for key, values in matmul.items()}
     flops = training_step_flops("FlowDBN", options.batch_size * options.samples_per_example, options.size,
                                 options.sequence_length)
@@ -152,7 +171,8 @@ def main() -> None:
     document = {"bench": "training", "machine": machine(options.device),
                 "config": {"model": "FlowDBN (PWC-Net)", "sequence_length": options.sequence_length,
                            "batch_size": options.batch_size, "samples_per_example": options.samples_per_example,
-                           "crop": options.size, "repeats": options.repeats, "warmup": options.warmup},
+                           "crop": options.size, "repeats": options.repeats, "warmup": options.warmup,
+                           "rounds": options.rounds},
                 "reference_step_s": REFERENCE_STEP_S, "matmul_gflops": matmul_gflops, "rows": rows}
     emit(document, options.json)
     memory_key = "peak_cuda_mib" if cuda else "peak_rss_mib"

@@ -229,6 +229,7 @@ def test_training_bench_quick(tmp_path):
     document = _run("bench_training.py", tmp_path, "--batch_size", "1", "--samples_per_example", "1")
     rows = {row["variant"]: row for row in document["rows"]}
     assert list(rows) == ["fp32", "bf16_channels_last"]
+    assert document["config"]["rounds"] == 1 and all(row["step_s"]["n"] == 1 for row in rows.values())
     assert rows["fp32"]["speedup_vs_fp32"] == 1.0
     for name, row in rows.items():
         assert math.isfinite(row["final_loss"])
