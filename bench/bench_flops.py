@@ -34,10 +34,10 @@ product are measured too, as what the BLAS actually reaches on the machine at th
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
-from common import base_parser, emit, finish_parsing, machine, print_table  # noqa: I100
+from common import base_parser, emit, finish_parsing, machine, matmul_flops, print_table  # noqa: I100
 from torch.utils.flop_counter import FlopCounterMode
 
 import runtime  # noqa: E402
@@ -132,27 +132,6 @@ def cpu_peak_flops(flops_per_cycle: int, ghz: Optional[float]) -> Dict[str, Any]
     cores = os.cpu_count() or 1
     return {"peak_flops": cores * ghz * 1e9 * flops_per_cycle, "cores": cores, "ghz": ghz,
             "flops_per_cycle": flops_per_cycle}
-
-
-def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, repeats: int,
-                 budget_s: float) -> Tuple[float, int]:
-    """Measured FLOP/s of a size^3 matrix product and the size used: what the BLAS reaches on this device (the
-    fastest of `repeats`, since other processes can only slow it down).
-
-    A 256^3 product is timed first; where the dtype is emulated (bfloat16 on a CPU without bf16
-    instructions runs at ~1 GFLOP/s) the size is halved until the repeats fit in about `budget_s`.
-    """
-    from common import measure
-
-    def rate(n: int, times: int) -> float:
-        a = torch.rand(n, n, device=device, dtype=dtype)
-        b = torch.rand(n, n, device=device, dtype=dtype)
-        return 2.0 * n ** 3 / min(measure(lambda: a @ b, device, times, 1))
-
-    probe = rate(min(size, 256), 1)
-    while size > 256 and 2.0 * size ** 3 * (repeats + 1) / probe > budget_s:
-        size //= 2
-    return rate(size, repeats), size
 
 
 def gpu_precision(variant: str) -> str:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -24,6 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from contrib.precision import native_bf16  # noqa: E402
 from utils.allocator import ENVIRONMENT_VARIABLE, keep_freed_memory  # noqa: E402
 
 
@@ -119,11 +120,50 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def isa() -> str:
+    """The CPU's native bfloat16 unit as bench/README.md records it: "AMX", "AVX512-BF16" or "none".
+
+    Without one, bfloat16 autocast on the CPU converts every product to float32 and runs slower than float32.
+    """
+    return native_bf16(torch.device("cpu")) or "none"
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, repeats: int,
+                 budget_s: float) -> Tuple[float, int]:
+    """Measured FLOP/s of a size^3 matrix product and the size used: what the BLAS reaches on this device (the
+    fastest of `repeats`, since other processes can only slow it down).
+
+    A 256^3 product is timed first; where the dtype is emulated (bfloat16 on a CPU without bf16
+    instructions runs at ~1 GFLOP/s) the size is halved until the repeats fit in about `budget_s`.
+    """
+    def rate(n: int, times: int) -> float:
+        a = torch.rand(n, n, device=device, dtype=dtype)
+        b = torch.rand(n, n, device=device, dtype=dtype)
+        return 2.0 * n ** 3 / min(measure(lambda: a @ b, device, times, 1))
+
+    probe = rate(min(size, 256), 1)
+    while size > 256 and 2.0 * size ** 3 * (repeats + 1) / probe > budget_s:
+        size //= 2
+    return rate(size, repeats), size
+
+
+def matmul_rates(device: torch.device, size: int, repeats: int = 10, budget_s: float = 5.0) -> Dict[str, float]:
+    """{'fp32': GFLOP/s, 'bf16': GFLOP/s} of a size^3 matrix product now (bf16 sized down where it is emulated).
+
+    The yardstick of every bf16 (float32) row's "fraction of the matmul rate": what the BLAS reaches in
+    this precision on this device, measured in the same process as the row, since load changes it. The
+    fastest of 10 repeats: on a shared CPU a 2-thread product that loses a core waits for it at every
+    barrier, so a single try can read 100x low.
+    """
+    return {name: matmul_flops(device, dtype, size, repeats, budget_s)[0] / 1e9
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+
+
 def machine(device: torch.device) -> Dict[str, Any]:
     """Where and when a measurement was taken."""
     info: Dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "host": socket.gethostname(), "cpu": cpu_name(), "cores": os.cpu_count(),
+        "host": socket.gethostname(), "cpu": cpu_name(), "isa": isa(), "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
         "commit": git_commit(), "device": str(device),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -7,6 +7,9 @@ import sys
 from typing import Dict, Optional
 
 import pytest
+import torch
+
+from contrib.precision import native_bf16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +24,14 @@ def _run(script: str, tmp_path, *arguments: str, environment: Optional[Dict[str,
     assert json.loads(next(line for line in completed.stdout.splitlines() if line.startswith("{"))) == document
     for key in ("date", "cpu", "torch", "commit", "load_average_1min"):
         assert key in document["machine"]
+    assert document["machine"]["isa"] == (native_bf16(torch.device("cpu")) or "none")
     return document
+
+
+def _check_rates(row: dict, seconds: float, matmul: dict) -> None:
+    """A row's GFLOP/s are its FLOPs over its median time; its fraction is of the matmul rate of its precision."""
+    assert row["gflops"] == pytest.approx(row["tflop"] * 1e3 / seconds)
+    assert row["fraction_of_matmul"] == pytest.approx(row["gflops"] / matmul[row["matmul_precision"]]["median"])
 
 
 @pytest.mark.slow
@@ -134,8 +144,16 @@ def test_deblur_bench_quick(tmp_path):
     assert (config["width"], config["height"], config["frames"]) == (64, 48, 3)
     assert document["serial_equals_overlapped"] is True
     rows = {row["variant"]: row for row in document["rows"]}
-    assert sorted(rows) == sorted(["model", "serial", "overlapped", "overlapped_level1"])
+    assert sorted(rows) == sorted(["model", "serial", "overlapped", "overlapped_level1", "model_fast",
+                                   "overlapped_fast"])
     assert rows["model"]["vs_model"] == 1.0
+    # The fast variants run deblur.py's --amp=auto choice and are divided by their float32 counterparts.
+    fast = "bf16 autocast" if native_bf16(torch.device("cpu")) else "float32"
+    assert document["config"]["fast_precision"].startswith(f"precision: {fast}")
+    for name, float32 in (("model_fast", "model"), ("overlapped_fast", "overlapped")):
+        assert rows[name]["vs_float32"] == pytest.approx(rows[name]["frames_per_s"]["median"]
+                                                         / rows[float32]["frames_per_s"]["median"])
+        assert rows[float32]["vs_float32"] is None
     for row in rows.values():
         assert row["frames_per_s"]["n"] == 1 and row["frames_per_s"]["median"] > 0
         assert row["s_per_frame"] == pytest.approx(1.0 / row["frames_per_s"]["median"])
@@ -213,3 +231,40 @@ def test_amp_training_bench_quick(tmp_path):
     check = document["check"]
     assert check["difference_db"] == pytest.approx(runs[1]["final_psnr"] - runs[0]["final_psnr"])
     assert math.isnan(check["two_std_db"]) and check["within"] is False  # one seed: no standard deviation
+
+
+@pytest.mark.slow
+def test_inference_bench_quick(tmp_path):
+    document = _run("bench_inference.py", tmp_path, "--no_memory", "--lengths", "--size", "128", "64", "--variants",
+                    "streaming", "bf16_channels_last_folded")
+    config = document["config"]
+    assert (config["width"], config["height"], config["matmul_size"]) == (128, 64, 256)
+    rows = {row["variant"]: row for row in document["rows"]}
+    assert list(rows) == ["streaming", "bf16_channels_last_folded"]
+    matmul = document["matmul_gflops"]
+    assert matmul["fp32"]["median"] > 0 and matmul["bf16"]["median"] > 0
+    for name, row in rows.items():
+        _check_rates(row, row["frame_s"]["median"], matmul)
+        assert row["matmul_precision"] == ("bf16" if name.startswith("bf16") else "fp32")
+    assert rows["streaming"]["tflop"] == rows["bf16_channels_last_folded"]["tflop"]
+    assert rows["streaming"]["speedup_vs_streaming"] == 1.0 and rows["streaming"]["speedup_vs_naive"] is None
+    dbn = {row["variant"]: row for row in document["dbn_alone"]["rows"]}
+    assert list(dbn) == ["float32", "bf16_channels_last_folded"]
+    assert dbn["float32"]["speedup_vs_float32"] == 1.0
+    for row in dbn.values():
+        _check_rates(row, row["window_s"]["median"], document["dbn_alone"]["matmul_gflops"])
+    assert dbn["float32"]["tflop"] == dbn["bf16_channels_last_folded"]["tflop"] < rows["streaming"]["tflop"]
+
+
+@pytest.mark.slow
+def test_training_bench_quick(tmp_path):
+    document = _run("bench_training.py", tmp_path, "--batch_size", "1", "--samples_per_example", "1")
+    rows = {row["variant"]: row for row in document["rows"]}
+    assert list(rows) == ["fp32", "bf16_channels_last"]
+    assert document["config"]["rounds"] == 1 and all(row["step_s"]["n"] == 1 for row in rows.values())
+    assert rows["fp32"]["speedup_vs_fp32"] == 1.0
+    for name, row in rows.items():
+        assert math.isfinite(row["final_loss"])
+        assert row["matmul_precision"] == ("bf16" if name.startswith("bf16") else "fp32")
+        _check_rates(row, row["step_s"]["median"], document["matmul_gflops"])
+    assert rows["fp32"]["tflop"] == rows["bf16_channels_last"]["tflop"] > 0
