@@ -52,7 +52,8 @@ def demo_command(data: str, epochs: int, examples: int, seed: int, save: str) ->
     match = re.search(r'"\$PYTHON" main\.py (.*?[^\\])\n', text, flags=re.S)
     if match is None:
         raise SystemExit(f"{DEMO}: no '\"$PYTHON\" main.py ...' command found")
-    command = match.group(1).replace("\\\n", " ")
+    # The demo's own precision flags (bf16 where the CPU has it): each variant here sets its precision itself.
+    command = match.group(1).replace("\\\n", " ").replace('"${PRECISION[@]}"', "")
     values = {"$((EPOCHS * 3 / 4))": str(epochs * 3 // 4), "$DATA": data, "$EPOCHS": str(epochs),
               "$EXAMPLES": str(examples), "$SAVE": save}
     for token, value in values.items():
