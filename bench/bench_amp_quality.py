@@ -28,7 +28,7 @@ from contrib.psnr import koehler_psnr, psnr_rgb  # noqa: E402
 
 
 def _tensor(frame: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float() / 255.0  # a writable copy
 
 
 def _frames(folder: str) -> List[np.ndarray]:

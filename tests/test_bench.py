@@ -190,7 +190,7 @@ def test_amp_quality_bench_quick(tmp_path):
     sequence = glob.glob(str(tmp_path / "data" / "GOPRO_Large" / "test" / "*"))[0]
 
     def frames(kind):
-        return [torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+        return [torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
                 for path in sorted(glob.glob(os.path.join(sequence, kind, "*.png")))]
     by_hand = np.mean([float(koehler_psnr(b, s, scale_opt=True, trans_opt=True, trans_range=5))
                        for b, s in zip(frames("blur"), frames("sharp"))])
