@@ -44,7 +44,8 @@ def test_none_true_false_strings_read_back_to_the_same_values(tmp_path):
 
 def test_a_config_never_carries_the_run_folder_checkpoint_or_machine(tmp_path):
     config = _write(tmp_path / "args.json", {
-        "model": "DBN", "save": "/old/run", "resume": "/old/run", "checkpoint": "/old/run/x.ckpt",
+        "model": "DBN", "save": str(tmp_path / "old"), "resume": str(tmp_path / "old"),
+        "checkpoint": str(tmp_path / "old" / "x.ckpt"),
         "checkpoint_mode": "best", "cuda": False, "start_epoch": 7, "total_epochs": 9,
         "actual_device": "gpu:0", "proctitle_name": "Gandalf", "non_default_args": {"model": "DBN"}})
     parsed = _parse(f"--config={config}", "--save=new")
@@ -97,9 +98,10 @@ def test_yaml_base_files_and_environment_folders(tmp_path, monkeypatch):
 
 
 def test_a_new_run_from_a_runs_args_json_writes_into_its_own_folder(tmp_path):
-    config = _write(tmp_path / "args.json", {"save": "/old/run", "visualizer": "GoProInference",
-                                             "visualizer_save": "/old/run/inference", "model": "DBN"})
-    assert _parse(f"--config={config}", "--save=/new/run")["visualizer_save"] == "/new/run/inference"
+    old, new = tmp_path / "old", tmp_path / "new"
+    config = _write(tmp_path / "args.json", {"save": str(old), "visualizer": "GoProInference",
+                                             "visualizer_save": str(old / "inference"), "model": "DBN"})
+    assert _parse(f"--config={config}", f"--save={new}")["visualizer_save"] == str(new / "inference")
 
 
 @pytest.mark.parametrize("content,message", [
