@@ -132,10 +132,9 @@ class Loader:
         while True:
             with termination.interruptible():  # a SIGTERM stops the wait for a batch at once
                 example_dict = next(batches, None)
-                if example_dict is not None:
-                    example_dict = self.prepare(example_dict)
-            if example_dict is None:
-                return
+                if example_dict is None:
+                    return
+                example_dict = self.prepare(example_dict)
             yield example_dict
 
 

@@ -52,10 +52,10 @@ def deblurred(checkpoint: str, blur: str, output: str, amp: str) -> List[np.ndar
     return _frames(output)
 
 
-def compare(checkpoint: str, sequence: str, label: str, work: str) -> Dict[str, Any]:
-    """One row: float32 and bf16 scores of `checkpoint` on the sequence folder (blur/ and sharp/)."""
+def compare(checkpoint: str, sequence: str, label: str, base: str) -> Dict[str, Any]:
+    """One row: float32 and bf16 scores of `checkpoint` on the sequence folder (blur/ and sharp/); the frames are
+    written to `base`-fp32 and `base`-bf16."""
     blur, sharp = os.path.join(sequence, "blur"), _frames(os.path.join(sequence, "sharp"))
-    base = os.path.join(work, f"{len(os.listdir(work))}")
     exact = deblurred(checkpoint, blur, base + "-fp32", "none")
     fast = deblurred(checkpoint, blur, base + "-bf16", "bf16")
     difference = np.concatenate([np.abs(a.astype(int) - b.astype(int)).ravel() for a, b in zip(exact, fast)])
@@ -100,7 +100,7 @@ def main() -> None:
         os.makedirs(outputs)
         for checkpoint in args.checkpoint:
             for sequence, label in sequences:
-                rows.append(compare(checkpoint, sequence, label, outputs))
+                rows.append(compare(checkpoint, sequence, label, os.path.join(outputs, str(len(rows)))))
     info = machine(torch.device("cpu"))
     info["native_bf16"] = native_bf16(torch.device("cpu")) or "none"
     columns = ["checkpoint", "sequence", "size", "input_psnr", "fp32_psnr", "bf16_psnr", "delta_psnr",
