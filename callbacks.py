@@ -4,7 +4,6 @@ These act on what an epoch produced: TensorBoard's default step, notifications, 
 checkpoints and the training curves. `default_hooks` is what main.py runs with (after the visualizer, itself
 a hook); code that builds a Trainer may pass its own list.
 """
-import argparse
 import logging
 import time
 from typing import Any, Dict, List, Optional
@@ -40,10 +39,17 @@ class TensorBoardSteps(HookBase):
 
 
 class Notifications(HookBase):
-    """Telegram messages: the run's non-default arguments, progress after every epoch, a NaN loss."""
+    """Telegram messages: the run's non-default arguments, progress after every epoch, a NaN loss.
 
-    def __init__(self, notifier: Optional[telegram.TelegramNotifier] = None) -> None:
+    `title` names the run in every message (main.py: "<prefix>:<model> on <device>"); `settings` are the
+    arguments the first message lists (the non-default ones).
+    """
+
+    def __init__(self, notifier: Optional[telegram.TelegramNotifier] = None, title: str = "run",
+                 settings: Optional[Dict[str, Any]] = None) -> None:
         self.notifier = notifier
+        self.title = title
+        self.settings = dict(settings or {})
 
     def _send(self, msg: str, *args: object) -> None:
         if self.notifier is not None:
@@ -52,25 +58,21 @@ class Notifications(HookBase):
             telegram.send_message(msg, *args)  # the active run's notifier, if any
 
     def before_run(self, trainer: Any) -> None:
-        args = trainer.args
-        self._send("%s:%s on %s @0/%d\n%s", args.prefix, args.model, args.actual_device, args.total_epochs,
-                   "\n".join(f"  {k}: {v}" for k, v in sorted(getattr(args, "non_default_args", {}).items())))
+        self._send("%s @0/%d\n%s", self.title, trainer.config.total_epochs,
+                   "\n".join(f"  {k}: {v}" for k, v in sorted(self.settings.items())))
 
     def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
-        args = trainer.args
         progress = {f"best_{k}_avg": f"{v:1.4f}" for k, v in zip(trainer.validation_keys, trainer.best_values)}
         progress["lr"] = trainer.learning_rate_text()
         text = ", ".join(f"{k}: {v}" for k, v in progress.items())
         gain = baseline.gain_over_input(stats, getattr(trainer, "input_baseline", {}), trainer.validation_keys)
         if gain:
             text += f"; {gain}"
-        self._send("%s:%s on %s [%d/%d<%s]: %s", args.prefix, args.model, args.actual_device, epoch,
-                   args.total_epochs, eta, text)
+        self._send("%s [%d/%d<%s]: %s", self.title, epoch, trainer.config.total_epochs, eta, text)
 
     def after_run(self, trainer: Any, error: Optional[BaseException]) -> None:
         if isinstance(error, FloatingPointError):
-            args = trainer.args
-            self._send("%s:%s on %s:\n  loss is NaN\n", args.prefix, args.model, args.actual_device)
+            self._send("%s:\n  loss is NaN\n", self.title)
         if self.notifier is not None:
             self.notifier.flush()
         else:
@@ -80,8 +82,11 @@ class Notifications(HookBase):
 class ProcessTitle(HookBase):
     """The process title (ps, top, nvidia-smi) says when the run finishes."""
 
+    def __init__(self, name: str = "deblur-devil") -> None:
+        self.name = name
+
     def after_epoch(self, trainer: Any, epoch: int, stats: Dict[str, float], best_keys: List[str], eta: str) -> None:
-        set_proctitle(f"{getattr(trainer.args, 'proctitle_name', 'deblur-devil')} finishes in {eta}")
+        set_proctitle(f"{self.name} finishes in {eta}")
 
 
 class CheckpointWriter(HookBase):
@@ -142,15 +147,20 @@ class ParameterSchedulerStep(HookBase):
         self.param_scheduler.step()
 
 
-def default_hooks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,
-                  is_main: bool, notifier: Optional[telegram.TelegramNotifier] = None,
-                  run_summary: Optional[summary.RunSummary] = None) -> List[HookBase]:
-    """What a run of main.py does besides training and visualizing; only the main process writes files."""
-    result: List[HookBase] = [Notifications(notifier), ProcessTitle()]
+def default_hooks(config: Any, run_state: checkpoints.RunState, save_checkpoints: bool, is_main: bool,
+                  notifier: Optional[telegram.TelegramNotifier] = None,
+                  run_summary: Optional[summary.RunSummary] = None, title: str = "run",
+                  settings: Optional[Dict[str, Any]] = None, process_name: str = "deblur-devil") -> List[HookBase]:
+    """What a run of main.py does besides training and visualizing; only the main process writes files.
+
+    `config` is the loop's runtime.TrainerConfig (its run folder and record options); `title`, `settings` and
+    `process_name` go to the notifications and the process title.
+    """
+    result: List[HookBase] = [Notifications(notifier, title, settings), ProcessTitle(process_name)]
     if save_checkpoints and is_main:
-        result.append(CheckpointWriter(run_state, args.save))
-    if is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
-        result.append(TrainingCurves(args.save))
+        result.append(CheckpointWriter(run_state, config.save))
+    if is_main and config.records.get("csv", True):
+        result.append(TrainingCurves(config.save))
     result.append(TensorBoardSteps(run_summary))
     return result
 

@@ -339,6 +339,13 @@ def _add_validation_flags(group: Any) -> None:
          help="min or max, one per validation key")
 
 
+def checkpoint_flag_default(flag: str) -> Any:
+    """The default of a --checkpoint_* flag (those that exist only with --checkpoint)."""
+    parser = argparse.ArgumentParser()
+    _add_checkpoint_flags(parser)
+    return parser.get_default(flag)
+
+
 def _add_checkpoint_flags(group: Any) -> None:
     _add(group, "--checkpoint_mode", type=str, default="latest", choices=["latest", "best"],
          help="which checkpoint of a run folder to load")
@@ -521,6 +528,17 @@ def kwargs_from_args(args: argparse.Namespace, category_name: str) -> Dict[str, 
             if hasattr(args, f"{category_name}_{p.name}")}
 
 
+def dataset_sequence_length(args: argparse.Namespace) -> Optional[int]:
+    """N of the run's datasets for the models: --validation_dataset_sequence_length, else the training one's."""
+    for flag in checkpoints.SEQUENCE_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None:
+            if int(value) < 1 or int(value) % 2 == 0:
+                raise ValueError(f"--{flag} must be a positive odd number of frames, got {value}")
+            return int(value)
+    return None
+
+
 def instance_from_args(namespace: argparse.Namespace, category_name: str, **extra: Any) -> Any:
     """Instantiate the class chosen for a category with its flags plus `extra` (e.g. args=namespace)."""
     category = CATEGORY_BY_NAME[category_name]
@@ -579,7 +597,8 @@ def build_model_from_checkpoint(checkpoint: Dict[str, Any], source: str, name: O
         namespace.model = name
         for flag in checkpoints.SEQUENCE_FLAGS if length is not None else ():
             setattr(namespace, flag, length)
-        model = instance_from_args(namespace, "model", args=namespace)
+        model = instance_from_args(namespace, "model", args=namespace,
+                                   **({"sequence_length": length} if length is not None else {}))
         length = length or getattr(model, "sequence_length", None)
     if model is None or length is None:
         raise ValueError(f"--sequence_length: the checkpoint does not record how many frames {name} sees (no "

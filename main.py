@@ -295,10 +295,12 @@ def _apply_optimizer_overrides(optimizer: Optional[torch.optim.Optimizer], lr_sc
 
 
 # ------------------------------------------------------------------------------------- 2. building
-def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional[runtime.Loader]:
+def _make_loader(args: argparse.Namespace, prefix: str, train: bool, device: torch.device
+                 ) -> Optional[runtime.Loader]:
     if getattr(args, prefix) is None:
         return None
-    dataset = commandline.instance_from_args(args, prefix, args=args)
+    # flag_prefix: the role main.py gives the dataset, which its errors name (the class cannot know it)
+    dataset = commandline.instance_from_args(args, prefix, args=args, flag_prefix=f"--{prefix}")
     batch_size = args.batch_size
     if not train and args.validation_batch_size > 0:
         batch_size = args.validation_batch_size
@@ -319,11 +321,11 @@ def _make_loader(args: argparse.Namespace, prefix: str, train: bool) -> Optional
         sampler = (DistributedSampler(dataset, shuffle=shuffle, drop_last=drop_last) if train
                    else distributed.ShardSampler(len(dataset)))
     loader = runtime.make_data_loader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                                      num_workers=workers, device=args.device, sampler=sampler)
+                                      num_workers=workers, device=device, sampler=sampler)
     collate = hasattr(args, f"{prefix}_num_samples_per_example")
     logging.info("%s: %s, %d examples, %d steps per epoch, %d workers%s", prefix, type(dataset).__name__,
                  len(dataset), len(loader), workers, capped)
-    return runtime.Loader(loader, args.device, collate, channels_last=args.channels_last)
+    return runtime.Loader(loader, device, collate, channels_last=args.channels_last)
 
 
 def _lr_scheduler_value(scheduler: str, key: str, value: Any) -> Any:
@@ -332,35 +334,61 @@ def _lr_scheduler_value(scheduler: str, key: str, value: Any) -> Any:
     return converter(str(value)) if converter is not None and isinstance(value, str) else value
 
 
-def evaluation_only_arguments(args: argparse.Namespace) -> None:
-    """A run without --training_dataset evaluates once: one epoch, no optimizer and no LR scheduler."""
-    args.start_epoch, args.total_epochs = 1, 1
-    args.optimizer, args.lr_scheduler = None, None
+def evaluation_only_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments a run without --training_dataset runs with: one epoch, no optimizer, no LR scheduler."""
+    return argparse.Namespace(**{**vars(args), "start_epoch": 1, "total_epochs": 1, "optimizer": None,
+                                 "lr_scheduler": None})
 
 
-def choose_device(args: argparse.Namespace, cuda_requested: bool) -> None:
-    """Set args.device and args.actual_device (the label used in messages)."""
+def choose_device(args: argparse.Namespace, cuda_requested: bool) -> Tuple[torch.device, str]:
+    """The device the run uses and its label in messages."""
     if distributed.is_distributed():
-        args.device = torch.device("cuda", torch.cuda.current_device()) if args.cuda else torch.device("cpu")
-        args.actual_device = f"{'gpu' if args.cuda else 'cpu'}:rank{distributed.rank()}/{distributed.world_size()}"
+        device = torch.device("cuda", torch.cuda.current_device()) if args.cuda else torch.device("cpu")
+        label = f"{'gpu' if args.cuda else 'cpu'}:rank{distributed.rank()}/{distributed.world_size()}"
     elif args.cuda:
-        args.device = torch.device("cuda:0")
-        args.actual_device = f"gpu:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
+        device, label = torch.device("cuda:0"), f"gpu:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
         logging.info("CUDA %s, cuDNN %s", torch.version.cuda, torch.backends.cudnn.version())
     else:
-        args.device = torch.device("cpu")
-        args.actual_device = "cpu"
+        device, label = torch.device("cpu"), "cpu"
         if cuda_requested:
             logging.info("CUDA is not available: running on the CPU")
     logging.info("hostname: %s, python %s, torch %s", socket.gethostname(), platform.python_version(),
                  torch.__version__)
+    return device, label
+
+
+CHECKPOINT_PARTIAL_LOADING = ("checkpoint_include_params", "checkpoint_exclude_params", "checkpoint_translations",
+                              "checkpoint_fuzzy_translation_keys")
+
+
+def model_of_checkpoint(args: argparse.Namespace, sequence_length: Optional[int]) -> Optional[torch.nn.Module]:
+    """With --checkpoint of a run of this --model and these --model_* flags, loaded whole: the model rebuilt from
+    the checkpoint (commandline.build_model_from_checkpoint, as deblur.py does), so that no file the run named
+    (FlowDBN's prewarping network) is needed here. None otherwise: the flags build it, the weights follow."""
+    if args.checkpoint is None or any(getattr(args, flag) != commandline.checkpoint_flag_default(flag)
+                                      for flag in CHECKPOINT_PARTIAL_LOADING):
+        return None
+    filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode, getattr(args, "validation_keys", []))
+    checkpoint = checkpoints.load_file(filename)
+    stored = checkpoints.stored_arguments(checkpoint)
+    model_flags = {key: value for key, value in vars(args).items()
+                   if key.startswith("model_") and not key.startswith("model_pretrained_")}
+    if stored.get("model") != args.model or any(stored.get(key) != value for key, value in model_flags.items()):
+        return None
+    model, _, _ = commandline.build_model_from_checkpoint(checkpoint, filename, args.model, sequence_length)
+    logging.info("--checkpoint: %s rebuilt from %s (its own weights, prewarping network included)", args.model,
+                 filename)
+    return model
 
 
 def build_model_and_loss(args: argparse.Namespace, validation: bool) -> runtime.ModelAndLoss:
     """The model and loss chosen on the command line."""
     if args.loss is None:
         raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
-    model = commandline.instance_from_args(args, "model", args=args)
+    # The datasets' sequence length is the one fact of another category a model may need (keyword-only).
+    sequence_length = commandline.dataset_sequence_length(args)
+    model = model_of_checkpoint(args, sequence_length) or commandline.instance_from_args(args, "model", args=args, **(
+        {"sequence_length": sequence_length} if sequence_length is not None else {}))
     loss = commandline.instance_from_args(args, "loss", args=args)
     model_and_loss = runtime.ModelAndLoss(model, loss, precision.AMP_DTYPES[args.amp])
     trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
@@ -426,11 +454,11 @@ def build_lr_scheduler(args: argparse.Namespace, optimizer: Optional[torch.optim
     return lr_scheduler
 
 
-def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: argparse.Namespace) -> None:
-    """--resume: restore every part of the run state and apply the flags the command line changes."""
+def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: argparse.Namespace) -> int:
+    """--resume: restore every part of the run state and apply the flags the command line changes; returns the
+    epoch the run continues with."""
     fresh = run_state.restore(resumption.checkpoint, resumption.filename)
     epoch = int(resumption.checkpoint["epoch"])
-    args.start_epoch = epoch + 1  # check_resumable refused a finished run
     logging.info("resuming %s after epoch %d", resumption.filename, epoch)
     trained_by = resumption.checkpoint.get("world_size")
     if trained_by is not None and int(trained_by) != distributed.world_size() and distributed.is_main_process():
@@ -450,25 +478,28 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
         if not name.startswith("optimizer_"):
             logging.info("override: --%s=%s instead of the run's %s", name, commandline.format_flag_value(new),
                          commandline.format_flag_value(old))
+    return epoch + 1  # check_resumable refused a finished run
 
 
-def build_data(args: argparse.Namespace) -> Tuple[Optional[runtime.Loader], Optional[runtime.Loader], Dict[str, Any]]:
+def build_data(args: argparse.Namespace, device: torch.device
+               ) -> Tuple[Optional[runtime.Loader], Optional[runtime.Loader], Dict[str, Any]]:
     """Training and validation loaders and the runtime augmentations."""
     with block("Datasets"):
-        train_loader = _make_loader(args, "training_dataset", train=True)
-        validation_loader = _make_loader(args, "validation_dataset", train=False)
+        train_loader = _make_loader(args, "training_dataset", True, device)
+        validation_loader = _make_loader(args, "validation_dataset", False, device)
         if train_loader is None and validation_loader is None:
             raise ValueError("no dataset given: pass --training_dataset and/or --validation_dataset")
     with block("Runtime Augmentations"):
         augmentations = {}
         for name in ("training_augmentation", "validation_augmentation"):
             if getattr(args, name) is not None:
-                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(args.device)
+                augmentations[name] = commandline.instance_from_args(args, name, args=args).to(device)
                 logging.info("%s: %s", name, getattr(args, name))
     return train_loader, validation_loader, augmentations
 
 
-def build_model(args: argparse.Namespace, validation: bool, evaluation_only: bool) -> runtime.ModelAndLoss:
+def build_model(args: argparse.Namespace, device: torch.device, validation: bool,
+                evaluation_only: bool) -> runtime.ModelAndLoss:
     """Model and loss with the weights of --checkpoint, folded, on the device, compiled as asked."""
     with block("Model and Loss"):
         model_and_loss = build_model_and_loss(args, validation)
@@ -480,7 +511,7 @@ def build_model(args: argparse.Namespace, validation: bool, evaluation_only: boo
             raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
                              "network has no BatchNorm left to train")
         fold_batchnorm(model_and_loss.model.eval())
-    model_and_loss.to(args.device)
+    model_and_loss.to(device)
     if args.channels_last:
         model_and_loss.to(memory_format=torch.channels_last)
     if args.compile:
@@ -488,10 +519,10 @@ def build_model(args: argparse.Namespace, validation: bool, evaluation_only: boo
     return model_and_loss
 
 
-def build_run_state(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss, validation: bool,
-                    evaluation_only: bool, resumption: Optional[Resumption]
-                    ) -> Tuple[checkpoints.RunState, Optional[ParameterScheduler]]:
-    """Optimizer, schedulers and grad scaler around the model, restored from --resume."""
+def build_run_state(args: argparse.Namespace, device: torch.device, model_and_loss: runtime.ModelAndLoss,
+                    validation: bool, evaluation_only: bool, resumption: Optional[Resumption]
+                    ) -> Tuple[checkpoints.RunState, Optional[ParameterScheduler], int]:
+    """Optimizer, schedulers and grad scaler around the model, restored from --resume; and the first epoch."""
     with block("Optimizer"):
         optimizer = build_optimizer(args, model_and_loss, training=not evaluation_only)
     with block("Learning Rate Scheduler"):
@@ -501,62 +532,104 @@ def build_run_state(args: argparse.Namespace, model_and_loss: runtime.ModelAndLo
         with block("Parameter Scheduler"):
             param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()),
                                                  args.param_scheduler_group, _lr_scheduler_value)
-    grad_scaler = torch.amp.GradScaler(args.device.type) if args.amp == "fp16" and optimizer is not None else None
+    grad_scaler = torch.amp.GradScaler(device.type) if args.amp == "fp16" and optimizer is not None else None
     keys = getattr(args, "validation_keys", []) if validation else []
     modes = getattr(args, "validation_modes", []) if validation else []
     run_state = checkpoints.RunState(model_and_loss, optimizer, lr_scheduler, grad_scaler, keys, modes)
+    start_epoch = args.start_epoch
     if resumption is not None:
         with block("Resume"):
-            restore_run(run_state, resumption, args)
-    run_state.arguments = runtime.stored_arguments(args)
+            start_epoch = restore_run(run_state, resumption, args)
+    run_state.arguments = runtime.stored_arguments(args)  # the parsed flags, no runtime values
     run_state.roots = checkpoints.resolved_roots(run_state.arguments)
     run_state.world_size = distributed.world_size()
-    return run_state, param_scheduler
+    return run_state, param_scheduler, start_epoch
 
 
-def distributed_runner(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss,
+def distributed_runner(args: argparse.Namespace, device: torch.device, model_and_loss: runtime.ModelAndLoss,
                        training: bool) -> torch.nn.Module:
     """The module the loop runs: DistributedDataParallel under torchrun, else the model and loss themselves."""
-    if args.sync_batchnorm and not (distributed.is_distributed() and args.device.type == "cuda"):
+    if args.sync_batchnorm and not (distributed.is_distributed() and device.type == "cuda"):
         raise ValueError("--sync_batchnorm needs a torchrun launch on GPUs (torch's SyncBatchNorm runs on CUDA only)")
     if not (distributed.is_distributed() and training):
         return model_and_loss
     if args.sync_batchnorm:
         model_and_loss = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model_and_loss)
     return torch.nn.parallel.DistributedDataParallel(
-        model_and_loss, device_ids=[args.device.index] if args.device.type == "cuda" else None)
+        model_and_loss, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def trainer_config(args: argparse.Namespace, start_epoch: int, device_label: str, validation: bool
+                   ) -> runtime.TrainerConfig:
+    """The loop's fixed settings, taken from the run's arguments once."""
+    return runtime.TrainerConfig(
+        save=args.save, total_epochs=args.total_epochs, start_epoch=start_epoch, training_key=args.training_key,
+        validation_keys=getattr(args, "validation_keys", []) if validation else (),
+        validation_modes=getattr(args, "validation_modes", []) if validation else (),
+        clip_grad=args.clip_grad, loshchilov_weight_decay=args.loshchilov_weight_decay, model=args.model,
+        device_label=device_label, records=commandline.kwargs_from_args(args, "holistic_records"),
+        arguments=runtime.stored_arguments(args))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunServices:
+    """What a run's hooks report to besides the run folder: the Telegram notifier, the non-default arguments
+    its first message lists, and the process title's name."""
+
+    notifier: Optional[telegram.TelegramNotifier]
+    non_default: Dict[str, Any]
+    process_name: str
+
+
+def build_hooks(args: argparse.Namespace, config: runtime.TrainerConfig, device: torch.device,
+                built: Dict[str, Any], evaluation_only: bool, services: RunServices) -> List[HookBase]:
+    """The loop's hooks, in call order: the visualizer, the default ones, the parameter schedule.
+
+    `built` holds what the visualizer may take: the model and loss, the optimizer, the schedulers and the loaders.
+    """
+    hooks: List[HookBase] = []
+    with block("Runtime Visualizers"):
+        if args.visualizer is not None:
+            # Facts of other categories a visualizer may take (keyword-only, no flags): the run's first epoch
+            # and seed, its folder, and the loss's flow scale.
+            facts = {"start_epoch": config.start_epoch, "seed": args.seed, "run_folder": args.save}
+            if hasattr(args, "loss_div_flow"):
+                facts["div_flow"] = args.loss_div_flow
+            hooks.append(commandline.instance_from_args(args, "visualizer", args=args, **built, **facts).to(device))
+            logging.info("%s", args.visualizer)
+    title = f"{args.prefix}:{args.model} on {config.device_label}"
+    hooks += callbacks.default_hooks(config, built["run_state"], not evaluation_only, distributed.is_main_process(),
+                                     services.notifier, title=title, settings=services.non_default,
+                                     process_name=services.process_name)
+    if built["param_scheduler"] is not None:
+        hooks.append(callbacks.ParameterSchedulerStep(built["param_scheduler"]))
+    return hooks
 
 
 def build_run(args: argparse.Namespace, resumption: Optional[Resumption], cuda_requested: bool,
-              notifier: Optional[telegram.TelegramNotifier]) -> runtime.Trainer:
+              services: RunServices) -> runtime.Trainer:
     """Everything the run needs, built and checked against each other; writes no file."""
-    args.proctitle_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
     with block("Random Seeds"):
         seed_everything(args.seed)
         logging.info("seed: %s", args.seed)
     with block("Machine Statistics"):
-        choose_device(args, cuda_requested)
-    train_loader, validation_loader, augmentations = build_data(args)
+        device, device_label = choose_device(args, cuda_requested)
+    train_loader, validation_loader, augmentations = build_data(args, device)
     evaluation_only = train_loader is None  # start_and_run set its arguments (evaluation_only_arguments)
     validation = validation_loader is not None
-    model_and_loss = build_model(args, validation, evaluation_only)
-    run_state, param_scheduler = build_run_state(args, model_and_loss, validation, evaluation_only, resumption)
-    if args.device.type == "cuda":
+    model_and_loss = build_model(args, device, validation, evaluation_only)
+    run_state, param_scheduler, start_epoch = build_run_state(args, device, model_and_loss, validation,
+                                                              evaluation_only, resumption)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = constants.CUDNN_BENCHMARK
-    hooks: List[HookBase] = []  # the loop's hooks, in call order: the visualizer, then the default ones
-    with block("Runtime Visualizers"):
-        if args.visualizer is not None:
-            hooks.append(commandline.instance_from_args(
-                args, "visualizer", args=args, model_and_loss=model_and_loss, optimizer=run_state.optimizer,
-                param_scheduler=param_scheduler, lr_scheduler=run_state.lr_scheduler, train_loader=train_loader,
-                validation_loader=validation_loader).to(args.device))
-            logging.info("%s", args.visualizer)
-    hooks += callbacks.default_hooks(args, run_state, not evaluation_only, distributed.is_main_process(), notifier)
-    if param_scheduler is not None:
-        hooks.append(callbacks.ParameterSchedulerStep(param_scheduler))
+    config = trainer_config(args, start_epoch, device_label, validation)
+    built = {"model_and_loss": model_and_loss, "optimizer": run_state.optimizer, "param_scheduler": param_scheduler,
+             "lr_scheduler": run_state.lr_scheduler, "train_loader": train_loader,
+             "validation_loader": validation_loader, "run_state": run_state}
+    hooks = build_hooks(args, config, device, built, evaluation_only, services)
     return runtime.Trainer(
-        args, distributed_runner(args, model_and_loss, not evaluation_only), train_loader, validation_loader,
-        run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
+        config, distributed_runner(args, device, model_and_loss, not evaluation_only), train_loader,
+        validation_loader, run_state.optimizer, run_state.lr_scheduler, augmentations.get("training_augmentation"),
         augmentations.get("validation_augmentation"), hooks, grad_scaler=run_state.grad_scaler, run_state=run_state)
 
 
@@ -633,14 +706,12 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
             if category.registry is not None:
                 logging.info("%s: %d registered", category.name, len(category.registry))
     with block("Commandline Arguments"):
-        args, defaults, resumption = resolve_arguments(argv)
-        parsed = argparse.Namespace(**vars(args))  # args.json holds the parsed arguments only, as the original's
-        non_default = commandline.non_default_arguments(args, defaults)
+        parsed, defaults, resumption = resolve_arguments(argv)  # args.json holds these, as the original's
+        non_default = commandline.non_default_arguments(parsed, defaults)
+        args = parsed
         if args.training_dataset is None:  # the dump shows what an evaluation-only run uses, not stale epochs
-            evaluation_only_arguments(args)
+            args = evaluation_only_arguments(parsed)
         log_arguments(args, non_default)
-        args.non_default_args = non_default
-        args.holistic_records_kwargs = commandline.kwargs_from_args(args, "holistic_records")
     if distributed.launched_by_torchrun():
         if args.distributed_timeout_minutes <= 0:
             raise ValueError(f"--distributed_timeout_minutes={args.distributed_timeout_minutes:g}: expected a "
@@ -650,7 +721,8 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
     if main_process:
         with block("Telegram"):
             notifier = telegram.load_notifier()
-    trainer = build_run(args, resumption, early.cuda, notifier)
+    process_name = system.random_fantasy_name() if args.proctitle == "__random__" else args.proctitle
+    trainer = build_run(args, resumption, early.cuda, RunServices(notifier, non_default, process_name))
     if trainer.train_loader is not None:
         trainer.check_training_key()
         trainer.check_validation_keys()
@@ -658,7 +730,7 @@ def start_and_run(argv: List[str], early: argparse.Namespace, main_process: bool
         folder.lock = lock_run_folder(args.save, folder.lock, continues_run)
         folder.tensorboard = open_run_folder(args, parsed)
         folder.opened = True
-    callbacks.set_proctitle(args.proctitle_name)
+    callbacks.set_proctitle(process_name)
     # Module-level calls (summary.scalar, telegram.send_message, the shim's logging.telegram) reach this run's
     # writer and notifier.
     with summary.active(folder.tensorboard), telegram.active(notifier):

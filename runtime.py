@@ -1,8 +1,10 @@
 """The training/validation loop: example_dict -> model_dict -> loss_dict, epoch after epoch."""
 import argparse
+import dataclasses
 import logging
 import socket
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+import types
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
@@ -17,6 +19,36 @@ from utils.records import EpochRecorder
 
 DEVICE_KEY_PREFIXES = ("input", "target")
 COUNT_KEY = "\0count"  # the number of examples, summed over ranks with the losses (no loss key looks like it)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """What the loop knows of the run, fixed once main.py has built it.
+
+    `arguments` are the run's parsed flags (what checkpoints store and the input baseline's record is keyed
+    on); `records` the holistic-record options as `EpochRecorder` keywords; `device_label` names the device in
+    the epoch banner.
+    """
+
+    save: str
+    total_epochs: int = 1
+    start_epoch: int = 1
+    training_key: str = "total_loss"
+    validation_keys: Tuple[str, ...] = ()
+    validation_modes: Tuple[str, ...] = ()
+    clip_grad: float = 0.0
+    loshchilov_weight_decay: float = 0.0
+    model: str = ""
+    device_label: str = "cpu"
+    records: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Read-only views and tuples: a hook or component cannot change the run's settings under the loop.
+        object.__setattr__(self, "validation_keys", tuple(self.validation_keys))
+        object.__setattr__(self, "validation_modes", tuple(self.validation_modes))
+        object.__setattr__(self, "records", types.MappingProxyType(dict(self.records)))
+        object.__setattr__(self, "arguments", types.MappingProxyType(dict(self.arguments)))
 
 
 class ModelAndLoss(torch.nn.Module):
@@ -193,10 +225,10 @@ def has_image_target(example_dict: Dict[str, Any]) -> bool:
     return torch.is_tensor(target) and torch.is_tensor(frame) and target.shape == frame.shape
 
 
-def baseline_protocol(args: argparse.Namespace, loader: Loader) -> Dict[str, Any]:
+def baseline_protocol(arguments: Mapping[str, Any], loader: Loader) -> Dict[str, Any]:
     """What the input baseline depends on: validation data, augmentation and loss flags, batching, ranks."""
     prefixes = ("validation_dataset", "validation_augmentation", "loss")
-    flags = {key: value for key, value in stored_arguments(args).items()
+    flags = {key: value for key, value in arguments.items()
              if key.startswith(prefixes) and not key.endswith("_num_workers")}
     return {"flags": flags, "examples": len(loader.dataset), "batch_size": loader.loader.batch_size,
             "world_size": distributed.world_size()}
@@ -215,11 +247,11 @@ class EpochRunner:
     COLLECTIVES = " (DistributedDataParallel's buffer broadcast and gradient all-reduce)"
     NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet" (steps count up from 1)
 
-    def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
+    def __init__(self, config: TrainerConfig, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
                  hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
                  sync_every: Optional[int] = None) -> None:
-        self.args = args
+        self.config = config
         self.model_and_loss = model_and_loss
         self.loader = loader
         self.train = train
@@ -241,8 +273,8 @@ class EpochRunner:
             return self.model_and_loss(example_dict)
         self.optimizer.zero_grad(set_to_none=True)
         loss_dict, model_dict = self.model_and_loss(example_dict)
-        require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
-        loss = loss_dict[self.args.training_key]
+        require_loss_keys(loss_dict, "--training_key", [self.config.training_key])
+        loss = loss_dict[self.config.training_key]
         scaler = self.grad_scaler
         (scaler.scale(loss) if scaler is not None else loss).backward()
         gradients_finite = None
@@ -250,12 +282,12 @@ class EpochRunner:
             scaler.unscale_(self.optimizer)
             gradients_finite = _all_finite([p.grad for group in self.optimizer.param_groups for p in group["params"]
                                             if p.grad is not None])
-        if self.args.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model_and_loss.parameters(), self.args.clip_grad)
-        if self.args.loshchilov_weight_decay > 0:
+        if self.config.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model_and_loss.parameters(), self.config.clip_grad)
+        if self.config.loshchilov_weight_decay > 0:
             with torch.no_grad():
                 for group in self.optimizer.param_groups:
-                    factor = 1.0 - self.args.loshchilov_weight_decay * group["lr"]
+                    factor = 1.0 - self.config.loshchilov_weight_decay * group["lr"]
                     if gradients_finite is not None:  # the scaler skips this step: so does the decay
                         factor = torch.where(gradients_finite, factor, 1.0)
                     for parameter in group["params"]:
@@ -273,7 +305,7 @@ class EpochRunner:
         if first == self.NO_BAD_STEP:
             return
         value = float(bad_value) if int(bad_step) == first else "not finite on another rank"
-        raise FloatingPointError(f"training loss '{self.args.training_key}' is {value} (not finite) in training "
+        raise FloatingPointError(f"training loss '{self.config.training_key}' is {value} (not finite) in training "
                                  f"step {first} of this epoch; stopping (no checkpoint holds weights updated from it)")
 
     def _read_back(self, sums: Dict[str, torch.Tensor], count: int, first: List[str], bar: ProgressBar,
@@ -293,7 +325,7 @@ class EpochRunner:
         device = self.loader.device
         bad_step = torch.full((), self.NO_BAD_STEP, dtype=torch.int64, device=device)
         bad_value = torch.zeros((), dtype=torch.float64, device=device)
-        first = [self.args.training_key] if self.train else getattr(self.args, "validation_keys", [])
+        first = [self.config.training_key] if self.train else list(self.config.validation_keys)
         context = torch.enable_grad() if self.train else torch.no_grad()
         with context, ProgressBar(total=total_steps, desc=desc, unit="it",
                                   disable=not distributed.is_main_process()) as bar:
@@ -304,7 +336,7 @@ class EpochRunner:
                         termination.interruptible():  # a SIGTERM abandons the step in progress
                     loss_dict, model_dict = self.step(example_dict)
                 if step == 0 and not self.train:  # checked before a whole epoch has run
-                    require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
+                    require_loss_keys(loss_dict, "--validation_keys", list(self.config.validation_keys))
                 for hook in self.hooks:
                     hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
@@ -313,7 +345,7 @@ class EpochRunner:
                     sums[key] = sums[key] + value if key in sums else value
                 count += batch_size
                 if self.train:
-                    loss = loss_dict[self.args.training_key].detach()
+                    loss = loss_dict[self.config.training_key].detach()
                     new_bad = (bad_step == self.NO_BAD_STEP) & ~torch.isfinite(loss).all()
                     bad_value = torch.where(new_bad, loss.to(device=device, dtype=torch.float64).sum(), bad_value)
                     bad_step = torch.where(new_bad, step + 1, bad_step)
@@ -360,7 +392,7 @@ def first_loss_dict(model_and_loss: ModelAndLoss, loader: Loader, train: bool,
     return loss_dict
 
 
-def input_baseline(args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader,
+def input_baseline(config: TrainerConfig, model_and_loss: ModelAndLoss, loader: Loader,
                    augmentation: Optional[torch.nn.Module], is_main: bool) -> Optional[Dict[str, float]]:
     """The validation pass with the reference frame as output (same loss, batches and augmentation),
     recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
@@ -371,20 +403,20 @@ def input_baseline(args: argparse.Namespace, model_and_loss: ModelAndLoss, loade
     if not has_image_target(first):
         logging.info("input baseline: skipped (%s has no image target1 of the inputs' shape)", dataset)
         return None
-    protocol = baseline_protocol(args, loader)
-    values = None if distributed.is_distributed() else baseline.read(args.save, dataset, protocol)
+    protocol = baseline_protocol(config.arguments, loader)
+    values = None if distributed.is_distributed() else baseline.read(config.save, dataset, protocol)
     if values is not None:
-        logging.info("input baseline of %s: read from %s", dataset, baseline.csv_filename(args.save, dataset))
+        logging.info("input baseline of %s: read from %s", dataset, baseline.csv_filename(config.save, dataset))
     else:
         rng = checkpoints.rng_state()  # the run's random streams do not see this extra pass
         try:
             reference = ModelAndLoss(ReferenceFrame(), model_and_loss.loss)
-            values = EpochRunner(args, reference, loader, False, None, augmentation).run("Input")
+            values = EpochRunner(config, reference, loader, False, None, augmentation).run("Input")
         finally:
             checkpoints.set_rng_state(rng)
             model_and_loss.loss.train(model_and_loss.training)
         if is_main:
-            baseline.write(args.save, dataset, protocol, values, getattr(args, "holistic_records_kwargs", {}))
+            baseline.write(config.save, dataset, protocol, values, dict(config.records))
     logging.info("input baseline of %s (%s as output): %s", dataset, reference_key(first),
                  ", ".join(baseline.compare(k, v, None) for k, v in values.items()))
     return values
@@ -403,10 +435,9 @@ def update_best_values(stats: Dict[str, float], keys: List[str], modes: List[str
     return improved
 
 
-def record_pass(args: argparse.Namespace, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
+def record_pass(config: TrainerConfig, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
     """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats)."""
-    recorder = EpochRecorder(args, root=args.save, epoch=epoch, dataset=type(dataset).__name__,
-                             **getattr(args, "holistic_records_kwargs", {}))
+    recorder = EpochRecorder(None, root=config.save, epoch=epoch, dataset=type(dataset).__name__, **config.records)
     recorder.add_scalars(name, stats)
 
 
@@ -423,14 +454,14 @@ def step_lr_scheduler(lr_scheduler: Optional[Any], stats: Dict[str, float], vali
 class Trainer:
     """The epoch loop: a training and a validation pass per epoch; the hooks do everything else."""
 
-    def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss,
+    def __init__(self, config: TrainerConfig, model_and_loss: ModelAndLoss,
                  train_loader: Optional[Loader], validation_loader: Optional[Loader],
                  optimizer: Optional[torch.optim.Optimizer] = None, lr_scheduler: Optional[Any] = None,
                  training_augmentation: Optional[torch.nn.Module] = None,
                  validation_augmentation: Optional[torch.nn.Module] = None,
                  hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
                  run_state: Optional[checkpoints.RunState] = None) -> None:
-        self.args = args
+        self.config = config
         self.model_and_loss = model_and_loss
         self.train_loader = train_loader
         self.validation_loader = validation_loader
@@ -440,12 +471,12 @@ class Trainer:
         self.validation_augmentation = validation_augmentation
         self.grad_scaler = grad_scaler
         self.is_main = distributed.is_main_process()
-        keys = getattr(args, "validation_keys", []) if validation_loader is not None else []
-        modes = getattr(args, "validation_modes", []) if validation_loader is not None else []
-        self.validation_keys: List[str] = list(keys)
-        self.validation_modes: List[str] = list(modes)
+        keys = list(config.validation_keys) if validation_loader is not None else []
+        modes = list(config.validation_modes) if validation_loader is not None else []
+        self.validation_keys: List[str] = keys
+        self.validation_modes: List[str] = modes
         self.run_state = run_state or checkpoints.RunState(
-            unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, stored_arguments(args))
+            unwrap(model_and_loss), optimizer, lr_scheduler, grad_scaler, keys, modes, dict(config.arguments))
         self.hooks: List[HookBase] = []
         self.register_hooks(hooks)
         # The validation metrics of the unprocessed input (see utils/baseline.py); empty until computed.
@@ -481,7 +512,7 @@ class Trainer:
         if self.train_loader is None or self.train_loader.dataset is None:
             return
         loss_dict = first_loss_dict(unwrap(self.model_and_loss), self.train_loader, True, self.training_augmentation)
-        require_loss_keys(loss_dict, "--training_key", [self.args.training_key])
+        require_loss_keys(loss_dict, "--training_key", [self.config.training_key])
 
     def compute_input_baseline(self) -> Dict[str, float]:
         """The validation metrics of the unprocessed input (see `input_baseline`), handed to the hooks."""
@@ -489,7 +520,7 @@ class Trainer:
         # The whole dataset, not this rank's shard: a rank whose shard is empty still joins the pass's sum.
         if loader is None or loader.dataset is None or len(loader.dataset) == 0:
             return {}
-        values = input_baseline(self.args, unwrap(self.model_and_loss), loader, self.validation_augmentation,
+        values = input_baseline(self.config, unwrap(self.model_and_loss), loader, self.validation_augmentation,
                                 self.is_main)
         if values is None:
             return {}
@@ -500,20 +531,20 @@ class Trainer:
 
     def run(self) -> Dict[str, float]:
         """Run epochs start_epoch..total_epochs; returns the last epoch's statistics."""
-        args = self.args
+        config = self.config
         last_stats: Dict[str, float] = {}
         with block("Runtime"):
             if self.train_loader is not None:
-                logging.info("start_epoch: %d, total_epochs: %d", args.start_epoch, args.total_epochs)
+                logging.info("start_epoch: %d, total_epochs: %d", config.start_epoch, config.total_epochs)
             self.compute_input_baseline()
         for hook in self.hooks:
             hook.before_run(self)
-        total_bar = ProgressBar(total=args.total_epochs, initial=args.start_epoch - 1, desc="Total", unit="ep",
+        total_bar = ProgressBar(total=config.total_epochs, initial=config.start_epoch - 1, desc="Total", unit="ep",
                                 logbook_every_update=True, position=0, leave=True,
                                 disable=not self.is_main)
         error: Optional[BaseException] = None
         try:
-            for epoch in range(args.start_epoch, args.total_epochs + 1):
+            for epoch in range(config.start_epoch, config.total_epochs + 1):
                 last_stats = self._run_epoch(epoch, total_bar)
         except BaseException as stopped:
             error = stopped
@@ -527,38 +558,38 @@ class Trainer:
 
     def _pass(self, train: bool, epoch: int, lr: Optional[List[float]]) -> Dict[str, float]:
         """One training or validation pass, its events sent to the hooks and its means recorded."""
-        args = self.args
+        config = self.config
         loader = self.train_loader if train else self.validation_loader
         for hook in self.hooks:
-            hook.before_pass(lr, train, epoch, args.total_epochs)
+            hook.before_pass(lr, train, epoch, config.total_epochs)
         if train:
-            stats = EpochRunner(args, self.model_and_loss, loader, True, self.optimizer, self.training_augmentation,
+            stats = EpochRunner(config, self.model_and_loss, loader, True, self.optimizer, self.training_augmentation,
                                 self.hooks, self.grad_scaler).run("Train")
         else:
             # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
             # never joins (the others waited for it until the process-group timeout).
             distributed.broadcast_buffers(unwrap(self.model_and_loss))
-            stats = EpochRunner(args, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
+            stats = EpochRunner(config, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
                                 self.hooks).run("Valid")
         for hook in self.hooks:
-            hook.after_pass(stats, train, epoch, args.total_epochs)
+            hook.after_pass(stats, train, epoch, config.total_epochs)
         if self.is_main:
-            record_pass(args, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
+            record_pass(config, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
         return stats
 
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
-        args = self.args
-        where = f"-- {args.actual_device} on {socket.gethostname()} --"
+        config = self.config
+        where = f"-- {config.device_label} on {socket.gethostname()} --"
         training = self.train_loader is not None  # else an evaluation-only run: no epochs, lr or best values
-        title = (f"Epoch {epoch}/{args.total_epochs}" if training else "Evaluation") + " " * 24 + where
+        title = (f"Epoch {epoch}/{config.total_epochs}" if training else "Evaluation") + " " * 24 + where
         with block(title, emph=True):
             for hook in self.hooks:
                 hook.before_epoch(self, epoch)
             lr = current_learning_rates(self.optimizer)
             if lr is None:
-                logging.info("Model: %s", args.model)
+                logging.info("Model: %s", config.model)
             else:
-                logging.info("Model: %s  lr: %s", args.model, format_learning_rate(lr))
+                logging.info("Model: %s  lr: %s", config.model, format_learning_rate(lr))
             stats: Dict[str, float] = {}
             if training:
                 self.train_loader.set_epoch(epoch)

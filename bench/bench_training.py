@@ -60,23 +60,21 @@ def build(sequence_length: int, directory: str, variant: str, device: torch.devi
     """(EpochRunner, model_and_loss) of FlowDBN-PWC with random weights, set up as main.py does for the variant."""
     torch.manual_seed(0)
     path = os.path.join(directory, "pwcnet.ckpt")
-    pwcnet = PWCNet(argparse.Namespace(), div_flow=0.05)
+    pwcnet = PWCNet(div_flow=0.05)
     torch.save({"state_dict": {f"model.{k}": v for k, v in pwcnet.state_dict().items()}}, path)
-    args = argparse.Namespace(training_dataset_sequence_length=sequence_length, training_key="total_loss",
-                              clip_grad=0.0, loshchilov_weight_decay=0.0, prefix="bench", model="FlowDBN",
-                              actual_device=str(device))
-    model = FlowDBN(args, pretrained_pwcnet=path)
+    config = runtime.TrainerConfig(save=directory, model="FlowDBN", device_label=str(device))
+    model = FlowDBN(sequence_length=sequence_length, pretrained_pwcnet=path)
     for module in model.flowdbn.dbn_net.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(args), AMP.get(variant)).to(device)
+    model_and_loss = runtime.ModelAndLoss(model, DBNLoss(), AMP.get(variant)).to(device)
     if variant in CHANNELS_LAST:
         model_and_loss.to(memory_format=torch.channels_last)
     if variant == "compile":
         model_and_loss.model.compile()
     optimizer = torch.optim.Adam([p for p in model_and_loss.parameters() if p.requires_grad], lr=1e-4)
     scaler = torch.amp.GradScaler(device.type) if variant == "fp16" else None
-    runner = runtime.EpochRunner(args, model_and_loss, loader=None, train=True, optimizer=optimizer,
+    runner = runtime.EpochRunner(config, model_and_loss, loader=None, train=True, optimizer=optimizer,
                                  grad_scaler=scaler)
     model_and_loss.train()
     return runner, model_and_loss

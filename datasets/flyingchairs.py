@@ -77,7 +77,7 @@ def photometric_settings(value: Union[bool, Dict[str, float], None], flag: str) 
 class FlowPairDataset(KeyedDataset):
     """Image pairs with optional flow; optional random crop and photometric jitter (shared by both images)."""
 
-    def __init__(self, args: Namespace, pairs: List[Pair], num_examples: int = -1,
+    def __init__(self, args: Optional[Namespace], pairs: List[Pair], num_examples: int = -1,
                  photometric_augmentations: Union[bool, Dict[str, float], None] = False,
                  random_crop: Optional[Sequence[int]] = None, flag_prefix: str = "--<dataset>") -> None:
         check_num_examples(num_examples)
@@ -140,12 +140,10 @@ class FlowPairDataset(KeyedDataset):
         return example
 
 
-def dataset_flag_prefix(args: Namespace, name: str) -> str:
-    """'--training_dataset' or '--validation_dataset', whichever selects `name` (for error messages)."""
-    for category in ("training_dataset", "validation_dataset"):
-        if getattr(args, category, None) == name:
-            return f"--{category}"
-    return f"--<{name}>"
+def dataset_flag_prefix(flag_prefix: Optional[str], dataset: object) -> str:
+    """The flag prefix errors name: `flag_prefix` ('--training_dataset' or '--validation_dataset', given by
+    main.py), else '--<ClassName>' for a dataset built in code."""
+    return flag_prefix or f"--<{type(dataset).__name__}>"
 
 
 def find_split_file(root: str) -> Optional[str]:
@@ -202,10 +200,12 @@ class _FlyingChairs(FlowPairDataset):
 
     dstype = "full"
 
-    def __init__(self, args: Namespace, root: str,
+    def __init__(self, args: Optional[Namespace], root: str,
                  photometric_augmentations: Union[bool, Dict[str, float], None] = False,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        flag_prefix = dataset_flag_prefix(args, type(self).__name__)
+                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1, *,
+                 flag_prefix: Optional[str] = None) -> None:
+        """`flag_prefix` (keyword-only: no flag) is the category main.py built it for, named in errors."""
+        flag_prefix = dataset_flag_prefix(flag_prefix, self)
         super().__init__(args, flyingchairs_pairs(root, self.dstype, flag_prefix), num_examples,
                          photometric_augmentations, random_crop, flag_prefix)
 
@@ -216,10 +216,12 @@ class FlyingChairsTrain(_FlyingChairs):
 
     dstype = "train"
 
-    def __init__(self, args: Namespace, root: str,
+    def __init__(self, args: Optional[Namespace], root: str,
                  photometric_augmentations: Union[bool, Dict[str, float], None] = True,
-                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1) -> None:
-        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples)
+                 random_crop: Sequence[int] = (-1, -1), num_workers: int = 12, num_examples: int = -1, *,
+                 flag_prefix: Optional[str] = None) -> None:
+        super().__init__(args, root, photometric_augmentations, random_crop, num_workers, num_examples,
+                         flag_prefix=flag_prefix)
 
 
 @DATASETS.register("FlyingChairsValid")

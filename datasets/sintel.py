@@ -17,7 +17,7 @@ cave_2, market_6 and sleeping_1. The *Full sets use every scene.
 import glob
 import os
 from argparse import Namespace
-from typing import List
+from typing import List, Optional
 
 from datasets.flyingchairs import FlowPairDataset, Pair, dataset_flag_prefix
 from datasets.gopro_common import DatasetLayout
@@ -91,8 +91,10 @@ class _Sintel(FlowPairDataset):
     dstype = "clean"
     subset = "full"
 
-    def __init__(self, args: Namespace, root: str, num_workers: int = 4, num_examples: int = -1) -> None:
-        flag_prefix = dataset_flag_prefix(args, type(self).__name__)
+    def __init__(self, args: Optional[Namespace], root: str, num_workers: int = 4,
+                 num_examples: int = -1, *, flag_prefix: Optional[str] = None) -> None:
+        """`flag_prefix` (keyword-only: no flag) is the category main.py built it for, named in errors."""
+        flag_prefix = dataset_flag_prefix(flag_prefix, self)
         super().__init__(args, sintel_pairs(root, self.split, self.dstype, self.subset, flag_prefix),
                          num_examples, flag_prefix=flag_prefix)
 

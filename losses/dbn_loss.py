@@ -20,8 +20,7 @@ class DBNLoss(nn.Module):
     """
 
     def __init__(self, args: Optional[Namespace] = None) -> None:
-        super().__init__()
-        self.args = args
+        super().__init__()  # `args` is unused: it keeps the original's constructor form
 
     def forward(self, model_dict: Dict[str, torch.Tensor],
                 example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -12,21 +12,14 @@ from utils.frames import reference_index
 BN_EPS = 1e-3
 
 
-def sequence_length_from_args(args: Optional[Namespace], sequence_length: Optional[int] = None) -> int:
-    """N: `sequence_length` when given (models built in code), else --validation_dataset_sequence_length,
-    else --training_dataset_sequence_length (models built from the command line)."""
-    if sequence_length is not None:
-        if int(sequence_length) < 1 or int(sequence_length) % 2 == 0:
-            raise ValueError(f"sequence_length must be a positive odd number of frames, got {sequence_length}")
-        return int(sequence_length)
-    for flag in ("validation_dataset_sequence_length", "training_dataset_sequence_length"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            if int(value) < 1 or int(value) % 2 == 0:
-                raise ValueError(f"--{flag} must be a positive odd number of frames, got {value}")
-            return int(value)
-    raise ValueError("the deblurring models need the sequence length: give a dataset with "
-                     "--validation_dataset_sequence_length or --training_dataset_sequence_length")
+def checked_sequence_length(sequence_length: Optional[int]) -> int:
+    """N as a model needs it: a positive odd number of frames (main.py passes the datasets' sequence length)."""
+    if sequence_length is None:
+        raise ValueError("the deblurring models need the sequence length: give a dataset with "
+                         "--validation_dataset_sequence_length or --training_dataset_sequence_length")
+    if int(sequence_length) < 1 or int(sequence_length) % 2 == 0:
+        raise ValueError(f"sequence_length must be a positive odd number of frames, got {sequence_length}")
+    return int(sequence_length)
 
 
 def input_frames(example_dict: Dict[str, torch.Tensor], sequence_length: int) -> List[torch.Tensor]:
@@ -62,7 +55,7 @@ def deconv_bn(in_channels: int, out_channels: int) -> nn.Sequential:
 class DBNImpl(nn.Module):
     """Encoder-decoder with three additive skips; forward(list of frames) → {'f15': residual}."""
 
-    def __init__(self, args: Namespace, input_channels: int, output_channels: int = 3,
+    def __init__(self, input_channels: int, output_channels: int = 3,
                  init_type: str = "fan_max") -> None:
         super().__init__()
         ni = input_channels
@@ -130,10 +123,11 @@ class DBN(nn.Module):
 
     def __init__(self, args: Optional[Namespace] = None, init_type: str = "fan_max", *,
                  sequence_length: Optional[int] = None) -> None:
-        # Keyword-only parameters make no command-line flags: from main.py, N comes from the dataset flags.
+        # Keyword-only parameters make no command-line flags: main.py passes N from the dataset flags.
+        # `args` is unused: it keeps the original's constructor form.
         super().__init__()
-        self.sequence_length = sequence_length_from_args(args, sequence_length)
-        self.dbn_net = DBNImpl(args, input_channels=3 * self.sequence_length, output_channels=3,
+        self.sequence_length = checked_sequence_length(sequence_length)
+        self.dbn_net = DBNImpl(input_channels=3 * self.sequence_length, output_channels=3,
                                init_type=init_type)
 
     def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

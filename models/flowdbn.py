@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from contrib.warping import warp_border
-from models.dbn import DBNImpl, input_frames, reference_index, sequence_length_from_args
+from models.dbn import DBNImpl, checked_sequence_length, input_frames, reference_index
 from models.flownet1s import FlowNet1S
 from models.pwcnet import PWCNet
 from models.registry import MODELS
@@ -63,12 +63,12 @@ def load_prewarping_state_dict(network: nn.Module, state_dict: Dict[str, torch.T
                                      len(state_dict), type(network).__name__, source)
 
 
-def _prewarping_network_from_state_dict(args: Optional[Namespace], state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+def _prewarping_network_from_state_dict(state_dict: Dict[str, torch.Tensor]) -> nn.Module:
     """The PWC-Net or FlowNet1S whose weights `state_dict` holds ('model.…' keys, as in checkpoints)."""
     if any(_translate_pwcnet_key(key).startswith("pwcnet_impl.") for key in state_dict):
-        network, translate = PWCNet(args, div_flow=PREWARPING_DIV_FLOW), _translate_pwcnet_key
+        network, translate = PWCNet(div_flow=PREWARPING_DIV_FLOW), _translate_pwcnet_key
     elif any(_translate_flownet_key(key).startswith("flownets.") for key in state_dict):
-        network, translate = FlowNet1S(args, div_flow=PREWARPING_DIV_FLOW), _translate_flownet_key
+        network, translate = FlowNet1S(div_flow=PREWARPING_DIV_FLOW), _translate_flownet_key
     else:
         raise ValueError("prewarping_state_dict holds neither PWC-Net ('model.pwcnet_impl.*') nor FlowNet1S "
                          "('model.flownets.*') weights")
@@ -79,24 +79,23 @@ def _prewarping_network_from_state_dict(args: Optional[Namespace], state_dict: D
 class WarpingNetwork(nn.Module):
     """Frozen FlowNet1S or PWCNet (div_flow 0.05) that backward-warps neighbours to the reference."""
 
-    def __init__(self, args: Optional[Namespace], pretrained_flownet: str = NOT_GIVEN,
-                 pretrained_pwcnet: str = NOT_GIVEN,
+    def __init__(self, pretrained_flownet: str = NOT_GIVEN, pretrained_pwcnet: str = NOT_GIVEN,
                  state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
         super().__init__()
         use_flownet = _given(pretrained_flownet)
         use_pwcnet = _given(pretrained_pwcnet)
         if state_dict is not None and not (use_flownet or use_pwcnet):
-            self.network = _prewarping_network_from_state_dict(args, state_dict)
+            self.network = _prewarping_network_from_state_dict(state_dict)
         elif use_flownet == use_pwcnet:
             raise ValueError("FlowDBN needs exactly one prewarping checkpoint: give either "
                              "--model_pretrained_flownet or --model_pretrained_pwcnet "
                              f"(got flownet='{pretrained_flownet}', pwcnet='{pretrained_pwcnet}')")
         elif use_flownet:
-            self.network = FlowNet1S(args, div_flow=PREWARPING_DIV_FLOW)
+            self.network = FlowNet1S(div_flow=PREWARPING_DIV_FLOW)
             load_prewarping_checkpoint(self.network, pretrained_flownet, "--model_pretrained_flownet",
                                        _translate_flownet_key)
         else:
-            self.network = PWCNet(args, div_flow=PREWARPING_DIV_FLOW)
+            self.network = PWCNet(div_flow=PREWARPING_DIV_FLOW)
             load_prewarping_checkpoint(self.network, pretrained_pwcnet, "--model_pretrained_pwcnet",
                                        _translate_pwcnet_key)
         for parameter in self.network.parameters():
@@ -159,14 +158,14 @@ class WarpingNetwork(nn.Module):
 class FlowDBNImpl(nn.Module):
     """DBN on cat(input1..inputN, warped neighbours); returns f15, warped<i> and output1."""
 
-    def __init__(self, args: Optional[Namespace], sequence_length: int, pretrained_flownet: str = NOT_GIVEN,
+    def __init__(self, sequence_length: int, pretrained_flownet: str = NOT_GIVEN,
                  pretrained_pwcnet: str = NOT_GIVEN,
                  prewarping_state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
         super().__init__()
         self.sequence_length = sequence_length
-        self.dbn_net = DBNImpl(args, input_channels=3 * (2 * sequence_length - 1), output_channels=3,
+        self.dbn_net = DBNImpl(input_channels=3 * (2 * sequence_length - 1), output_channels=3,
                                init_type="fan_max")
-        self.warping_network = WarpingNetwork(args, pretrained_flownet, pretrained_pwcnet, prewarping_state_dict)
+        self.warping_network = WarpingNetwork(pretrained_flownet, pretrained_pwcnet, prewarping_state_dict)
 
     def forward(self, example_dict: Dict[str, torch.Tensor],
                 pyramids: Optional[Sequence[List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
@@ -222,10 +221,10 @@ class FlowDBN(nn.Module):
                  pretrained_pwcnet: str = NOT_GIVEN, *, sequence_length: Optional[int] = None,
                  prewarping_state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
         """Keyword-only parameters make no command-line flags. `sequence_length` replaces the dataset flag
-        for models built in code; `prewarping_state_dict` (a prewarping checkpoint's 'model.…' state dict)
+        (main.py passes the datasets'); `prewarping_state_dict` (a prewarping checkpoint's 'model.…' state dict)
         replaces a prewarping file, e.g. when a whole FlowDBN checkpoint is loaded right after."""
-        super().__init__()
-        self.flowdbn = FlowDBNImpl(args, sequence_length_from_args(args, sequence_length), pretrained_flownet,
+        super().__init__()  # `args` is unused: it keeps the original's constructor form
+        self.flowdbn = FlowDBNImpl(checked_sequence_length(sequence_length), pretrained_flownet,
                                    pretrained_pwcnet, prewarping_state_dict)
 
     def forward(self, example_dict: Dict[str, torch.Tensor],

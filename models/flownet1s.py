@@ -45,7 +45,7 @@ def concatenate_as_first(*tensors: torch.Tensor) -> torch.Tensor:
 class FlowNetS(nn.Module):
     """FlowNetS encoder-decoder; returns predictions at 1/4 … 1/64 resolution, finest first."""
 
-    def __init__(self, args: Namespace, num_pred: int = 2) -> None:
+    def __init__(self, num_pred: int = 2) -> None:
         super().__init__()
         self.conv1 = conv_leaky(6, 64, 7, 2)
         self.conv2 = conv_leaky(64, 128, 5, 2)
@@ -105,7 +105,7 @@ class FlowNet1S(nn.Module):
     def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()
         self.div_flow = div_flow
-        self.flownets = FlowNetS(args, num_pred=2)
+        self.flownets = FlowNetS(num_pred=2)
 
     def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         im1 = example_dict["input1"]

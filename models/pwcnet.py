@@ -127,7 +127,7 @@ def warp_level(x: torch.Tensor, flow: torch.Tensor, height_im: int, width_im: in
 class PWCNetImpl(nn.Module):
     """The PWC-Net pipeline; forward(im1, im2) → [flow at 1/64, 1/32, 1/16, 1/8, refined 1/4]."""
 
-    def __init__(self, args: Namespace, div_flow: float = 0.05) -> None:
+    def __init__(self, div_flow: float = 0.05) -> None:
         super().__init__()
         self.div_flow = div_flow
         self.output_level = OUTPUT_LEVEL
@@ -191,7 +191,7 @@ class PWCNet(nn.Module):
     def __init__(self, args: Optional[Namespace] = None, div_flow: float = 1.0) -> None:
         super().__init__()
         self.div_flow = div_flow
-        self.pwcnet_impl = PWCNetImpl(args, div_flow=div_flow)
+        self.pwcnet_impl = PWCNetImpl(div_flow=div_flow)
 
     def forward(self, example_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         im1 = example_dict["input1"]

@@ -12,7 +12,6 @@ Usage: python scripts/prewarping_network.py --run RUN_FOLDER_OR_CKPT --output pw
 import argparse
 import os
 import sys
-from argparse import Namespace
 from typing import Dict
 
 import torch
@@ -32,7 +31,7 @@ def export(run: str, output: str) -> Dict[str, object]:
     filename = find_checkpoint(run, "latest")
     checkpoint = load_file(filename)
     state_dict = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith(PREFIX)}
-    expected = {"model." + key for key in PWCNet(Namespace()).state_dict()}
+    expected = {"model." + key for key in PWCNet().state_dict()}
     if set(state_dict) != expected:
         raise ValueError(f"'{filename}' is not a checkpoint of a --model=PWCNet run: it has {len(state_dict)} of the "
                          f"{len(expected)} model.pwcnet_impl.* tensors")
@@ -48,8 +47,7 @@ def evaluate(checkpoint: str, data: str, batch_size: int = 8) -> Dict[str, float
     """EPE of the prewarping network loaded the way FlowDBN loads it, and of zero flow, on generated pairs."""
     model = FlowDBN(sequence_length=5, pretrained_pwcnet=checkpoint)
     network = model.flowdbn.warping_network.network.eval()
-    args = Namespace()
-    dataset = FlyingChairsValid(args, data) if find_split_file(data) else FlyingChairsFull(args, data)
+    dataset = FlyingChairsValid(None, data) if find_split_file(data) else FlyingChairsFull(None, data)
     errors, zero_errors, count = 0.0, 0.0, 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):

@@ -113,5 +113,5 @@ def trainer_with_default_hooks(*args: Any, visualizer: Optional[torch.nn.Module]
     import runtime
 
     trainer = runtime.Trainer(*args, hooks=[visualizer] if visualizer is not None else [], **kwargs)
-    trainer.register_hooks(callbacks.default_hooks(trainer.args, trainer.run_state, save_checkpoints, True))
+    trainer.register_hooks(callbacks.default_hooks(trainer.config, trainer.run_state, save_checkpoints, True))
     return trainer

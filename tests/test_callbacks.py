@@ -56,8 +56,6 @@ def test_eta_is_the_mean_time_per_unit_times_the_units_left(monkeypatch):
 
 
 def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path, monkeypatch):
-    import argparse
-
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -94,14 +92,12 @@ def test_every_epoch_message_and_the_process_title_carry_the_time_left(tmp_path,
 
     data = DataLoader(TensorDataset(torch.rand(4, 3, 4, 4)), batch_size=2, collate_fn=lambda b: {
         "input1": torch.stack([x for (x,) in b])})
-    args = argparse.Namespace(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t",
-                              model="Tiny", actual_device="cpu", start_epoch=1, total_epochs=4, save=str(tmp_path),
-                              holistic_records_kwargs={"csv": False}, proctitle_name="run")
+    config = runtime.TrainerConfig(save=str(tmp_path), total_epochs=4, model="Tiny", records={"csv": False})
     model_and_loss = runtime.ModelAndLoss(Model(), Loss())
-    trainer = runtime.Trainer(args, model_and_loss, runtime.Loader(data, torch.device("cpu"), False), None,
+    trainer = runtime.Trainer(config, model_and_loss, runtime.Loader(data, torch.device("cpu"), False), None,
                               torch.optim.SGD(model_and_loss.parameters(), lr=0.1),
-                              hooks=[NinetySecondEpochs(), callbacks.Notifications(Telegram()),
-                                         callbacks.ProcessTitle()])
+                              hooks=[NinetySecondEpochs(), callbacks.Notifications(Telegram(), "t:Tiny on cpu"),
+                                     callbacks.ProcessTitle("run")])
     trainer.run()
     assert titles == ["run finishes in 04m:30s", "run finishes in 03m:00s", "run finishes in 01m:30s",
                       "run finishes in 00m:00s"]

@@ -22,7 +22,7 @@ import constants
 import deblur
 import runtime
 from models import MODELS
-from models.dbn import DBN, sequence_length_from_args
+from models.dbn import DBN
 from models.flowdbn import FlowDBN
 from tests.helpers import random_pwcnet, save_model_checkpoint, tame
 from utils import checkpoints
@@ -263,13 +263,15 @@ def test_ctrl_c_ends_with_one_line_and_exit_code_130(tmp_path, capsys, monkeypat
 
 
 class _TinyResidual(torch.nn.Module):
-    """A registered-elsewhere deblurring model: reference frame + scale * conv(all N frames)."""
+    """A registered-elsewhere deblurring model written in the original's style (N read from the namespace of
+    flags it is given): reference frame + scale * conv(all N frames)."""
 
     pad_multiple = 4
 
     def __init__(self, args=None, scale: float = 1.0) -> None:
         super().__init__()
-        self.sequence_length = sequence_length_from_args(args)
+        self.sequence_length = (getattr(args, "validation_dataset_sequence_length", None)
+                                or args.training_dataset_sequence_length)
         self.scale = scale  # a plain attribute: only the stored --model_scale can set it
         self.conv = torch.nn.Conv2d(3 * self.sequence_length, 3, 3, padding=1)
 

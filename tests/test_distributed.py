@@ -146,13 +146,12 @@ def _inference_frames(count):
 
 def _gopro_inference_rank(rank, port, folder):
     """Rank r evaluates frames r, r + 2, ... (the validation shards), rank 0 writes the table."""
-    import argparse
 
     from visualizers.gopro_inference import GoProInference
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
-    visualizer = GoProInference(argparse.Namespace(save=folder), save=os.path.join(folder, "frames"))
+    visualizer = GoProInference(None, save=os.path.join(folder, "frames"), run_folder=folder)
     visualizer.on_epoch_init(0.1, False, 1, 1)
     for index, basename, output, target in _inference_frames(5)[rank::2]:
         example = {"index": torch.tensor([index]), "basename": [basename], "target1": target[None]}

@@ -2,7 +2,6 @@
 RandomAffineFlow, the compiled correlation backend, prewarping-network export and a short PWC-Net training."""
 import importlib.util
 import os
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,6 @@ from tools.synthetic_flow import main as synthetic_main
 from utils.flow_io import FLO_MAGIC, read_flo, write_flo
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = Namespace(training_dataset="FlyingChairsTrain", validation_dataset="SintelTrainingCleanFull")
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +134,9 @@ def test_generator_is_deterministic_and_has_a_cli(tmp_path, capsys):
 
 def test_flyingchairs_splits_keys_and_exact_flow(chairs_root):
     assert {"FlyingChairsTrain", "FlyingChairsValid", "FlyingChairsFull"} <= set(DATASETS.names())
-    full = FlyingChairsFull(ARGS, chairs_root)
-    train = FlyingChairsTrain(ARGS, chairs_root, photometric_augmentations=False)
-    valid = FlyingChairsValid(ARGS, chairs_root)
+    full = FlyingChairsFull(None, chairs_root)
+    train = FlyingChairsTrain(None, chairs_root, photometric_augmentations=False)
+    valid = FlyingChairsValid(None, chairs_root)
     assert (len(full), len(train), len(valid)) == (10, 8, 2)  # every 5th pair is marked 2 in the split file
     assert [valid[i]["basename"] for i in range(2)] == ["00005", "00010"]
     example = full[2]
@@ -156,12 +154,12 @@ def test_flyingchairs_splits_keys_and_exact_flow(chairs_root):
         warped, unwarped, inside = warp_errors(example["input1"], example["input2"], example["target1"])
         assert inside > 0.7
         assert warped < 0.02 and warped < 0.3 * unwarped, (i, warped, unwarped)
-    assert len(FlyingChairsTrain(ARGS, chairs_root, num_examples=3)) == 3
+    assert len(FlyingChairsTrain(None, chairs_root, num_examples=3)) == 3
 
 
 def test_flyingchairs_crop_and_photometric_jitter_keep_the_pair_consistent(chairs_root):
-    plain = FlyingChairsFull(ARGS, chairs_root)[0]
-    cropped = FlyingChairsTrain(ARGS, chairs_root, photometric_augmentations=False, random_crop=[40, 48])[0]
+    plain = FlyingChairsFull(None, chairs_root)[0]
+    cropped = FlyingChairsTrain(None, chairs_root, photometric_augmentations=False, random_crop=[40, 48])[0]
     assert cropped["input1"].shape == (3, 40, 48) and cropped["target1"].shape == (2, 40, 48)
     offsets = [(y, x) for y in range(64 - 40 + 1) for x in range(64 - 48 + 1)
                if torch.equal(plain["target1"][:, y:y + 40, x:x + 48], cropped["target1"])]
@@ -170,48 +168,51 @@ def test_flyingchairs_crop_and_photometric_jitter_keep_the_pair_consistent(chair
     assert torch.equal(cropped["input1"], plain["input1"][:, y:y + 40, x:x + 48])
     assert torch.equal(cropped["input2"], plain["input2"][:, y:y + 40, x:x + 48])
 
-    jittered = FlyingChairsTrain(ARGS, chairs_root)[0]  # photometric augmentation is on by default
+    jittered = FlyingChairsTrain(None, chairs_root)[0]  # photometric augmentation is on by default
     assert torch.equal(jittered["target1"], plain["target1"])
     assert float((jittered["input1"] - plain["input1"]).abs().mean()) > 0.01
     # One draw for both images: the flow still explains the jittered pair.
     warped, unwarped, _ = warp_errors(jittered["input1"], jittered["input2"], jittered["target1"])
     assert warped < 0.25 * unwarped
-    no_hue = FlyingChairsTrain(ARGS, chairs_root, photometric_augmentations={"hue": 0.0, "min_gamma": 1.0,
+    no_hue = FlyingChairsTrain(None, chairs_root, photometric_augmentations={"hue": 0.0, "min_gamma": 1.0,
                                                                              "max_gamma": 1.0})
     assert no_hue.photometric["hue"] == 0.0 and no_hue.photometric["brightness"] == 0.5
 
 
+TRAINING = "--training_dataset"  # the role main.py gives a dataset, named in its errors
+
+
 def test_flyingchairs_errors(chairs_root, tmp_path):
     with pytest.raises(ValueError, match=r"--training_dataset_random_crop=\[80, 80\] is larger than the 64x64"):
-        FlyingChairsTrain(ARGS, chairs_root, random_crop=[80, 80])[0]
+        FlyingChairsTrain(None, chairs_root, flag_prefix=TRAINING, random_crop=[80, 80])[0]
     with pytest.raises(ValueError, match="--training_dataset_random_crop must be two positive integers"):
-        FlyingChairsTrain(ARGS, chairs_root, random_crop=[32, -1])
+        FlyingChairsTrain(None, chairs_root, flag_prefix=TRAINING, random_crop=[32, -1])
     with pytest.raises(ValueError, match="--training_dataset_photometric_augmentations: unknown keys"):
-        FlyingChairsTrain(ARGS, chairs_root, photometric_augmentations={"sharpness": 1})
+        FlyingChairsTrain(None, chairs_root, flag_prefix=TRAINING, photometric_augmentations={"sharpness": 1})
     copy = tmp_path / "data"
     copy.mkdir()
     for name in ("00001_img1.ppm", "00001_img2.ppm", "00001_flow.flo", "00002_img1.ppm", "00002_img2.ppm",
                  "00002_flow.flo"):
         (copy / name).write_bytes(Path(chairs_root, name).read_bytes())
-    assert len(FlyingChairsFull(ARGS, str(copy))) == 2
+    assert len(FlyingChairsFull(None, str(copy))) == 2
     with pytest.raises(FileNotFoundError, match=SPLIT_FILENAME):
-        FlyingChairsTrain(ARGS, str(copy))
+        FlyingChairsTrain(None, str(copy))
     (tmp_path / SPLIT_FILENAME).write_text("1\n2\n")  # found one folder up, as in FlyingChairs_release/
-    assert len(FlyingChairsTrain(ARGS, str(copy))) == 1
+    assert len(FlyingChairsTrain(None, str(copy))) == 1
     (tmp_path / SPLIT_FILENAME).write_text("1\n2\n1\n")
     with pytest.raises(ValueError, match="has 3 lines but the root has 2 image pairs"):
-        FlyingChairsValid(ARGS, str(copy))
+        FlyingChairsValid(None, str(copy))
     (copy / "00002_flow.flo").unlink()
     with pytest.raises(FileNotFoundError, match=r"00002_flow\.flo' is missing"):
-        FlyingChairsFull(ARGS, str(copy))
+        FlyingChairsFull(None, str(copy))
     with pytest.raises(FileNotFoundError, match="no FlyingChairs pairs"):
-        FlyingChairsFull(ARGS, str(tmp_path / "data" / ".."))
+        FlyingChairsFull(None, str(tmp_path / "data" / ".."))
 
 
 def test_sintel_readers(sintel_root):
-    full = SintelTrainingCleanFull(ARGS, sintel_root)
-    train = SintelTrainingCleanTrain(ARGS, sintel_root)
-    valid = SintelTrainingCleanValid(ARGS, sintel_root)
+    full = SintelTrainingCleanFull(None, sintel_root)
+    train = SintelTrainingCleanTrain(None, sintel_root)
+    valid = SintelTrainingCleanValid(None, sintel_root)
     # 4 scenes × 2 pairs; the 4th scene (sorted) is the validation scene
     assert (len(full), len(train), len(valid)) == (8, 6, 2)
     scenes = sorted(os.listdir(os.path.join(sintel_root, "training", "clean")))
@@ -224,13 +225,15 @@ def test_sintel_readers(sintel_root):
         example = full[i]
         warped, unwarped, _ = warp_errors(example["input1"], example["input2"], example["target1"])
         assert warped < 0.02 and warped < 0.3 * unwarped, (i, warped, unwarped)
-    final = SintelTrainingFinalFull(ARGS, sintel_root)[1]
+    final = SintelTrainingFinalFull(None, sintel_root)[1]
     assert torch.equal(final["target1"], full[1]["target1"])
     assert float((final["input1"] - full[1]["input1"]).abs().mean()) > 0.002  # the final pass is blurred
-    test = SintelTestClean(ARGS, sintel_root)
+    test = SintelTestClean(None, sintel_root)
     assert len(test) == 2 and sorted(test[0]) == ["basename", "index", "input1", "input2"]
     with pytest.raises(FileNotFoundError, match=r"--validation_dataset_root: folder '.*training/clean' does not"):
-        SintelTrainingCleanFull(ARGS, os.path.join(sintel_root, "nowhere"))
+        SintelTrainingCleanFull(None, os.path.join(sintel_root, "nowhere"), flag_prefix="--validation_dataset")
+    with pytest.raises(FileNotFoundError, match=r"--<SintelTrainingCleanFull>_root: folder"):  # built in code
+        SintelTrainingCleanFull(None, os.path.join(sintel_root, "nowhere"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,12 +241,12 @@ def test_sintel_readers(sintel_root):
 # --------------------------------------------------------------------------------------------
 
 def chairs_batch(root: str, count: int = 6) -> dict:
-    dataset = FlyingChairsFull(ARGS, root)
+    dataset = FlyingChairsFull(None, root)
     return {key: torch.stack([dataset[i][key] for i in range(count)]) for key in ("input1", "input2", "target1")}
 
 
 def test_random_affine_flow_keeps_the_flow_consistent(chairs_root):
-    augmentation = AUGMENTATIONS.get("RandomAffineFlow")(Namespace())
+    augmentation = AUGMENTATIONS.get("RandomAffineFlow")()
     batch = chairs_batch(chairs_root)
     batch["basename"] = ["a"] * 6
     out = augmentation(batch)

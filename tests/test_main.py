@@ -1,8 +1,10 @@
 """The real command line end to end: training with validation, records, evaluation, resume, bad input."""
+import argparse
 import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,6 +177,116 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(nah_root, tmp_path):
     assert a["psnr"] == b["psnr"] and a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
     rows = read_csv_rows(str(killed / "csv" / "GoProNahTest_evaluation_losses.csv"))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+RUNTIME_VALUES = {"actual_device", "proctitle_name", "non_default_args", "holistic_records_kwargs", "device"}
+
+
+def _as_checkpoint_before_parsed_flags(run, root) -> None:
+    """Give a run's latest checkpoint the `args` and `roots` a checkpoint of this project held before checkpoints
+    stored the parsed flags only (tests/data/checkpoint_before_parsed_flags.json: runtime values included)."""
+    with open(os.path.join(REPO, "tests", "data", "checkpoint_before_parsed_flags.json"), encoding="utf-8") as file:
+        stored = json.load(file)
+
+    def placed(value):
+        if isinstance(value, str):
+            return value.replace("{root}", str(root)).replace("{save}", str(run))
+        if isinstance(value, dict):
+            return {key: placed(item) for key, item in value.items()}
+        return [placed(item) for item in value] if isinstance(value, list) else value
+
+    filename = run / "checkpoint_latest_.ckpt"
+    checkpoint = torch.load(filename, weights_only=True)
+    checkpoint["args"], checkpoint["roots"] = placed(stored["args"]), placed(stored["roots"])
+    assert RUNTIME_VALUES - {"device"} <= set(checkpoint["args"])
+    torch.save(checkpoint, filename)
+
+
+@pytest.mark.slow
+def test_checkpoints_store_the_parsed_flags_and_older_ones_still_evaluate_deblur_and_resume(nah_root, tmp_path):
+    import deblur
+
+    old = tmp_path / "old"
+    _main(*_dbn_flags(nah_root, old, epochs=1))
+    checkpoint = torch.load(old / "checkpoint_latest_.ckpt", weights_only=True)
+    parsed = json.loads((old / "args.json").read_text())
+    assert not RUNTIME_VALUES & set(checkpoint["args"]) and set(checkpoint["args"]) == set(parsed)  # args.json's
+    _as_checkpoint_before_parsed_flags(old, nah_root)
+
+    # Evaluated (its --model and --model_* read from the old arguments) and deblurred from the old checkpoint.
+    evaluation = tmp_path / "eval"
+    _main(f"--checkpoint={old}", "--loss=DBNLoss", "--validation_dataset=GoProNahTest",
+          f"--validation_dataset_root={nah_root}",
+          "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=2", "--validation_keys=psnr",
+          "--validation_modes=max", f"--save={evaluation}", "--cuda=false", "--batch_size=2")
+    rows = read_csv_rows(str(evaluation / "csv" / "GoProNahTest_evaluation_losses.csv"))
+    assert float(rows[0]["psnr"]) == pytest.approx(checkpoint["psnr"], abs=1e-4)
+    sequence = next(p for p in sorted(os.scandir(os.path.join(nah_root, "test")), key=lambda e: e.name))
+    assert deblur.main(["--checkpoint", str(old), "--input", os.path.join(sequence.path, "blur"),
+                        "--output", str(tmp_path / "deblurred"), "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "deblurred").glob("*.png"))) == 6
+
+    # Resumed to a second epoch: the run a straight 2-epoch run is, bit for bit.
+    straight = tmp_path / "straight"
+    _main(*_dbn_flags(nah_root, straight, epochs=2))
+    _main(f"--resume={old}", "--total_epochs=2", "--cuda=false")
+    a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
+    b = torch.load(old / "checkpoint_latest_.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["psnr"] == b["psnr"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert not RUNTIME_VALUES & set(b["args"]) and b["args"]["total_epochs"] == 2
+
+
+class _Tripwire(argparse.Namespace):
+    """The `args` main.py hands to constructors, made to fail on any read: the project's classes keep the
+    parameter for original-style plug-ins only and take their settings (and other categories' facts) as
+    parameters."""
+
+    def __getattribute__(self, name):
+        if name.startswith("__"):
+            return object.__getattribute__(self, name)
+        raise AssertionError(f"a component read args.{name}")
+
+
+@pytest.mark.slow
+def test_the_projects_components_read_nothing_from_args(nah_root, constant_flow_pwcnet_checkpoint, tmp_path,
+                                                        monkeypatch):
+    import commandline
+    from tools.synthetic_flow import make_flyingchairs, make_sintel
+
+    built = []
+    original = commandline.instance_from_args
+
+    def with_tripwire(namespace, category_name, **extra):
+        built.append(getattr(namespace, category_name))
+        return original(namespace, category_name, **{**extra, "args": _Tripwire()})
+
+    monkeypatch.setattr(commandline, "instance_from_args", with_tripwire)
+    pwcnet = tmp_path / "pwcnet.ckpt"  # gone when the run is evaluated: the checkpoint holds the flow network
+    shutil.copy(constant_flow_pwcnet_checkpoint, pwcnet)
+    _main(*_dbn_flags(nah_root, tmp_path / "flowdbn", epochs=1), "--model=FlowDBN",
+          f"--model_pretrained_pwcnet={pwcnet}", "--visualizer=GoProVisualizer", "--visualizer_track_epochs=true",
+          "--visualizer_keep_num_training_steps=1")
+    pwcnet.unlink()
+    _main("--loss=DBNLoss", f"--checkpoint={tmp_path / 'flowdbn'}", "--validation_dataset=GoProNahTest",
+          f"--validation_dataset_root={nah_root}", "--validation_dataset_num_workers=0",
+          "--validation_dataset_num_examples=2", "--cuda=false", f"--save={tmp_path / 'inference'}",
+          "--visualizer=GoProInference", f"--visualizer_save={tmp_path / 'inference' / 'frames'}")
+    assert "FlowDBN rebuilt from" in (tmp_path / "inference" / "logbook.txt").read_text()
+    assert (tmp_path / "inference" / "inference_metrics.csv").exists()  # in the run folder main.py passed
+    chairs, sintel = tmp_path / "chairs", tmp_path / "sintel"
+    make_flyingchairs(str(chairs), num_examples=10, height=64, width=64, seed=3)
+    make_sintel(str(sintel), num_scenes=2, frames_per_scene=2, num_test_scenes=0, height=64, width=64)
+    _main("--model=PWCNet", "--loss=MultiScaleEPE", "--optimizer=Adam", "--batch_size=2", "--total_epochs=1",
+          "--training_dataset=FlyingChairsTrain", f"--training_dataset_root={chairs}",
+          "--training_dataset_num_examples=2", "--training_dataset_num_workers=0",
+          "--training_augmentation=RandomAffineFlow", "--validation_dataset=SintelTrainingCleanFull",
+          f"--validation_dataset_root={sintel}", "--validation_dataset_num_workers=0", "--validation_keys=epe",
+          "--validation_modes=min", "--visualizer=FlowVisualizer", f"--save={tmp_path / 'flow'}", "--cuda=false")
+    assert {"FlowDBN", "DBNLoss", "GoProNahTrain", "GoProNahTest", "GoProVisualizer", "GoProInference", "PWCNet",
+            "MultiScaleEPE", "FlyingChairsTrain", "SintelTrainingCleanFull", "RandomAffineFlow",
+            "FlowVisualizer"} <= set(built)
 
 
 @pytest.mark.slow

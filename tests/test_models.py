@@ -1,6 +1,5 @@
 """Models: state-dict compatibility with the original, CLI signatures, shapes and wiring numerics."""
 import inspect
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -9,17 +8,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import models
-from models.dbn import DBN, sequence_length_from_args
+from models.dbn import DBN
 from models.flowdbn import FlowDBN
 from models.flownet1s import FlowNet1S
 from models.pwcnet import BUFFER_MIN_PIXELS, FlowEstimatorDense, PWCNet, warp_level
 from tests.helpers import reference_json, save_model_checkpoint
-
-
-def make_args(sequence_length: int = 5) -> Namespace:
-    """The namespace main.py hands to a model (the original's calling convention, kept by the compatibility tests;
-    code that builds models itself passes `sequence_length=` instead)."""
-    return Namespace(validation_dataset_sequence_length=sequence_length)
 
 
 def frames(sequence_length: int, batch: int = 2, height: int = 32, width: int = 32) -> dict:
@@ -75,7 +68,7 @@ def test_constructor_parameters_match_original_flags(name, cls):
 
 @pytest.mark.parametrize("sequence_length", [5, 7])
 def test_dbn_state_dict_matches_original(sequence_length):
-    model = DBN(make_args(sequence_length))
+    model = DBN(sequence_length=sequence_length)
     expected = reference_json(f"state-dict-keys/DBN_seq{sequence_length}.json")
     summary = reference_json("state-dict-keys/_summary.json")[f"DBN_seq{sequence_length}"]
     assert shapes(model) == expected
@@ -86,7 +79,7 @@ def test_dbn_state_dict_matches_original(sequence_length):
 
 @pytest.mark.parametrize("name,cls", [("FlowNet1S", FlowNet1S), ("PWCNet", PWCNet)])
 def test_flow_net_state_dict_matches_original(name, cls):
-    model = cls(make_args())
+    model = cls()
     expected = reference_json(f"state-dict-keys/{name}.json")
     summary = reference_json("state-dict-keys/_summary.json")[name]
     assert shapes(model) == expected
@@ -97,9 +90,9 @@ def test_flow_net_state_dict_matches_original(name, cls):
 @pytest.mark.parametrize("sequence_length", [5, 7])
 def test_flowdbn_state_dict_matches_original(flow_net, sequence_length, pwc_checkpoint, flownet_checkpoint):
     if flow_net == "pwcnet":
-        model = FlowDBN(make_args(sequence_length), pretrained_pwcnet=pwc_checkpoint)
+        model = FlowDBN(sequence_length=sequence_length, pretrained_pwcnet=pwc_checkpoint)
     else:
-        model = FlowDBN(make_args(sequence_length), pretrained_flownet=flownet_checkpoint)
+        model = FlowDBN(sequence_length=sequence_length, pretrained_flownet=flownet_checkpoint)
     name = f"FlowDBN_{flow_net}_seq{sequence_length}"
     expected = reference_json(f"state-dict-keys/{name}.json")
     summary = reference_json("state-dict-keys/_summary.json")[name]
@@ -114,16 +107,14 @@ def test_flowdbn_state_dict_matches_original(flow_net, sequence_length, pwc_chec
 # DBN
 # --------------------------------------------------------------------------------------------
 
-def test_sequence_length_from_args():
-    assert sequence_length_from_args(Namespace(validation_dataset_sequence_length=7,
-                                               training_dataset_sequence_length=5)) == 7
-    assert sequence_length_from_args(Namespace(validation_dataset_sequence_length=None,
-                                               training_dataset_sequence_length=5)) == 5
-    assert sequence_length_from_args(Namespace(training_dataset_sequence_length=7)) == 7
+def test_deblurring_models_need_an_odd_sequence_length_and_ignore_args():
+    assert DBN(sequence_length=7).sequence_length == 7
     with pytest.raises(ValueError, match="--validation_dataset_sequence_length"):
-        sequence_length_from_args(Namespace())
+        DBN()
     with pytest.raises(ValueError, match="odd"):
-        sequence_length_from_args(Namespace(training_dataset_sequence_length=4))
+        DBN(sequence_length=4)
+    # `args` keeps the original's constructor form only: the project's models read nothing from it.
+    assert DBN(object(), sequence_length=3).sequence_length == 3
 
 
 @pytest.mark.parametrize("sequence_length,reference", [(5, "input3"), (7, "input4")])
@@ -350,10 +341,10 @@ def test_models_built_in_code_take_keyword_only_arguments_that_make_no_flags(pwc
     import commandline
 
     dbn = DBN(sequence_length=7)
-    assert dbn.sequence_length == 7 and shapes(dbn) == shapes(DBN(make_args(7)))
+    assert dbn.sequence_length == 7 and shapes(dbn) == shapes(DBN(sequence_length=7))
     with pytest.raises(ValueError, match="sequence_length must be a positive odd number of frames, got 4"):
         DBN(sequence_length=4)
-    from_file = FlowDBN(make_args(5), pretrained_pwcnet=pwc_checkpoint)
+    from_file = FlowDBN(sequence_length=5, pretrained_pwcnet=pwc_checkpoint)
     stored = torch.load(pwc_checkpoint, weights_only=True)["state_dict"]
     in_memory = FlowDBN(sequence_length=5, prewarping_state_dict=stored)
     for key, value in from_file.flowdbn.warping_network.state_dict().items():

@@ -1,5 +1,5 @@
 """The loop itself, on a tiny model and dataset: collation, device keys, means, LR steps, checkpoints."""
-import argparse
+import dataclasses
 import math
 
 import pytest
@@ -45,12 +45,8 @@ class _Loss(torch.nn.Module):
         return {"total_loss": error, "batch": torch.tensor(float(example_dict["input1"].size(0)))}
 
 
-def _args(tmp_path, **overrides):
-    values = dict(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t", model="Tiny",
-                  actual_device="cpu", start_epoch=1, total_epochs=4, save=str(tmp_path), holistic_records_kwargs={},
-                  non_default_args={}, proctitle_name="test")
-    values.update(overrides)
-    return argparse.Namespace(**values)
+def _config(tmp_path, **overrides):
+    return runtime.TrainerConfig(**{"save": str(tmp_path), "model": "Tiny", "total_epochs": 4, **overrides})
 
 
 def _loader(dataset, batch_size, shuffle=False):
@@ -77,7 +73,7 @@ def test_epoch_means_are_weighted_by_batch_size(tmp_path):
     # 5 examples * 2 samples with batch size 2 and no drop_last: batches of 4, 4, 2 samples.
     loader = _loader(_Samples(n=5, samples=2), 2)
     model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
-    means = runtime.EpochRunner(_args(tmp_path), model_and_loss, loader, train=False).run("Valid")
+    means = runtime.EpochRunner(_config(tmp_path), model_and_loss, loader, train=False).run("Valid")
     assert means["batch"] == pytest.approx((4 * 4 + 4 * 4 + 2 * 2) / 10)
     expected = sum(((x["input1"] * 0.5) ** 2).mean().item() * x["input1"].size(0)
                    for x in loader) / 10
@@ -95,7 +91,7 @@ def test_training_without_validation_steps_lr_and_checkpoints_every_epoch(tmp_pa
         def on_epoch_init(self, lr, train, epoch, total_epochs):
             seen.append((epoch, lr[0]))
 
-    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
+    trainer = trainer_with_default_hooks(_config(tmp_path), model_and_loss, _loader(_Samples(), 2, shuffle=True), None,
                                          optimizer, scheduler, visualizer=Spy())
     trainer.run()
     # The original's semantics: epoch E trains with gamma ** (#milestones <= E - 1).
@@ -111,7 +107,7 @@ def test_training_without_validation_steps_lr_and_checkpoints_every_epoch(tmp_pa
 def test_validation_tracks_best_per_mode(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.2)
-    args = _args(tmp_path, total_epochs=3, validation_keys=["total_loss", "batch"], validation_modes=["min", "max"])
+    args = _config(tmp_path, total_epochs=3, validation_keys=["total_loss", "batch"], validation_modes=["min", "max"])
     trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Samples(), 2), _loader(_Samples(n=3), 1),
                                          optimizer)
     trainer.run()
@@ -128,7 +124,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
             return {"total_loss": model_dict["output1"].sum() * math.nan}
 
     model_and_loss = runtime.ModelAndLoss(_Model(), NanLoss())
-    runner = runtime.EpochRunner(_args(tmp_path), model_and_loss, _loader(_Samples(), 2), True,
+    runner = runtime.EpochRunner(_config(tmp_path), model_and_loss, _loader(_Samples(), 2), True,
                                  torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match="training loss 'total_loss' is nan"):
         runner.run("Train")
@@ -137,7 +133,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
 def test_clip_grad_and_loshchilov_decay(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.5)
-    runner = runtime.EpochRunner(_args(tmp_path, clip_grad=1e-3, loshchilov_weight_decay=0.1), model_and_loss,
+    runner = runtime.EpochRunner(_config(tmp_path, clip_grad=1e-3, loshchilov_weight_decay=0.1), model_and_loss,
                                  _loader(_Samples(n=1), 1), True, optimizer)
     runner.step(next(iter(_loader(_Samples(n=1), 1))))
     # decay multiplies by (1 - 0.1 * 0.5); the clipped gradient moves the weight by at most 0.5 * 1e-3.
@@ -149,7 +145,7 @@ def _trained(tmp_path, sync_every, loss=None):
     torch.manual_seed(0)
     model_and_loss = runtime.ModelAndLoss(_Model(), loss or _Loss())
     optimizer = torch.optim.Adam(model_and_loss.parameters(), lr=0.1)
-    runner = runtime.EpochRunner(_args(tmp_path), model_and_loss, _loader(_Samples(n=7, samples=2), 1), True,
+    runner = runtime.EpochRunner(_config(tmp_path), model_and_loss, _loader(_Samples(n=7, samples=2), 1), True,
                                  optimizer, sync_every=sync_every)
     return model_and_loss, runner.run("Train")
 
@@ -178,7 +174,7 @@ def test_a_non_finite_loss_noticed_at_a_later_read_names_its_step_and_writes_not
     assert NanFromStep3.steps == 5  # stopped at the first read after it, not at the end of the epoch
     NanFromStep3.steps = 0
     model_and_loss = runtime.ModelAndLoss(_Model(), NanFromStep3())
-    trainer = trainer_with_default_hooks(_args(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
+    trainer = trainer_with_default_hooks(_config(tmp_path), model_and_loss, _loader(_Samples(n=7), 1), None,
                                          torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match="step 3"):
         trainer.run()
@@ -196,7 +192,7 @@ def test_fp16_decay_skips_the_steps_the_grad_scaler_skips(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_Model(), loss, amp_dtype=torch.float16)
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.5)
     scaler = torch.amp.GradScaler("cpu")
-    runner = runtime.EpochRunner(_args(tmp_path, loshchilov_weight_decay=0.1), model_and_loss,
+    runner = runtime.EpochRunner(_config(tmp_path, loshchilov_weight_decay=0.1), model_and_loss,
                                  _loader(_Samples(n=1), 1), True, optimizer, grad_scaler=scaler)
     example = next(iter(_loader(_Samples(n=1), 1)))
     loss.factor = 1e40
@@ -246,7 +242,7 @@ class _TrainingOnlyKeyLoss(_Loss):
 
 def test_training_key_is_checked_against_a_training_steps_keys_and_leaves_no_trace(tmp_path):
     model_and_loss = runtime.ModelAndLoss(_BatchNormModel(), _TrainingOnlyKeyLoss()).eval()
-    trainer = runtime.Trainer(_args(tmp_path, training_key="train_only"), model_and_loss, _loader(_Samples(), 2),
+    trainer = runtime.Trainer(_config(tmp_path, training_key="train_only"), model_and_loss, _loader(_Samples(), 2),
                               None, torch.optim.SGD(model_and_loss.parameters(), lr=0.1))
     rng = torch.get_rng_state()
     trainer.check_training_key()  # a key of the training step's loss_dict only: accepted
@@ -256,7 +252,7 @@ def test_training_key_is_checked_against_a_training_steps_keys_and_leaves_no_tra
     assert torch.equal(norm.running_mean, torch.zeros(3)) and torch.equal(norm.running_var, torch.ones(3))
     assert norm.num_batches_tracked.item() == 0
 
-    trainer.args.training_key = "l1"
+    trainer.config = dataclasses.replace(trainer.config, training_key="l1")
     with pytest.raises(ValueError, match=r"^--training_key: 'l1' is not a key of the loss's loss_dict; "
                                          r"available: batch, total_loss, train_only$"):
         trainer.check_training_key()
@@ -274,7 +270,7 @@ def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_train
     param_scheduler = ParameterScheduler(list(model_and_loss.named_parameters()), [
         {"params": "model.scale", "scheduler": "MultiStepLR", "init": 0.5, "milestones": [2], "gamma": 0.1}],
         lambda scheduler, key, value: value)
-    runtime.Trainer(_args(tmp_path, total_epochs=3), model_and_loss, _loader(_Samples(n=2), 2), None,
+    runtime.Trainer(_config(tmp_path, total_epochs=3), model_and_loss, _loader(_Samples(n=2), 2), None,
                     torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
                     hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
     assert seen == [0.5, 0.5, pytest.approx(0.05)]

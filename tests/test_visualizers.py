@@ -1,6 +1,5 @@
 """Visualizers read back through TensorBoard's own event reader, inference frames and metrics,
 colour maps against matplotlib and the Middlebury wheel's known colours."""
-import argparse
 import io
 import logging
 
@@ -126,13 +125,9 @@ class _Loss(torch.nn.Module):
         return {"total_loss": 0.5 * (error ** 2).sum(), "psnr": -10 * torch.log10((error ** 2).mean())}
 
 
-def _args(tmp_path, **overrides):
-    values = dict(training_key="total_loss", clip_grad=0, loshchilov_weight_decay=0, prefix="t", model="Fake",
-                  actual_device="cpu", start_epoch=1, total_epochs=3, save=str(tmp_path), seed=0,
-                  holistic_records_kwargs={}, non_default_args={}, proctitle_name="test",
-                  validation_keys=["psnr"], validation_modes=["max"])
-    values.update(overrides)
-    return argparse.Namespace(**values)
+def _config(tmp_path, **overrides):
+    return runtime.TrainerConfig(**{"save": str(tmp_path), "total_epochs": 3, "model": "Fake",
+                                    "validation_keys": ["psnr"], "validation_modes": ["max"], **overrides})
 
 
 def _loader(dataset, batch_size):
@@ -157,12 +152,12 @@ def test_gopro_visualizer_scalars_and_images(tmp_path, n_frames, scheduler):
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(n_frames), _Loss())
     optimizer = torch.optim.SGD(model_and_loss.parameters(), lr=0.01)
     lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) if scheduler else None
-    args = _args(tmp_path)
+    config = _config(tmp_path)
     # 6 examples, batch 2 → 3 training steps; 3 validation steps of batch 1.
-    visualizer = GoProVisualizer(args, model_and_loss, optimizer, lr_scheduler=lr_scheduler,
+    visualizer = GoProVisualizer(None, model_and_loss, optimizer, lr_scheduler=lr_scheduler,
                                  images_every_n_epochs=3, keep_num_training_steps=2, keep_num_validation_steps=1,
                                  track_epochs=True)
-    trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Sequences(n_frames), 2),
+    trainer = trainer_with_default_hooks(config, model_and_loss, _loader(_Sequences(n_frames), 2),
                                          _loader(_Sequences(n_frames, examples=3, samples=1), 1), optimizer,
                                          lr_scheduler, visualizer=visualizer, save_checkpoints=False)
     trainer.run()
@@ -221,14 +216,14 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
     root = make_gopro_nah(str(tmp_path / "data"), width=32, height=32, num_frames=2, train_sequences=1,
                           test_sequences=0)
     pwcnet_file = save_model_checkpoint(tmp_path / "pwcnet.ckpt", PWCNet().state_dict())
-    args = _args(tmp_path, total_epochs=1, training_dataset_sequence_length=7)
-    dataset = GoProNahTrain(args, root=str(root), sequence_length=7, num_samples_per_example=1, num_examples=1,
+    config = _config(tmp_path, total_epochs=1)
+    dataset = GoProNahTrain(None, root=str(root), sequence_length=7, num_samples_per_example=1, num_examples=1,
                             random_crop=[32, 32], num_workers=0)
-    model_and_loss = runtime.ModelAndLoss(FlowDBN(args, pretrained_pwcnet=pwcnet_file), DBNLoss(args))
+    model_and_loss = runtime.ModelAndLoss(FlowDBN(sequence_length=7, pretrained_pwcnet=pwcnet_file), DBNLoss())
     optimizer = torch.optim.SGD([p for p in model_and_loss.parameters() if p.requires_grad], lr=0.005)
     tensorboard = _TensorBoard(tmp_path / "tb")
-    visualizer = GoProVisualizer(args, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
-    trainer_with_default_hooks(args, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
+    visualizer = GoProVisualizer(None, model_and_loss, optimizer, track_epochs=True, keep_num_training_steps=1)
+    trainer_with_default_hooks(config, model_and_loss, _loader(dataset, 1), None, optimizer, visualizer=visualizer,
                                save_checkpoints=False).run()
     tensorboard.close()
     events = _events(tmp_path / "tb")
@@ -248,9 +243,9 @@ def test_gopro_visualizer_with_flowdbn_n7_on_generated_gopro_frames(tmp_path):
 def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
     tensorboard = _TensorBoard(tmp_path / "tb")
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5, warped=False), _Loss())
-    visualizer = GoProVisualizer(_args(tmp_path), model_and_loss, images_every_n_epochs=2)
-    args = _args(tmp_path, total_epochs=1)
-    trainer_with_default_hooks(args, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
+    visualizer = GoProVisualizer(None, model_and_loss, images_every_n_epochs=2)
+    config = _config(tmp_path, total_epochs=1)
+    trainer_with_default_hooks(config, model_and_loss, None, _loader(_Sequences(5, examples=2, samples=1), 1),
                                visualizer=visualizer, save_checkpoints=False).run()
     visualizer.on_epoch_init(None, True, 2, 2)  # no optimizer: lr is None, nothing to write, no crash
     tensorboard.close()
@@ -261,7 +256,7 @@ def test_gopro_visualizer_without_optimizer_and_untracked_epochs(tmp_path):
 
 def test_gopro_visualizer_error_image_matches_brute_force(tmp_path):
     tensorboard = _TensorBoard(tmp_path / "tb")
-    visualizer = GoProVisualizer(_args(tmp_path), keep_num_validation_steps=1, images_every_n_epochs=1)
+    visualizer = GoProVisualizer(keep_num_validation_steps=1, images_every_n_epochs=1)
     example = _Sequences(5, examples=1, samples=1)[0]
     output = example["input3"].clone()
     visualizer.on_epoch_init(None, False, 1, 1)
@@ -287,9 +282,9 @@ def test_gopro_inference_writes_every_frame_and_the_metrics_table(tmp_path):
     configure_logging(str(tmp_path / "logbook.txt"))
     dataset = _Sequences(5, examples=5, samples=1, height=16, width=24)
     model_and_loss = runtime.ModelAndLoss(_FakeFlowDBN(5), _Loss())
-    args = _args(tmp_path, total_epochs=1)
-    visualizer = GoProInference(args, model_and_loss, save=str(tmp_path / "inference"))
-    trainer_with_default_hooks(args, model_and_loss, None, _loader(dataset, 2), visualizer=visualizer,
+    visualizer = GoProInference(None, model_and_loss, save=str(tmp_path / "inference"), run_folder=str(tmp_path))
+    config = _config(tmp_path, total_epochs=1)
+    trainer_with_default_hooks(config, model_and_loss, None, _loader(dataset, 2), visualizer=visualizer,
                                save_checkpoints=False).run()
     logging.getLogger().handlers[-1].flush()
     model_and_loss.eval()
@@ -326,9 +321,9 @@ def test_gopro_inference_writes_every_frame_and_the_metrics_table(tmp_path):
 
 def test_gopro_inference_flag_errors(tmp_path):
     with pytest.raises(ValueError, match="--visualizer_save"):
-        GoProInference(_args(tmp_path))
+        GoProInference()
     with pytest.raises(ValueError, match="--visualizer_ext"):
-        GoProInference(_args(tmp_path), save=str(tmp_path), ext=".gifx")
+        GoProInference(save=str(tmp_path), ext=".gifx")
 
 
 # ---------------------------------------------------------------- FlowVisualizer
@@ -343,7 +338,7 @@ class _FakeFlowNet(torch.nn.Module):
 
 def test_flow_visualizer_progress_images_do_not_touch_the_dictionaries(tmp_path):
     tensorboard = _TensorBoard(tmp_path / "tb")
-    visualizer = FlowVisualizer(_args(tmp_path, loss_div_flow=0.05), keep_num_training_steps=1,
+    visualizer = FlowVisualizer(div_flow=0.05, keep_num_training_steps=1,
                                 keep_num_validation_steps=1)
     g = torch.Generator().manual_seed(0)
     example = {"input1": torch.rand(2, 3, 32, 48, generator=g), "input2": torch.rand(2, 3, 32, 48, generator=g),
@@ -393,11 +388,10 @@ def test_plot_records_draws_one_panel_per_key_and_split_with_the_input_baseline(
     from utils.records import EpochRecorder
 
     assert plot_records(str(tmp_path)) is None  # no records yet
-    args = argparse.Namespace()
     for epoch in (1, 2, 3):
-        EpochRecorder(args, str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
+        EpochRecorder(None, str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
             "training_losses", {"total_loss": 100.0 / epoch, "psnr": 20.0 + epoch})
-        EpochRecorder(args, str(tmp_path), epoch, "GoProNahTest", mat=False).add_scalars(
+        EpochRecorder(None, str(tmp_path), epoch, "GoProNahTest", mat=False).add_scalars(
             "evaluation_losses", {"total_loss": 120.0 / epoch, "psnr": 19.0 + epoch, "ssim": 0.5 + 0.1 * epoch})
     baseline.write(str(tmp_path), "GoProNahTest", {}, {"total_loss": 30.0, "psnr": 21.5, "ssim": 0.7}, {"mat": False})
     curves = collect_records(str(tmp_path))
@@ -442,12 +436,12 @@ def test_plot_records_draws_one_panel_per_key_and_split_with_the_input_baseline(
 
 def test_resumed_run_continues_the_training_step_axis(tmp_path):
     loader = _loader(_Sequences(5), 2)  # 3 steps per epoch
-    visualizer = GoProVisualizer(_args(tmp_path, start_epoch=4), train_loader=loader)
+    visualizer = GoProVisualizer(train_loader=loader, start_epoch=4)
     assert visualizer.global_train_step == 9
     with pytest.raises(ValueError, match="--visualizer_images_every_n_epochs must be positive"):
-        GoProVisualizer(_args(tmp_path), images_every_n_epochs=0)
+        GoProVisualizer(images_every_n_epochs=0)
     with pytest.raises(ValueError, match="--visualizer_keep_num_validation_steps must be >= 0"):
-        FlowVisualizer(_args(tmp_path), keep_num_validation_steps=-1)
+        FlowVisualizer(keep_num_validation_steps=-1)
 
 
 def test_plot_y_axis_leaves_out_a_first_epoch_far_off_the_others(tmp_path, monkeypatch):
@@ -472,7 +466,7 @@ def test_plot_y_axis_leaves_out_a_first_epoch_far_off_the_others(tmp_path, monke
     monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: (
         drawn.append([axes.get_ylim() for axes in figure.axes]), save(figure, *args, **kwargs))[1])
     for epoch, value in enumerate(train, start=1):
-        EpochRecorder(argparse.Namespace(), str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
+        EpochRecorder(None, str(tmp_path), epoch, "GoProNahTrain", mat=False).add_scalars(
             "training_losses", {"total_loss": value})
     image = np.asarray(Image.open(plot_records(str(tmp_path))).convert("RGB")).astype(int)
     assert drawn == [[pytest.approx((9.0 - 0.24, 12.0 + 0.24))]]

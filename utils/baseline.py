@@ -6,7 +6,6 @@ the same loss, batching and augmentation as the model's. It is recorded once per
 `<DatasetClass>_input_baseline.json`, the validation protocol it was computed under: a resumed run
 whose protocol is unchanged reads the record instead of computing it again.
 """
-import argparse
 import json
 import math
 import os
@@ -46,7 +45,7 @@ def read(root: str, dataset: str, protocol: Dict[str, Any]) -> Optional[Dict[str
 def write(root: str, dataset: str, protocol: Dict[str, Any], stats: Dict[str, float],
           records_kwargs: Dict[str, Any]) -> None:
     """Record the baseline (CSV and MAT as --holistic_records_* ask) and the protocol it was computed under."""
-    EpochRecorder(argparse.Namespace(), root=root, epoch=BASELINE_EPOCH, dataset=dataset, **records_kwargs).add_scalars(
+    EpochRecorder(None, root=root, epoch=BASELINE_EPOCH, dataset=dataset, **records_kwargs).add_scalars(
         RECORD_NAME, stats)
     files.make_folder(os.path.dirname(protocol_filename(root, dataset)))
     files.write_text(protocol_filename(root, dataset), json.dumps(protocol, indent=2, sort_keys=True) + "\n")

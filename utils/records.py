@@ -3,7 +3,7 @@ import argparse
 import csv
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.io
@@ -21,7 +21,7 @@ class EpochRecorder:
         mat_exhaustive: not supported (the original never wrote them either).
     """
 
-    def __init__(self, args: argparse.Namespace, root: str, epoch: int, dataset: str, csv: bool = True,
+    def __init__(self, args: Optional[argparse.Namespace], root: str, epoch: int, dataset: str, csv: bool = True,
                  mat: bool = True, png: bool = False, mat_exhaustive: bool = False) -> None:
         if png or mat_exhaustive:
             raise ValueError("--holistic_records_png and --holistic_records_mat_exhaustive are not supported "

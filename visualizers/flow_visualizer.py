@@ -51,14 +51,16 @@ def progress_mosaic(input1: torch.Tensor, input2: torch.Tensor, prediction: torc
 class FlowVisualizer(TrackedStepsVisualizer):
     """Optical-flow training progress in TensorBoard."""
 
-    def __init__(self, args: argparse.Namespace, model_and_loss: Optional[torch.nn.Module] = None,
+    def __init__(self, args: Optional[argparse.Namespace] = None, model_and_loss: Optional[torch.nn.Module] = None,
                  optimizer: Optional[torch.optim.Optimizer] = None, param_scheduler: Optional[Any] = None,
                  lr_scheduler: Optional[Any] = None, train_loader: Optional[Any] = None,
                  validation_loader: Optional[Any] = None, images_every_n_epochs: int = 8,
-                 keep_num_training_steps: int = 30, keep_num_validation_steps: int = 30) -> None:
-        super().__init__(args, images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
-                         track_epochs=True, train_loader=train_loader)
-        self.div_flow = float(getattr(args, "loss_div_flow", 1.0))
+                 keep_num_training_steps: int = 30, keep_num_validation_steps: int = 30, *,
+                 div_flow: float = 1.0, start_epoch: int = 1, seed: Optional[int] = None) -> None:
+        """Keyword-only parameters make no flags: main.py passes the loss's div_flow, the first epoch and --seed."""
+        super().__init__(images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
+                         track_epochs=True, train_loader=train_loader, start_epoch=start_epoch, seed=seed)
+        self.div_flow = float(div_flow)
 
     def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, prefix: str,
                      image_step: int) -> None:

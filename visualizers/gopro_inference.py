@@ -67,10 +67,12 @@ class GoProInference(Visualizer):
         ext: image file format of the frames, e.g. .png or .jpg.
     """
 
-    def __init__(self, args: argparse.Namespace, model_and_loss: Optional[torch.nn.Module] = None,
+    def __init__(self, args: Optional[argparse.Namespace] = None, model_and_loss: Optional[torch.nn.Module] = None,
                  optimizer: Optional[torch.optim.Optimizer] = None, param_scheduler: Optional[Any] = None,
                  lr_scheduler: Optional[Any] = None, train_loader: Optional[Any] = None,
-                 validation_loader: Optional[Any] = None, save: str = NOT_GIVEN, ext: str = ".png") -> None:
+                 validation_loader: Optional[Any] = None, save: str = NOT_GIVEN, ext: str = ".png", *,
+                 run_folder: Optional[str] = None) -> None:
+        """`run_folder` (keyword-only: no flag) is the run's --save, passed by main.py; the table goes there."""
         super().__init__()
         if save is None or save == NOT_GIVEN:
             raise ValueError("--visualizer_save: give the folder for the deblurred frames "
@@ -80,7 +82,7 @@ class GoProInference(Visualizer):
                              f"got {ext!r}")
         self.save = os.path.expanduser(save)
         self.ext = ext
-        self.run_folder = getattr(args, "save", None) or self.save
+        self.run_folder = run_folder or self.save
         # (example index, sequence, metrics) of every frame this rank evaluated in the current epoch
         self.frames: List[Tuple[int, str, Dict[str, float]]] = []
         self.epoch = 0

@@ -131,8 +131,9 @@ class TrackedStepsVisualizer(Visualizer, abc.ABC):
         track_epochs: write images in epochs 1 and 2 as well.
     """
 
-    def __init__(self, args: argparse.Namespace, images_every_n_epochs: int, keep_num_training_steps: int,
-                 keep_num_validation_steps: int, track_epochs: bool, train_loader: Optional[Any] = None) -> None:
+    def __init__(self, images_every_n_epochs: int, keep_num_training_steps: int, keep_num_validation_steps: int,
+                 track_epochs: bool, train_loader: Optional[Any] = None, *, start_epoch: int = 1,
+                 seed: Optional[int] = None) -> None:
         super().__init__()
         if images_every_n_epochs < 1:
             raise ValueError(f"--visualizer_images_every_n_epochs must be positive, got {images_every_n_epochs}")
@@ -145,7 +146,6 @@ class TrackedStepsVisualizer(Visualizer, abc.ABC):
         self.keep_num_validation_steps = keep_num_validation_steps
         self.track_epochs = track_epochs
         # A resumed run continues the step axis where the earlier run's curves end.
-        start_epoch = int(getattr(args, "start_epoch", 1) or 1)
         self.global_train_step = (start_epoch - 1) * len(train_loader) if train_loader is not None else 0
         self.epoch = 0
         self.track_epoch = False
@@ -153,7 +153,6 @@ class TrackedStepsVisualizer(Visualizer, abc.ABC):
         self._validation_steps: Dict[int, List[int]] = {}  # by the number of validation steps
         self._examples: List[str] = []  # the example of every slot written in this pass
         self.input_baseline: Dict[str, float] = {}
-        seed = getattr(args, "seed", None)
         self._random = random.Random(seed if seed is not None else 0)
 
     def is_tracked(self, epoch: int) -> bool:
@@ -237,14 +236,15 @@ def _numbered_keys(dictionary: Dict[str, Any], prefix: str) -> Sequence[str]:
 class GoProVisualizer(TrackedStepsVisualizer):
     """Deblurring progress in TensorBoard: inputs, ground truth, output, error map, mosaic, warped frames."""
 
-    def __init__(self, args: argparse.Namespace, model_and_loss: Optional[torch.nn.Module] = None,
+    def __init__(self, args: Optional[argparse.Namespace] = None, model_and_loss: Optional[torch.nn.Module] = None,
                  optimizer: Optional[torch.optim.Optimizer] = None, param_scheduler: Optional[Any] = None,
                  lr_scheduler: Optional[Any] = None, train_loader: Optional[Any] = None,
                  validation_loader: Optional[Any] = None, images_every_n_epochs: int = 5,
                  keep_num_training_steps: int = 30, keep_num_validation_steps: int = 30,
-                 track_epochs: bool = False) -> None:
-        super().__init__(args, images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
-                         track_epochs, train_loader)
+                 track_epochs: bool = False, *, start_epoch: int = 1, seed: Optional[int] = None) -> None:
+        """Keyword-only parameters make no flags: main.py passes the run's first epoch and --seed."""
+        super().__init__(images_every_n_epochs, keep_num_training_steps, keep_num_validation_steps,
+                         track_epochs, train_loader, start_epoch=start_epoch, seed=seed)
 
     def write_images(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], train: bool, prefix: str,
                      image_step: int) -> None:

@@ -1,7 +1,8 @@
 """A drop-in model (copy into models/): a small residual CNN over the N input frames.
 
 Like every deblurring model it maps `input1..inputN` to `output1`. The constructor parameter
-`channels` becomes the flag `--model_channels`; N comes from the dataset's `--*_sequence_length`.
+`channels` becomes the flag `--model_channels`; the keyword-only `sequence_length` makes no flag: main.py
+passes N, the datasets' `--*_sequence_length`.
 """
 import argparse
 from typing import Dict, Optional
@@ -9,7 +10,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from models.dbn import input_frames, reference_index, sequence_length_from_args
+from models.dbn import checked_sequence_length, input_frames, reference_index
 from models.registry import MODELS
 
 
@@ -20,7 +21,7 @@ class TinyDeblur(nn.Module):
     def __init__(self, args: Optional[argparse.Namespace] = None, channels: int = 16, *,
                  sequence_length: Optional[int] = None) -> None:
         super().__init__()
-        self.sequence_length = sequence_length_from_args(args, sequence_length)
+        self.sequence_length = checked_sequence_length(sequence_length)  # `args` is unused
         self.body = nn.Sequential(
             nn.Conv2d(3 * self.sequence_length, channels, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
