@@ -71,15 +71,16 @@ def image_pair(model_dict: Dict[str, object], example_dict: Dict[str, object]) -
 
 
 def resumed_best_values_note(checkpoint: Dict[str, object]) -> str:
-    """For a checkpoint saved before per-frame metrics (its arguments have no validation_metrics): one line saying
-    that its best values were computed the old way and are kept; '' for a newer checkpoint or no best values."""
+    """For a checkpoint saved before per-frame metrics (its arguments have no validation_metrics) with a best PSNR:
+    one line saying that its best values were computed the old way and are kept; '' otherwise (total_loss, SSIM
+    and DBNLoss's psnr_rgb were per-frame means or sums before too, but the evaluation psnr was batched)."""
     stored = checkpoint.get("args")
     if isinstance(stored, dict) and "validation_metrics" in stored:
         return ""
     best = checkpoint.get("best")
     keys = list(best.get("keys") or []) if isinstance(best, dict) else []
     values = list(best.get("values") or []) if isinstance(best, dict) else []
-    if not keys or len(keys) != len(values):
+    if not any("psnr" in str(key) for key in keys) or len(keys) != len(values):
         return ""
     shown = ", ".join(f"best_{key}={float(value):.4f}" for key, value in zip(keys, values))
     return (f"the stored best values ({shown}) were computed the old way, before per-frame evaluation metrics "

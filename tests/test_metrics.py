@@ -124,3 +124,4 @@ def test_resumed_best_values_note_only_for_checkpoints_from_before_per_frame_met
     assert "best_psnr=26.1875" in note and "computed the old way" in note and "kept" in note
     assert resumed_best_values_note({**old, "args": {"validation_metrics": None}}) == ""
     assert resumed_best_values_note({"args": {}, "best": {"keys": [], "values": []}}) == ""
+    assert resumed_best_values_note({"args": {}, "best": {"keys": ["total_loss"], "values": [3.5]}}) == ""
