@@ -25,7 +25,8 @@ def test_three_process_training_ends_with_identical_weights(nah_root, tmp_path):
     save = tmp_path / "ddp"
     validation = ["--validation_dataset=GoProNahTest", f"--validation_dataset_root={nah_root}",
                   "--validation_dataset_num_workers=0", "--validation_dataset_num_examples=2",
-                  "--validation_keys=psnr", "--validation_modes=max", "--loss=DBNLoss", "--cuda=false"]
+                  "--validation_keys=psnr", "--validation_modes=max", "--loss=DBNLoss", "--cuda=false",
+                  "--validation_metrics=psnr,psnr_y"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3",
                os.path.join(REPO, "main.py"), "--model=DBN", "--optimizer=Adam", "--batch_size=1",
                "--total_epochs=2", "--training_dataset=GoProNahTrain", f"--training_dataset_root={nah_root}",
@@ -56,8 +57,15 @@ def test_three_process_training_ends_with_identical_weights(nah_root, tmp_path):
     single = run_main(f"--save={tmp_path / 'single'}", f"--checkpoint={save}", "--model=DBN", *validation)
     assert single.returncode == 0, single.stderr
     evaluated = read_csv_rows(str(tmp_path / "single" / "csv" / "GoProNahTest_evaluation_losses.csv"))[0]
-    for key in ("psnr", "psnr_rgb", "ssim", "total_loss"):  # per example identical; means summed in other orders
+    for key in ("psnr", "psnr_rgb", "ssim", "total_loss", "psnr_y"):  # per example identical; summed in other orders
         assert abs(float(evaluated[key]) - checkpoint[key]) <= 1e-9 * abs(checkpoint[key]), key
+    # Rank 0 gathered every rank's frames (rank 2 had none) into one record, in dataset order, as one process has.
+    frames = read_csv_rows(str(save / "frames" / "GoProNahTest" / "epoch-002.csv"))
+    single_frames = read_csv_rows(str(tmp_path / "single" / "frames" / "GoProNahTest" / "epoch-001.csv"))
+    assert [r["basename"] for r in frames] == [r["basename"] for r in single_frames] and len(frames) == 2
+    for row, single_row in zip(frames, single_frames):
+        for key in ("psnr", "psnr_y", "input_psnr", "input_psnr_y"):
+            assert abs(float(row[key]) - float(single_row[key])) <= 1e-9 * abs(float(row[key])), key
 
 
 @pytest.mark.slow

@@ -274,3 +274,53 @@ def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_train
                     torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
                     hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
     assert seen == [0.5, 0.5, pytest.approx(0.05)]
+
+
+class _Frames(Dataset):
+    """Examples of one 16x16 frame each: a blurry input, its sharp target, and an index into two sequences."""
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        target = torch.rand(1, 3, 16, 16, generator=g)
+        blurry = (torch.roll(target, index % 3, dims=3) + 0.1 * torch.rand(1, 3, 16, 16, generator=g)).clamp(0, 1)
+        return {"input1": blurry, "target1": target, "index": torch.full((1,), float(index)),
+                "basename": [f"seq{index // 4}/{index:06d}"]}
+
+
+def test_per_frame_metrics_and_frame_rows_do_not_depend_on_the_batch_size(tmp_path):
+    from metrics.frame_metrics import FrameMetrics
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    with torch.no_grad():
+        model_and_loss.model.scale.fill_(0.9)
+    results = {}
+    for batch_size in (1, 3, 7):
+        metrics = FrameMetrics(["psnr", "psnr_y", "ssim_rgb", "psnr_batched"])
+        runner = runtime.EpochRunner(_config(tmp_path), model_and_loss, _loader(_Frames(), batch_size), train=False,
+                                     metrics=metrics, keep_frames=True)
+        results[batch_size] = (runner.run("Valid"), runner.frame_rows)
+    for batch_size in (3, 7):
+        means, rows = results[batch_size]
+        for key in ("psnr", "psnr_y", "ssim_rgb"):
+            assert means[key] == pytest.approx(results[1][0][key], abs=1e-12), key
+        # Each frame's values are computed alone: equal whatever the batch up to the float rounding of batched
+        # convolutions (SSIM's); psnr_batched is the batch's value.
+        assert [(r.sequence, r.frame, r.basename) for r in rows] == [(r.sequence, r.frame, r.basename)
+                                                                     for r in results[1][1]]
+        for row, one in zip(rows, results[1][1]):
+            for key, value in one.values.items():
+                if "batched" not in key:
+                    assert row.values[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        assert means["psnr_batched"] != pytest.approx(results[1][0]["psnr_batched"], abs=1e-3)
+    means, rows = results[1]
+    assert means["psnr_batched"] == means["psnr"]  # a batch of one is one frame
+    assert [(r.sequence, r.frame, r.basename) for r in rows] == [(f"seq{i // 4}", i, f"seq{i // 4}/{i:06d}")
+                                                                 for i in range(7)]
+    assert set(rows[0].values) == {"psnr", "psnr_y", "ssim_rgb", "psnr_batched", "input_psnr", "input_psnr_y",
+                                   "input_ssim_rgb", "input_psnr_batched"}
+    assert means["psnr"] == pytest.approx(sum(r.values["psnr"] for r in rows) / 7, abs=1e-12)
+    # The model only scales the input: its frames score differently from the input's.
+    assert all(r.values["psnr"] != r.values["input_psnr"] for r in rows)
