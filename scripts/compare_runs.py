@@ -17,6 +17,7 @@ sequences (10,000 resamples, seed 0). --evaluate first evaluates each run's chos
 flags after `--` go to main.py (e.g. --validation_metrics=...).
 """
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ from utils.compare import (  # noqa: E402
     group_indices,
     paired_sequences,
     read_arguments,
+    record_files,
     select_records,
     stats_lines,
 )
@@ -139,6 +141,8 @@ def evaluate(run: str, options: argparse.Namespace) -> str:
     if not root or not os.path.isdir(root):
         raise CompareError(f"{run}: the {dataset} folder '{root}' does not exist here; give --dataset_root")
     label = f"{dataset}-{options.checkpoint}-epoch{int(checkpoint.get('epoch', 0)):03d}"
+    if options.main_flags:  # other metrics or settings: another evaluation, not the one done before
+        label += "-" + hashlib.sha1(" ".join(options.main_flags).encode()).hexdigest()[:8]
     save = os.path.join(options.output, f"{os.path.basename(os.path.normpath(run))}-{label}") if options.output \
         else os.path.join(run, "evaluations", label)
     if os.path.isdir(os.path.join(save, "frames")) and not options.reevaluate:
@@ -213,6 +217,9 @@ def load_run(folder: str, options: argparse.Namespace) -> Run:
     arguments = read_arguments(folder)
     if options.evaluate:
         evaluation = evaluate(folder, options)
+        if not record_files(evaluation):
+            raise CompareError(f"{folder}: its evaluation ({evaluation}) wrote no per-frame records; see its "
+                               f"logbook.txt")
         records = select_records(evaluation, "latest", None)
     else:
         records = select_records(folder, options.checkpoint, options.dataset, arguments.get("validation_keys") or [])
