@@ -291,3 +291,58 @@ def test_cleanup_keeps_a_run_that_a_live_process_holds(tmp_path):
     assert (tmp_path / "running").is_dir()
     _, out, _ = _run("cleanup", tmp_path, "--delete")
     assert out.splitlines()[0] == "Removed running" and not (tmp_path / "running").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_and_compare_real_runs(tmp_path, random_pwcnet_checkpoint):
+    """DBN (two seeds) and FlowDBN trained for one tiny epoch; --evaluate writes per-frame records with main.py
+    (the flow network from FlowDBN's checkpoint: its prewarping file is gone by then); the tables agree with
+    them. (Two models x two seeds: above, on written records; a fourth real run would only add time.)"""
+    import shutil
+
+    from tests.helpers import run_main
+    from tools.synthetic_gopro import make_gopro_nah
+
+    root = str(make_gopro_nah(str(tmp_path / "data"), width=64, height=48, num_frames=4, train_sequences=1,
+                              test_sequences=2, seed=0, sub_frames=3))
+    pwcnet = tmp_path / "pwcnet.ckpt"
+    shutil.copyfile(random_pwcnet_checkpoint, pwcnet)
+    runs = []
+    for model, seeds in (("DBN", (1, 2)), ("FlowDBN", (1,))):
+        for seed in seeds:
+            save = tmp_path / "runs" / f"{model}-{seed}"
+            flags = [f"--model={model}", "--loss=DBNLoss", "--optimizer=Adam", "--batch_size=1", "--total_epochs=1",
+                     "--training_dataset=GoProNahTrain", f"--training_dataset_root={root}",
+                     "--training_dataset_random_crop=[32, 32]", "--training_dataset_num_workers=0",
+                     "--training_dataset_num_examples=1", "--training_dataset_sequence_length=3", f"--seed={seed}",
+                     f"--save={save}", "--cuda=false", f"--proctitle=seed{seed}"]
+            flags += [f"--model_pretrained_pwcnet={pwcnet}"] if model == "FlowDBN" else []
+            result = run_main(*flags)
+            assert result.returncode == 0, result.stderr[-2000:]
+            runs.append(save)
+    pwcnet.unlink()
+    code, out, err = _run(*runs, "--evaluate", "--checkpoint", "latest", "--cuda", "false", "--csv")
+    assert code == 0, err
+    assert err.count("evaluating ") == 3
+    (_, run_rows), (_, group_rows), (_, paired_rows) = _sections(out)
+    for row, run in zip(run_rows, runs):
+        records, = (run / "evaluations").glob("GoProNahTest-latest-epoch001/frames/GoProNahTest/epoch-[0-9]*[0-9].csv")
+        frames = list(csv.DictReader(io.StringIO(records.read_text())))
+        metrics = [m for m in frames[0] if m not in ("sequence", "frame", "basename") and not m.startswith("input_")]
+        assert {"psnr", "psnr_rgb"} <= set(metrics) and len({f["sequence"] for f in frames}) == 2
+        assert row["epoch"] == "1" and row["frames"] == str(len(frames)) and float(row["GFLOP"]) > 0
+        for m in metrics:
+            mean = np.mean([float(f[m]) for f in frames])
+            assert float(row[m]) == pytest.approx(mean, abs=1e-9)
+            assert float(row[f"gain {m}"]) == pytest.approx(mean - np.mean([float(f[f"input_{m}"]) for f in frames]),
+                                                           abs=1e-9)
+    assert [row["group"] for row in run_rows] == ["G1", "G1", "G2"]
+    assert [row["n"] for row in group_rows] == ["2", "1"] and {r["compared"] for r in paired_rows} == {"G2 - G1"}
+    psnr = [np.mean([float(f["psnr"]) for f in csv.DictReader(io.StringIO(path.read_text()))]) for path in
+            sorted(tmp_path.glob("runs/DBN-*/evaluations/*/frames/GoProNahTest/epoch-[0-9]*[0-9].csv"))]
+    assert float(group_rows[0]["psnr"]) == pytest.approx(np.mean(psnr), abs=1e-9)
+    assert float(group_rows[0]["psnr std"]) == pytest.approx(np.std(psnr, ddof=1), abs=1e-9)
+    assert int(run_rows[2]["parameters"].replace(" ", "")) > int(run_rows[0]["parameters"].replace(" ", ""))
+    # Evaluated before: the records are reused.
+    code, again, err = _run(*runs, "--evaluate", "--checkpoint", "latest", "--csv")
+    assert code == 0 and "evaluating" not in err and again == out
