@@ -31,6 +31,7 @@ import constants
 from augmentations import AUGMENTATIONS
 from datasets import DATASETS
 from losses import LOSSES
+from metrics import METRICS
 from models import MODELS
 from optim import LR_SCHEDULERS, OPTIMIZERS
 from utils import checkpoints, docstrings, files, jsonfile, strings
@@ -337,6 +338,12 @@ def _add_validation_flags(group: Any) -> None:
          default=["total_loss"], help="loss_dict keys that decide the best checkpoints")
     _add(group, "--validation_modes", type=_checked(strings.as_stringlist_or_none), default=["min"],
          help="min or max, one per validation key")
+    _add(group, "--validation_metrics", type=_checked(strings.as_stringlist_or_none), default=None,
+         help="per-frame metrics added to the evaluation loss_dict of any loss (metrics/: psnr, psnr_rgb, psnr_y, "
+              "ssim_y, ssim_rgb, psnr_batched); none: the loss's own keys, and psnr, psnr_rgb, ssim_rgb in the "
+              "frame records")
+    _add(group, "--validation_metrics_crop_border", type=int, default=0,
+         help="pixels removed on every side before each --validation_metrics metric")
 
 
 def _add_checkpoint_flags(group: Any) -> None:
@@ -474,6 +481,13 @@ def _check_consistency(parser: argparse.ArgumentParser, args: argparse.Namespace
         if len(args.validation_keys) != len(args.validation_modes):
             parser.error(f"--validation_keys {args.validation_keys} and --validation_modes "
                          f"{args.validation_modes} must have the same length")
+        for name in args.validation_metrics or []:
+            if name not in METRICS:
+                parser.error(f"argument --validation_metrics: unknown metric {name!r}; registered: "
+                             f"{', '.join(METRICS.names())}")
+        if args.validation_metrics_crop_border < 0:
+            parser.error(f"argument --validation_metrics_crop_border: must be >= 0, "
+                         f"got {args.validation_metrics_crop_border}")
     for name in ("training_dataset", "validation_dataset"):
         if getattr(args, name) is not None and getattr(args, f"{name}_root", None) is None:
             parser.error(f"--{name}={getattr(args, name)} needs --{name}_root")

@@ -33,6 +33,7 @@ import runtime
 from contrib import precision
 from contrib.fusion import fold_batchnorm
 from hooks import HookBase
+from metrics import frame_metrics
 from optim.groups import ParameterScheduler, parameter_groups
 from utils import allocator, checkpoints, distributed, files, logger, run_folder, summary, system, telegram, termination
 from utils.logger import block
@@ -388,6 +389,7 @@ def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.Mo
         model_and_loss, checkpoint["state_dict"], filename, args.checkpoint_include_params,
         args.checkpoint_exclude_params, args.checkpoint_translations, args.checkpoint_fuzzy_translation_keys)
     epoch = checkpoint.get("epoch")
+    model_and_loss.source_checkpoint = (os.path.abspath(filename), int(epoch) if epoch is not None else None)
     logging.info("restored %d tensors from %s, %s (%d left as initialised)", len(restored), filename,
                  f"the weights after epoch {epoch}" if epoch is not None else "which records no epoch",
                  len(untouched))
@@ -442,6 +444,9 @@ def restore_run(run_state: checkpoints.RunState, resumption: Resumption, args: a
     if "args" not in resumption.checkpoint:
         logging.warning("%s holds no run arguments (a checkpoint of the original framework): the command line "
                         "alone describes the run", resumption.filename)
+    note = frame_metrics.resumed_best_values_note(resumption.checkpoint)
+    if note:
+        logging.info("--resume: %s", note)
     if fresh:
         logging.warning("%s holds no %s: %s start fresh", resumption.filename, ", ".join(fresh),
                         "they" if len(fresh) > 1 else "it")

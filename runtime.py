@@ -2,7 +2,7 @@
 import argparse
 import logging
 import socket
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, default_collate
@@ -10,7 +10,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 import constants
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
 from hooks import HookBase
-from utils import baseline, checkpoints, distributed, termination
+from metrics.frame_metrics import INPUT_PREFIX, FrameMetrics, from_settings, image_pair
+from utils import baseline, checkpoints, distributed, frame_records, termination
+from utils.frame_records import FrameRow
 from utils.frames import reference_index
 from utils.logger import ProgressBar, block
 from utils.records import EpochRecorder
@@ -23,7 +25,8 @@ class ModelAndLoss(torch.nn.Module):
     """The model and its loss as submodules `model` and `loss`: state_dict keys are `model.<...>`.
 
     With `amp_dtype` the model runs under autocast; the loss always sees float32 outputs, because sums
-    over a whole batch (DBNLoss) overflow in half precision.
+    over a whole batch (DBNLoss) overflow in half precision. `source_checkpoint` is the (file, epoch) the
+    weights were loaded from with --checkpoint, None otherwise.
     """
 
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, amp_dtype: Optional[torch.dtype] = None) -> None:
@@ -31,6 +34,7 @@ class ModelAndLoss(torch.nn.Module):
         self.model = model
         self.loss = loss
         self.amp_dtype = amp_dtype
+        self.source_checkpoint: Optional[Tuple[str, Optional[int]]] = None
 
     def forward(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """Returns (loss_dict, model_dict)."""
@@ -195,7 +199,7 @@ def has_image_target(example_dict: Dict[str, Any]) -> bool:
 
 def baseline_protocol(args: argparse.Namespace, loader: Loader) -> Dict[str, Any]:
     """What the input baseline depends on: validation data, augmentation and loss flags, batching, ranks."""
-    prefixes = ("validation_dataset", "validation_augmentation", "loss")
+    prefixes = ("validation_dataset", "validation_augmentation", "validation_metrics", "loss")
     flags = {key: value for key, value in stored_arguments(args).items()
              if key.startswith(prefixes) and not key.endswith("_num_workers")}
     return {"flags": flags, "examples": len(loader.dataset), "batch_size": loader.loader.batch_size,
@@ -218,8 +222,15 @@ class EpochRunner:
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
                  hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
-                 sync_every: Optional[int] = None) -> None:
+                 sync_every: Optional[int] = None, metrics: Optional[FrameMetrics] = None,
+                 keep_frames: bool = False) -> None:
         self.args = args
+        # Evaluation only: the per-frame metrics (added to the loss_dict if metrics.in_loss_dict) and, with
+        # keep_frames, every frame's values and its input's, gathered into `frame_rows` on rank 0 by `run`.
+        self.metrics = None if train else metrics
+        self.keep_frames = keep_frames and self.metrics is not None
+        self._frame_batches: List[Tuple[List[int], List[str], Dict[str, torch.Tensor]]] = []
+        self.frame_rows: List[FrameRow] = []
         self.model_and_loss = model_and_loss
         self.loader = loader
         self.train = train
@@ -267,6 +278,55 @@ class EpochRunner:
             self.optimizer.step()
         return loss_dict, model_dict
 
+    def evaluate(self, example_dict: Dict[str, Any]):  # noqa: ANN201
+        """One evaluation step; returns (loss_dict, model_dict, {metric: per-frame values} or None).
+
+        The metrics see the example as the loss does (after the validation augmentation); with keep_frames
+        the input's reference frame is scored too, as input_<metric>.
+        """
+        if self.augmentation is not None:
+            with torch.no_grad():
+                example_dict = self.augmentation(example_dict)
+        loss_dict, model_dict = self.model_and_loss(example_dict)
+        wanted = self.metrics is not None and (self.metrics.in_loss_dict or self.keep_frames)
+        if not wanted or not image_pair(model_dict, example_dict):
+            return loss_dict, model_dict, None
+        target = example_dict["target1"]
+        values = self.metrics(model_dict["output1"], target)
+        if self.metrics.in_loss_dict:  # batch means for the hooks; the pass's mean sums the frames themselves
+            loss_dict = {**loss_dict, **{key: value.mean() for key, value in values.items()}}
+        if self.keep_frames and has_image_target(example_dict):
+            values.update(self.metrics(example_dict[reference_key(example_dict)], target, INPUT_PREFIX))
+        return loss_dict, model_dict, values
+
+    def _keep_frames(self, example_dict: Dict[str, Any], values: Dict[str, torch.Tensor], batch_size: int) -> None:
+        """Remember a batch's per-frame values with the dataset index and basename of every frame."""
+        indices = example_dict.get("index")
+        if torch.is_tensor(indices) and indices.numel() == batch_size:
+            order = [int(index) for index in indices.reshape(-1).tolist()]
+        else:  # no per-frame index: the order in which this rank evaluated them
+            start = sum(len(batch[0]) for batch in self._frame_batches)
+            order = list(range(start, start + batch_size))
+        names = example_dict.get("basename")
+        names = [str(name) for name in names] if isinstance(names, (list, tuple)) and len(names) == batch_size \
+            else [""] * batch_size
+        self._frame_batches.append((order, names, {key: value.detach() for key, value in values.items()}))
+
+    def _gather_frames(self, desc: str) -> List[FrameRow]:
+        """Every rank's kept frames as rows, in dataset order, on rank 0 (every rank takes part)."""
+        dataset = self.loader.dataset
+        rows = []
+        for order, names, values in self._frame_batches:
+            lists = {key: value.tolist() for key, value in values.items()}
+            for position, (index, name) in enumerate(zip(order, names)):
+                sequence, frame = frame_identity(dataset, index, name)
+                rows.append((index, FrameRow(sequence, frame, name,
+                                             {key: float(value[position]) for key, value in lists.items()})))
+        self._frame_batches = []
+        gathered = distributed.gather_to_main(rows, f"gathering the {desc} pass's per-frame metrics")
+        # A stable sort: the samples of one example keep the order in which they were evaluated.
+        return [row for _, row in sorted((entry for part in gathered for entry in part), key=lambda e: e[0])]
+
     def _raise_if_not_finite(self, bad_step: torch.Tensor, bad_value: torch.Tensor) -> None:
         """Stop with the first step whose training loss was not finite, on any rank (read once per sync)."""
         first = int(distributed.min_over_ranks(bad_step, "checking the training loss is finite"))
@@ -302,15 +362,24 @@ class EpochRunner:
                     hook.before_step(example_dict, self.train, step, total_steps)
                 with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train), \
                         termination.interruptible():  # a SIGTERM abandons the step in progress
-                    loss_dict, model_dict = self.step(example_dict)
+                    frame_values = None
+                    if self.train:
+                        loss_dict, model_dict = self.step(example_dict)
+                    else:
+                        loss_dict, model_dict, frame_values = self.evaluate(example_dict)
                 if step == 0 and not self.train:  # checked before a whole epoch has run
                     require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
                 for hook in self.hooks:
                     hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
-                    value = value.detach().to(device=device, dtype=torch.float64) * batch_size
+                    if frame_values is not None and self.metrics.in_loss_dict and key in frame_values:
+                        value = frame_values[key].to(device=device).sum()  # a per-frame metric: its frames' sum
+                    else:
+                        value = value.detach().to(device=device, dtype=torch.float64) * batch_size
                     sums[key] = sums[key] + value if key in sums else value
+                if self.keep_frames and frame_values is not None:
+                    self._keep_frames(example_dict, frame_values, batch_size)
                 count += batch_size
                 if self.train:
                     loss = loss_dict[self.args.training_key].detach()
@@ -326,7 +395,18 @@ class EpochRunner:
         totals = distributed.sum_over_ranks({**{key: float(value) for key, value in sums.items()}, COUNT_KEY: count},
                                             f"the {desc} pass's losses")
         count = totals.pop(COUNT_KEY)
+        if self.keep_frames:
+            self.frame_rows = self._gather_frames(desc)
         return {key: total / max(count, 1) for key, total in totals.items()}
+
+
+def frame_identity(dataset: Dataset, index: int, basename: str) -> Tuple[str, int]:
+    """(sequence, reference frame index within it) of example `index`: the dataset's own `frame_identity` if
+    it has one, else the basename's folder and the example index."""
+    identify = getattr(dataset, "frame_identity", None)
+    if identify is not None:
+        return identify(index)
+    return (basename.rsplit("/", 1)[0] if "/" in basename else ""), index
 
 
 def _all_finite(tensors: List[torch.Tensor]) -> torch.Tensor:
@@ -361,7 +441,8 @@ def first_loss_dict(model_and_loss: ModelAndLoss, loader: Loader, train: bool,
 
 
 def input_baseline(args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader,
-                   augmentation: Optional[torch.nn.Module], is_main: bool) -> Optional[Dict[str, float]]:
+                   augmentation: Optional[torch.nn.Module], is_main: bool,
+                   metrics: Optional[FrameMetrics] = None) -> Optional[Dict[str, float]]:
     """The validation pass with the reference frame as output (same loss, batches and augmentation),
     recorded as `<save>/csv/<Dataset>_input_baseline.csv`; read back instead when the record exists
     and was made under the same protocol (not under torchrun, where every rank must run the pass).
@@ -379,7 +460,7 @@ def input_baseline(args: argparse.Namespace, model_and_loss: ModelAndLoss, loade
         rng = checkpoints.rng_state()  # the run's random streams do not see this extra pass
         try:
             reference = ModelAndLoss(ReferenceFrame(), model_and_loss.loss)
-            values = EpochRunner(args, reference, loader, False, None, augmentation).run("Input")
+            values = EpochRunner(args, reference, loader, False, None, augmentation, metrics=metrics).run("Input")
         finally:
             checkpoints.set_rng_state(rng)
             model_and_loss.loss.train(model_and_loss.training)
@@ -450,6 +531,7 @@ class Trainer:
         self.register_hooks(hooks)
         # The validation metrics of the unprocessed input (see utils/baseline.py); empty until computed.
         self.input_baseline: Dict[str, float] = {}
+        self.frame_metrics = frame_metrics_of(args)
 
     def register_hooks(self, hooks: Sequence[HookBase]) -> None:
         """Append hooks, called in list order; a stateful one is saved with the run state (and restored by it)."""
@@ -473,6 +555,8 @@ class Trainer:
         if self.validation_loader is None or not self.validation_keys or self.validation_loader.dataset is None:
             return
         loss_dict = first_loss_dict(unwrap(self.model_and_loss), self.validation_loader, False, None)
+        if self.frame_metrics.in_loss_dict:  # added to every evaluation loss_dict of image outputs
+            loss_dict = {**loss_dict, **dict.fromkeys(self.frame_metrics.names)}
         require_loss_keys(loss_dict, "--validation_keys", self.validation_keys)
 
     def check_training_key(self) -> None:
@@ -490,7 +574,7 @@ class Trainer:
         if loader is None or loader.dataset is None or len(loader.dataset) == 0:
             return {}
         values = input_baseline(self.args, unwrap(self.model_and_loss), loader, self.validation_augmentation,
-                                self.is_main)
+                                self.is_main, self.frame_metrics)
         if values is None:
             return {}
         self.input_baseline = values
@@ -538,13 +622,32 @@ class Trainer:
             # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
             # never joins (the others waited for it until the process-group timeout).
             distributed.broadcast_buffers(unwrap(self.model_and_loss))
-            stats = EpochRunner(args, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
-                                self.hooks).run("Valid")
+            runner = EpochRunner(args, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
+                                 self.hooks, metrics=self.frame_metrics, keep_frames=True)
+            stats = runner.run("Valid")
+            if self.is_main:
+                self.record_frames(loader.dataset, epoch, runner.frame_rows)
         for hook in self.hooks:
             hook.after_pass(stats, train, epoch, args.total_epochs)
         if self.is_main:
             record_pass(args, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
         return stats
+
+    def record_frames(self, dataset: Dataset, epoch: int, rows: List[FrameRow]) -> None:
+        """Write the pass's per-frame records (utils/frame_records.py); nothing for a pass without image outputs."""
+        if not rows or not getattr(self.args, "save", None):
+            return
+        source = unwrap(self.model_and_loss).source_checkpoint
+        evaluation_only = self.train_loader is None
+        checkpoint = source[0] if evaluation_only and source is not None else None
+        if evaluation_only:
+            checkpoint_epoch = source[1] if source is not None else None
+        else:
+            checkpoint_epoch = epoch
+        filename = frame_records.write(self.args.save, type(dataset).__name__, epoch, rows, self.frame_metrics.names,
+                                       self.frame_metrics.protocols(), checkpoint, checkpoint_epoch,
+                                       self.frame_metrics.crop_border)
+        logging.info("per-frame metrics of %d frames: %s", len(rows), filename)
 
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:
         args = self.args
@@ -582,6 +685,11 @@ class Trainer:
             for hook in self.hooks:
                 hook.after_epoch(self, epoch, stats, best_keys, eta)
             return stats
+
+
+def frame_metrics_of(args: argparse.Namespace) -> FrameMetrics:
+    """The run's per-frame evaluation metrics: --validation_metrics and --validation_metrics_crop_border."""
+    return from_settings(getattr(args, "validation_metrics", None), getattr(args, "validation_metrics_crop_border", 0))
 
 
 def stored_arguments(args: argparse.Namespace) -> Dict[str, Any]:

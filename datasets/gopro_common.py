@@ -476,6 +476,11 @@ class GoProSequenceDataset(KeyedDataset):
     def __len__(self) -> int:
         return len(self._examples)
 
+    def frame_identity(self, index: int) -> Tuple[str, int]:
+        """(sequence name, index of the reference frame within the sequence) of example `index`."""
+        seq_index, centre = self._examples[index % len(self._examples)]
+        return self.sequences[seq_index].name, centre
+
     def example_files(self, index: int) -> Tuple[List[str], Optional[str], str]:
         """Input files of example `index`'s window (clamped, before reversal), its ground truth and basename."""
         seq_index, centre = self._examples[index % len(self._examples)]

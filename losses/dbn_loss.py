@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
 from losses.registry import LOSSES
+from metrics.image import paper_psnr
 
 SSIM_WINDOW = 11
 
@@ -16,7 +17,9 @@ class DBNLoss(nn.Module):
     """total_loss = 0.5·SSE over the batch; psnr (grayscale, Köhler-optimised in eval), psnr_rgb, ssim.
 
     These four keys are the loss_dict in training and evaluation: the choices of --training_key and
-    --validation_keys. No parameters.
+    --validation_keys. In evaluation psnr is the paper's protocol per frame (each frame its own scale and
+    shift, metrics.image.paper_psnr) averaged over the batch; the original's value of the whole batch (one
+    shift per batch) is --validation_metrics=psnr_batched. No parameters.
     """
 
     def __init__(self, args: Optional[Namespace] = None) -> None:
@@ -38,7 +41,7 @@ class DBNLoss(nn.Module):
                 psnr = koehler_psnr(clamped, target)
             else:
                 # The model already clamps in eval mode; the metric sees exactly its output.
-                psnr = koehler_psnr(output, target, scale_opt=True, trans_opt=True, trans_range=5)
+                psnr = paper_psnr(output, target).mean()
             rgb = psnr_rgb(clamped, target).mean()
             structural = ssim(clamped, target, window_size=fitting_ssim_window(*target.shape[-2:], SSIM_WINDOW)).mean()
         return {"total_loss": total_loss, "psnr": psnr, "psnr_rgb": rgb, "ssim": structural}

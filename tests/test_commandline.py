@@ -26,9 +26,12 @@ def test_original_scripts_parse_to_the_same_arguments(tmp_path, script):
         assert ours[key] == value, f"{script}: {key} = {ours[key]!r}, original {value!r}"
     extra = set(ours) - set(expected["args"])
     dataset = "training_dataset" if ours["training_dataset"] else "validation_dataset"
+    # The per-frame evaluation metrics (metrics/) come with a validation dataset.
+    metrics = {"validation_metrics", "validation_metrics_crop_border"} if ours["validation_dataset"] else set()
     assert extra == {"resume", "amp", "channels_last", "compile", "fold_batchnorm", "sync_batchnorm",
-                     "distributed_timeout_minutes", f"{dataset}_cache_dir"}, \
+                     "distributed_timeout_minutes", f"{dataset}_cache_dir", *metrics}, \
         f"{script}: arguments the original does not have: {extra}"
+    assert (ours.get("validation_metrics"), ours.get("validation_metrics_crop_border", 0)) == (None, 0)
     assert ours[f"{dataset}_cache_dir"] is None
     assert (args.resume, args.amp, args.channels_last, args.compile, args.sync_batchnorm) == (None, "none", False,
                                                                                               False, False)
