@@ -17,6 +17,7 @@ sequences (10,000 resamples, seed 0). --evaluate first evaluates each run's chos
 flags after `--` go to main.py (e.g. --validation_metrics=...).
 """
 import argparse
+import glob
 import hashlib
 import os
 import shutil
@@ -75,16 +76,28 @@ class Run:
 
 
 # ----------------------------------------------------------------------------------------- evaluation
+def family(dataset: str) -> str:
+    """A dataset class's family: its name without Train/Test/Valid/Full (GoProNahTest -> GoProNah)."""
+    return next((dataset[:-len(suffix)] for suffix in DATASET_SUFFIXES if dataset.endswith(suffix)), dataset)
+
+
+def family_root(arguments: Dict[str, Any], dataset: str) -> Optional[str]:
+    """The run's root of a dataset of the same family as `dataset` (its validation dataset's first), else None."""
+    for prefix in ("validation_dataset", "training_dataset"):
+        if arguments.get(prefix) and family(arguments[prefix]) == family(dataset):
+            return arguments.get(f"{prefix}_root")
+    return None
+
+
 def split_dataset(arguments: Dict[str, Any], split: str) -> Tuple[str, Optional[str]]:
     """The dataset class of a run's `split` (its family's Test/Valid class) and the run's root for that family."""
     for prefix in ("validation_dataset", "training_dataset"):
         name = arguments.get(prefix)
         if not name:
             continue
-        family = next((name[:-len(s)] for s in DATASET_SUFFIXES if name.endswith(s)), name)
         for suffix in SPLIT_SUFFIXES[split]:
-            if family + suffix in DATASETS:
-                return family + suffix, arguments.get(f"{prefix}_root")
+            if family(name) + suffix in DATASETS:
+                return family(name) + suffix, arguments.get(f"{prefix}_root")
     raise CompareError(f"no {split} dataset: the run names no dataset of a family with a Test or Valid class; "
                        f"give --dataset")
 
@@ -130,6 +143,9 @@ def evaluation_command(options: argparse.Namespace, arguments: Dict[str, Any], n
 def evaluate(run: str, options: argparse.Namespace) -> str:
     """Evaluate a run's chosen checkpoint with main.py; returns the evaluation's run folder (reused if done)."""
     arguments = read_arguments(run)
+    if options.checkpoint == "best" and not glob.glob(os.path.join(glob.escape(run), "checkpoint_best_*.ckpt")):
+        raise CompareError(f"{run}: no checkpoint_best_<key>.ckpt (a run without validation keeps only its latest); "
+                           f"use --checkpoint latest")
     try:
         checkpoint_file = checkpoints.find_checkpoint(run, options.checkpoint, arguments.get("validation_keys") or [])
         checkpoint = checkpoints.load_file(checkpoint_file)
@@ -229,8 +245,7 @@ def load_run(folder: str, options: argparse.Namespace) -> Run:
         # An evaluation-only run: what the evaluated model was trained with decides its group.
         stored = checkpoints.stored_arguments(checkpoints.load_file(checkpoint_file))
         trained = stored or {**arguments, "evaluated_checkpoint": os.path.abspath(checkpoint_file)}
-    root = options.dataset_root or next((arguments.get(f"{p}_root") for p in ("validation_dataset", "training_dataset")
-                                         if arguments.get(p) == records.dataset), None)
+    root = options.dataset_root or family_root(arguments, records.dataset)
     size = options.frame_size or frame_size(arguments, records.dataset, root)
     name, parameters, flops = model_figures(checkpoint_file, size)
     return Run(os.path.basename(os.path.normpath(folder)), folder, {**trained, "_dataset": records.dataset},
