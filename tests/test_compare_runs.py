@@ -350,3 +350,15 @@ def test_evaluate_and_compare_real_runs(tmp_path, random_pwcnet_checkpoint):
     # Evaluated before: the records are reused.
     code, again, err = _run(*runs, "--evaluate", "--checkpoint", "latest", "--csv")
     assert code == 0 and "evaluating" not in err and _sections(again) == _sections(out)
+
+
+def test_paired_differences_need_the_same_sequences(tmp_path):
+    rng = np.random.default_rng(3)
+    values = _frame_values(rng, 1.0)
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_run(first, _arguments("DBN", 1, str(first)), {1: values})
+    shorter = {**values, "GOPR0385_11_01": values["GOPR0385_11_01"][:1]}  # one frame fewer in one sequence
+    write_run(second, _arguments("FlowDBN", 1, str(second)), {1: shorter})
+    code, _, err = _run(first, second)
+    assert code == 2 and err == (f"compare_runs.py: {second / 'frames' / DATASET}: other sequences or frame counts "
+                                 f"than {first / 'frames' / DATASET} (mismatched datasets: groups a and b)\n")
