@@ -75,13 +75,20 @@ def _read_processed(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return loaded[0], loaded[1]
 
 
+def _get_data_hint(root: str) -> str:
+    """The get_data.py command that fills `root` (it writes <parent>/mnist)."""
+    parent, name = os.path.split(os.path.normpath(root))
+    if name == FOLDER:
+        return f"get them with `python scripts/get_data.py mnist --root {parent or '.'}`"
+    return f"`python scripts/get_data.py mnist --root <parent>` writes <parent>/{FOLDER}"
+
+
 def load_split(root: str, split: str) -> Tuple[torch.Tensor, torch.Tensor, str]:
     """Images uint8 (N, H, W), labels int64 (N,) of 'train' or 'test', and the file(s) they came from."""
     prefix, processed, _ = SPLITS[split]
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"MNIST root '{root}' is not a folder (get it with `python scripts/get_data.py "
-                                f"mnist --root <parent>`: <parent>/{FOLDER})")
+        raise FileNotFoundError(f"MNIST root '{root}' is not a folder ({_get_data_hint(root)})")
     found = next((path for folder in PROCESSED_FOLDERS
                   if os.path.isfile(path := os.path.join(root, folder, processed))), None)
     if found is not None:
@@ -95,8 +102,7 @@ def load_split(root: str, split: str) -> Tuple[torch.Tensor, torch.Tensor, str]:
         if pair is None:
             raise FileNotFoundError(
                 f"no MNIST {split} files in '{root}': expected {names[0]}[.gz] and {names[1]}[.gz] in raw/, "
-                f"MNIST/raw/ or the folder itself, or processed/{processed} (get them with `python "
-                f"scripts/get_data.py mnist --root <parent>`: <parent>/{FOLDER})")
+                f"MNIST/raw/ or the folder itself, or processed/{processed} ({_get_data_hint(root)})")
         images, labels = read_idx(pair[0], IMAGES_MAGIC), read_idx(pair[1], LABELS_MAGIC)
         source = f"{pair[0]}, {pair[1]}"
     if images.dtype != torch.uint8 or images.dim() != 3:
