@@ -46,3 +46,28 @@ def initialize_msra_leaky(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, a=0.0, mode="fan_in", nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def initialize_msra(module: nn.Module) -> None:
+    """LeNet init (spec §12.3): conv/deconv weights kaiming_normal_(fan_out, relu), biases 0, BatchNorm 1/0.
+
+    Other layers with parameters (LeNet's Linear layers) keep PyTorch's default init; their parameter
+    counts are logged per class, as the original does.
+    """
+    log = logging.getLogger(__name__)
+    log.info("Initializing MSRA")
+    untouched = {}
+    for m in module.modules():
+        if isinstance(m, _CONVS):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, _BATCHNORMS) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif m is not module and not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            count = sum(p.numel() for p in m.parameters(recurse=False))
+            if count:
+                untouched[type(m).__name__] = untouched.get(type(m).__name__, 0) + count
+    for name, count in untouched.items():
+        log.info("Found uninitialized layer of type '%s' [%d params]", name, count)

@@ -15,7 +15,7 @@ or 12 workers, persistent workers are safe, and `--resume` continues exactly.
 import abc
 import contextlib
 import random
-from typing import Any, Dict, Iterator, NamedTuple, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -91,3 +91,10 @@ def check_num_examples(num_examples: int) -> None:
     """Raise ValueError unless num_examples is -1 (every example) or positive."""
     if num_examples == 0 or num_examples < -1:
         raise ValueError(f"num_examples={num_examples}: expected -1 (every example) or a positive number")
+
+
+def deterministic_indices(k: int, n: int, seed: int) -> List[int]:
+    """The original's subset (spec §14): the first k of 0..n-1 shuffled by random.Random(seed), sorted."""
+    indices = list(range(n))
+    random.Random(seed).shuffle(indices)
+    return sorted(indices[:k])

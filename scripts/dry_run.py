@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import commandline  # noqa: E402
+from datasets import mnist  # noqa: E402
 from datasets.layout import LAYOUTS  # noqa: E402
 
 PREWARPING_HINTS = {
@@ -27,11 +28,13 @@ PREWARPING_HINTS = {
 
 # The folder each dataset of scripts/get_data.py unpacks to, and its name there (from the readers' layouts).
 DOWNLOADS = {layout.folder: name for name, layout in LAYOUTS.items()}
+# Datasets get_data.py checks by checksum instead of a layout: MNIST's root is that folder itself.
+CHECKSUMMED_DOWNLOADS = {mnist.FOLDER: "mnist"}
 
 
 def _dataset_remedy(root: str) -> str:
     folder = os.path.abspath(root)
-    for name, download in DOWNLOADS.items():
+    for name, download in {**DOWNLOADS, **CHECKSUMMED_DOWNLOADS}.items():
         if name in folder.split(os.sep):
             parent = folder[:folder.index(os.sep + name)] or os.sep
             return f"get it with `python scripts/get_data.py {download} --root {parent}`, or set DATASETS_HOME"

@@ -5,18 +5,22 @@
     python scripts/get_data.py prewarping_networks --root $EXPERIMENTS_HOME   # -> .../prewarping_networks
     python scripts/get_data.py flyingchairs --root $DATASETS_HOME         # -> .../FlyingChairs_release
     python scripts/get_data.py sintel --root $DATASETS_HOME               # -> .../MPI-Sintel-complete
+    python scripts/get_data.py mnist --root $DATASETS_HOME                # -> .../mnist/raw/*-ubyte.gz
+    python scripts/get_data.py cifar10 --root $DATASETS_HOME              # -> .../cifar-10-batches-py
     python scripts/get_data.py gopro_nah --root $DATASETS_HOME --verify [--deep]   # check a tree only
 
 --root defaults to $DATASETS_HOME, else ~/Datasets ($EXPERIMENTS_HOME, else ~/Experiments, for
 prewarping_networks). `--url` replaces the built-in address (a mirror, a local copy: any http(s) or file
 address). Downloads resume after an interruption (run the same command again), land under their final
-name only when complete, and are checked before they are unpacked; the unpacked tree is checked against
+name only when complete, and are checked before they are unpacked (MNIST and CIFAR-10: by the MD5
+checksums torchvision's dataset definitions give); the unpacked tree is checked against
 the layout the dataset classes read, and the archive is removed afterwards unless --keep_archive. A second run for the
 same archive stops at once naming the first (`<archive>.lock`). Every failure ends with one line that says
 what to do.
 """
 import argparse
 import dataclasses
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -86,6 +90,120 @@ SOURCES = {
         "Butler et al., ECCV 2012 (http://sintel.is.tue.mpg.de): see its terms of use; the film is (c) Blender "
         "Foundation, CC BY 3.0."),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ChecksummedSource:
+    """A dataset checked file by file against MD5 checksums: single files downloaded from a base address
+    (MNIST), or one archive unpacked into the folder (CIFAR-10)."""
+
+    folder: str  # under --root
+    urls: Tuple[str, ...]  # the base address of `files` (ending in /), or the archive's address
+    files: Tuple[Tuple[str, str], ...]  # (path below `folder`, MD5): what is downloaded or unpacked and checked
+    size: str
+    terms: str
+    archive: Optional[Tuple[str, str]] = None  # (file name under --root, MD5) when the files come in an archive
+
+
+# Addresses and checksums as torchvision's dataset definitions give them (torchvision.datasets.MNIST, CIFAR10);
+# the original's MNIST address (yann.lecun.com) often refuses downloads.
+CHECKSUMMED = {
+    "mnist": ChecksummedSource(
+        "mnist", ("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+        (("raw/train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+         ("raw/train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+         ("raw/t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+         ("raw/t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")),
+        "about 11 MB", "LeCun, Cortes and Burges (http://yann.lecun.com/exdb/mnist/): CC BY-SA 3.0; cite LeCun "
+                       "et al. 1998."),
+    "cifar10": ChecksummedSource(
+        "cifar-10-batches-py", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        (("data_batch_1", "c99cafc152244af753f735de768cd75f"), ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+         ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"), ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+         ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"), ("test_batch", "40351d587109b95175f43aff81a1287e")),
+        "about 170 MB", "Krizhevsky 2009 (https://www.cs.toronto.edu/~kriz/cifar.html): cite the tech report "
+                        "\"Learning Multiple Layers of Features from Tiny Images\".",
+        archive=("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")),
+}
+
+
+def md5sum(path: Path) -> str:
+    """The MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checked_download(url: str, destination: Path, md5: str, progress: bool) -> None:
+    """fetch(), then the MD5: a file that differs is removed with one line (a later run downloads it afresh)."""
+    fetch(url, destination, progress)
+    if md5sum(destination) != md5:
+        destination.unlink()
+        raise DataError(f"'{destination}' from {url} does not have the published MD5 checksum {md5} (removed it: run "
+                        f"the same command again to download it afresh, or pass another address with --url)")
+
+
+def download_checksummed(name: str, root: Path, urls: Sequence[str], keep_archive: bool, progress: bool) -> Path:
+    """Fetch MNIST's files or CIFAR-10's archive under `root`, checked by MD5; returns the dataset folder."""
+    source = CHECKSUMMED[name]
+    target = root / source.folder
+    if source.archive is None:
+        base = urls[0] if urls[0].endswith("/") else urls[0] + "/"
+        for path, md5 in source.files:
+            if (target / path).exists():  # kept as it is (the check below compares it): never replaced here
+                print(f"{target / path} exists already: checking it (move it away to download again)")
+                continue
+            (target / path).parent.mkdir(parents=True, exist_ok=True)
+            with ArchiveLock(target / path):  # one run per file: the second stops naming the first
+                _checked_download(base + Path(path).name, target / path, md5, progress)
+        return target
+    if target.exists():
+        print(f"{target} exists already: checking it (move it away to download again)")
+        return target
+    filename, md5 = source.archive
+    archive = root / filename
+    with ArchiveLock(archive):
+        if not target.exists():
+            _checked_download(urls[0], archive, md5, progress)
+            check_archive(archive)
+            names = {Path(path).name for path, _ in source.files}
+            unpack(archive, target, _arrange(Source(filename, tuple(urls), source.folder,
+                                                    lambda folder: names <= {p.name for p in folder.iterdir()},
+                                                    source.size, source.terms), archive))
+            if not keep_archive:
+                archive.unlink()
+    return target
+
+
+def verify_checksummed(name: str, folder: Path) -> Tuple[List[str], List[str], str]:
+    """Problems (a file missing or unreadable by its dataset class), notes (a file that differs from the
+    published one, e.g. generated data) and the verdict line."""
+    from datasets import cifar10, mnist
+
+    source = CHECKSUMMED[name]
+    problems, notes = [], []
+    for path, md5 in source.files:
+        file = folder / path
+        if not file.is_file():
+            problems.append(f"'{file}' is missing (run `python scripts/get_data.py {name} --root {folder.parent}`)")
+            continue
+        try:
+            if name == "mnist":
+                mnist.read_idx(str(file), mnist.IMAGES_MAGIC if "images" in path else mnist.LABELS_MAGIC)
+            else:
+                cifar10.read_batch(str(file))
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if md5sum(file) != md5:
+            notes.append(f"'{file}' differs from the published file (MD5 {md5})")
+        print(f"{path:<32} {file.stat().st_size / 1e6:8.1f} MB")
+    verdict = ("is complete (every file has its published MD5 checksum)" if not notes else
+               "is readable by its dataset classes, but differs from the published files (see above): usable "
+               "as it is (e.g. generated data), not the published dataset")
+    return problems, notes, f"{folder}: {name} {verdict}"
 
 
 PAIRED_FRAMES = "paired_frames"
@@ -223,14 +341,15 @@ def _download_unlocked(source: Source, root: Path, urls: Sequence[str], keep_arc
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="get_data.py", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(SOURCES) + [PAIRED_FRAMES],
+    parser.add_argument("name", choices=sorted(SOURCES) + sorted(CHECKSUMMED) + [PAIRED_FRAMES],
                         help=f"what to get ({PAIRED_FRAMES}: your own frames in PairedFrames' layout, --verify only)")
     # nargs="?": `--root $UNSET_VARIABLE --verify` reaches us as '' and gets our message, not argparse's.
     parser.add_argument("--root", nargs="?", const="", default=None,
                         help="parent folder (default: $DATASETS_HOME, else ~/Datasets; for prewarping_networks "
                              "$EXPERIMENTS_HOME, else ~/Experiments)")
     parser.add_argument("--url", "--mirror", dest="url", default=None,
-                        help="address to download from instead of the built-in ones")
+                        help="address to download from instead of the built-in ones (mnist: the folder address "
+                             "that holds its four .gz files)")
     parser.add_argument("--verify", action="store_true", help="only check the existing tree under --root")
     parser.add_argument("--deep", action="store_true", help="with --verify: also decode every frame")
     parser.add_argument("--keep_archive", action="store_true", help="keep the downloaded archive after unpacking")
@@ -252,6 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         origin = f"from ${variable}" if os.environ.get(variable) else f"${variable} is unset"
         print(f"using --root {options.root} ({origin})")
     root = Path(options.root).expanduser()
+    if options.name in CHECKSUMMED:
+        return _get_checksummed(options, root)
     source = SOURCES[options.name]
     try:
         if options.verify:
@@ -270,6 +391,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("get_data.py: interrupted; run the same command again to resume the download", file=sys.stderr)
         return 130
+    if problems:
+        for problem in problems:
+            print(f"get_data.py: error: {problem}", file=sys.stderr)
+        return 1
+    print(f"{verdict}. Terms: {source.terms}")
+    return 0
+
+
+def _get_checksummed(options: argparse.Namespace, root: Path) -> int:
+    """main() for MNIST and CIFAR-10: download (unless --verify), then check every file."""
+    source = CHECKSUMMED[options.name]
+    folder = root / source.folder
+    try:
+        if not options.verify:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
+            folder = download_checksummed(options.name, root, [options.url] if options.url else source.urls,
+                                          options.keep_archive, sys.stderr.isatty())
+        problems, notes, verdict = verify_checksummed(options.name, folder)
+    except DataError as error:
+        print(f"get_data.py: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("get_data.py: interrupted; run the same command again to resume the download", file=sys.stderr)
+        return 130
+    for note in notes:
+        print(f"note: {note}")
     if problems:
         for problem in problems:
             print(f"get_data.py: error: {problem}", file=sys.stderr)

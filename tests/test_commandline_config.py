@@ -108,7 +108,7 @@ def test_a_new_run_from_a_runs_args_json_writes_into_its_own_folder(tmp_path):
     ({"modle": "DBN"}, "unknown key 'modle'"),
     ({"model": "DBN", "model_div_flow": 0.05},
      "unknown key 'model_div_flow' (--model_div_flow is not a flag of --model=DBN; it belongs to FlowNet1S, PWCNet)"),
-    ({"model": "DNB"}, "model='DNB' is not registered (registered: DBN, FlowDBN, FlowNet1S, PWCNet)"),
+    ({"model": "DNB"}, "model='DNB' is not registered (registered: DBN, FlowDBN, FlowNet1S, LeNet, PWCNet)"),
     ({"training_dataset_root": "${NOT_SET_ANYWHERE}/x"}, "key 'training_dataset_root' uses ${NOT_SET_ANYWHERE}, "
                                                          "which is not set"),
     ({"_base_": "c.json"}, "its _base_ chain comes back to it"),

@@ -468,3 +468,104 @@ def test_one_layout_per_dataset_serves_reader_verify_get_data_and_dry_run(tmp_pa
     assert get_data.SOURCES["gopro_nah"].marker(tmp_path / "GOPRO_Large")
     chairs = tmp_path / "FlyingChairs_release"
     assert flyingchairs.LAYOUT.reader_root(chairs) == chairs / "data"
+
+
+# ------------------------------------------------------------------------------------- MNIST and CIFAR-10
+def _mnist_files(tmp_path: Path) -> Dict[str, bytes]:
+    """MNIST's four .gz files (generated digits) by name."""
+    from tools.synthetic_mnist import make_mnist
+
+    raw = Path(make_mnist(str(tmp_path / "generated"), train=12, test=6)) / "raw"
+    return {path.name: path.read_bytes() for path in sorted(raw.iterdir())}
+
+
+def _with_checksums(monkeypatch, name: str, files: Dict[str, bytes], archive: Optional[bytes] = None) -> None:
+    """The built-in source `name` with the MD5s of these files (and archive) instead of the published ones."""
+    import dataclasses
+
+    source = get_data.CHECKSUMMED[name]
+    checked = tuple((path, hashlib.md5(files[Path(path).name]).hexdigest()) for path, _ in source.files)
+    replaced = dataclasses.replace(source, files=checked, archive=None if archive is None else (
+        source.archive[0], hashlib.md5(archive).hexdigest()))
+    monkeypatch.setitem(get_data.CHECKSUMMED, name, replaced)
+
+
+def test_mnist_downloads_checks_and_trains_from_the_files(server, tmp_path, monkeypatch):
+    from datasets.mnist import MnistTrain, MnistValid
+
+    files = _mnist_files(tmp_path)
+    server.files.update(files)
+    _with_checksums(monkeypatch, "mnist", files)
+    root = tmp_path / "Datasets"
+    code, out, err = _get("mnist", "--root", str(root), "--url", server.url(""))
+    assert code == 0, err
+    assert sorted(p.name for p in (root / "mnist" / "raw").iterdir()) == sorted(files)  # no .part or .lock left
+    assert sorted(name for name, _ in server.requests) == sorted(files)
+    assert "mnist is complete (every file has its published MD5 checksum)" in out
+    assert len(MnistTrain(root=str(root / "mnist"))) == 12 and len(MnistValid(root=str(root / "mnist"))) == 6
+    code, out, _ = _get("mnist", "--root", str(root), "--url", server.url(""))  # nothing is fetched again
+    assert code == 0 and len(server.requests) == 4 and "exists already" in out
+
+
+def test_mnist_with_a_wrong_checksum_is_one_line_and_removed(server, tmp_path, monkeypatch):
+    files = _mnist_files(tmp_path)
+    server.files.update(files)
+    _with_checksums(monkeypatch, "mnist", {**files, "train-images-idx3-ubyte.gz": b"other"})
+    root = tmp_path / "Datasets"
+    code, _, err = _get("mnist", "--root", str(root), "--url", server.url("")[:-1])  # a slash is added
+    lines = _error_lines(err)
+    assert code == 1 and len(lines) == 1, err
+    assert "train-images-idx3-ubyte.gz' from http://127.0.0.1:" in lines[0]
+    assert "does not have the published MD5 checksum" in lines[0] and "(removed it:" in lines[0]
+    assert not (root / "mnist" / "raw" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_mnist_verify_accepts_generated_data_with_a_note_and_names_a_broken_file(tmp_path):
+    from tools.synthetic_mnist import make_mnist
+
+    make_mnist(str(tmp_path), train=10, test=5)
+    code, out, err = _get("mnist", "--root", str(tmp_path), "--verify")
+    assert code == 0, err
+    assert out.count("differs from the published file (MD5 ") == 4 and "not the published dataset" in out
+    (tmp_path / "mnist" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    code, _, err = _get("mnist", "--root", str(tmp_path), "--verify")
+    assert code == 1 and _error_lines(err) == [
+        f"get_data.py: error: '{tmp_path}/mnist/raw/t10k-labels-idx1-ubyte.gz' is missing (run `python "
+        f"scripts/get_data.py mnist --root {tmp_path}`)"]
+
+
+def test_cifar10_downloads_checks_unpacks_and_reads(server, tmp_path, monkeypatch):
+    import dataclasses
+
+    from datasets.cifar10 import read_batch
+    from tests.test_classification import write_cifar
+
+    write_cifar(tmp_path / "made")
+    folder = tmp_path / "made" / "cifar-10-batches-py"
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname="cifar-10-batches-py")
+    body = buffer.getvalue()
+    server.files["cifar-10-python.tar.gz"] = body
+    _with_checksums(monkeypatch, "cifar10", files, archive=body)
+    root = tmp_path / "Datasets"
+    code, out, err = _get("cifar10", "--root", str(root), "--url", server.url("cifar-10-python.tar.gz"))
+    assert code == 0, err
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # the archive is removed
+    assert "cifar10 is complete" in out and len(read_batch(str(root / "cifar-10-batches-py" / "test_batch"))[1]) == 3
+    monkeypatch.setitem(get_data.CHECKSUMMED, "cifar10", dataclasses.replace(
+        get_data.CHECKSUMMED["cifar10"], archive=("cifar-10-python.tar.gz", "0" * 32)))
+    code, _, err = _get("cifar10", "--root", str(tmp_path / "other"), "--url", server.url("cifar-10-python.tar.gz"))
+    assert code == 1 and "does not have the published MD5 checksum 000" in _error_lines(err)[0]
+    assert not (tmp_path / "other" / "cifar-10-python.tar.gz").exists()
+
+
+def test_mnist_and_cifar10_use_torchvisions_addresses_and_checksums():
+    mnist, cifar = get_data.CHECKSUMMED["mnist"], get_data.CHECKSUMMED["cifar10"]
+    assert mnist.urls == ("https://ossci-datasets.s3.amazonaws.com/mnist/",)
+    assert dict(mnist.files)["raw/train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert dict(mnist.files)["raw/t10k-labels-idx1-ubyte.gz"] == "ec29112dd5afa0611ce80d1b7f02629c"
+    assert cifar.urls == ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)
+    assert cifar.archive == ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
+    assert dict(cifar.files)["test_batch"] == "40351d587109b95175f43aff81a1287e" and len(cifar.files) == 6
