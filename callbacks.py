@@ -133,13 +133,22 @@ class TrainingCurves(HookBase):
 
 class ParameterSchedulerStep(HookBase):
     """--param_scheduler_group: the scheduled parameters take their next value before every epoch's training
-    (after the other hooks' `before_epoch`: main.py puts it last)."""
+    (after the other hooks' `before_epoch`: main.py puts it last). The schedules' positions are saved with the
+    run state, so a resumed run continues them (the original restarted them at 'init')."""
+
+    fresh_start = "its --param_scheduler_group schedules restart from their 'init' values"
 
     def __init__(self, param_scheduler: ParameterScheduler) -> None:
         self.param_scheduler = param_scheduler
 
     def before_epoch(self, trainer: Any, epoch: int) -> None:
         self.param_scheduler.step()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"schedules": self.param_scheduler.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.param_scheduler.load_state_dict(state["schedules"])
 
 
 def default_hooks(args: argparse.Namespace, run_state: checkpoints.RunState, save_checkpoints: bool,

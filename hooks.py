@@ -14,6 +14,9 @@ from typing import Any, Dict, List, Optional
 class HookBase:
     """Events of the epoch loop, no-ops unless a subclass overrides them; `trainer` is the runtime.Trainer."""
 
+    # What starting fresh means for a stateful hook, said when a resumed checkpoint holds none of its state.
+    fresh_start = "it starts fresh"
+
     def before_run(self, trainer: Any) -> None:
         """Before the first epoch (after the input baseline)."""
 
@@ -53,7 +56,7 @@ class HookBase:
 def hook_states(hooks: List[HookBase]) -> Dict[str, Dict[str, Any]]:
     """The non-empty `state_dict` of every hook, by class name (a repeated class gets `#<n>` from its second)."""
     states: Dict[str, Dict[str, Any]] = {}
-    for name, hook in zip(_names(hooks), hooks):
+    for name, hook in zip(hook_names(hooks), hooks):
         state = hook.state_dict()
         if state:
             states[name] = state
@@ -63,7 +66,7 @@ def hook_states(hooks: List[HookBase]) -> Dict[str, Dict[str, Any]]:
 def load_hook_states(hooks: List[HookBase], states: Dict[str, Dict[str, Any]]) -> List[str]:
     """Restore every hook whose state was saved; returns the names of stateful hooks that start fresh."""
     fresh = []
-    for name, hook in zip(_names(hooks), hooks):
+    for name, hook in zip(hook_names(hooks), hooks):
         if name in states:
             hook.load_state_dict(states[name])
         elif hook.state_dict():
@@ -71,7 +74,8 @@ def load_hook_states(hooks: List[HookBase], states: Dict[str, Dict[str, Any]]) -
     return fresh
 
 
-def _names(hooks: List[HookBase]) -> List[str]:
+def hook_names(hooks: List[HookBase]) -> List[str]:
+    """The name each hook's state is saved under: its class name, `#<n>` added from a repeated class's second."""
     seen: Dict[str, int] = {}
     names = []
     for hook in hooks:

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 
 import constants
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-from hooks import HookBase
+from hooks import HookBase, hook_names
 from utils import baseline, checkpoints, distributed, termination
 from utils.frames import reference_index
 from utils.logger import ProgressBar, block
@@ -455,8 +455,9 @@ class Trainer:
         """Append hooks, called in list order; a stateful one is saved with the run state (and restored by it)."""
         self.hooks.extend(hooks)
         fresh = self.run_state.attach_hooks(self.hooks)
-        if fresh:
-            logging.info("--resume: the checkpoint has no state of %s; starting it fresh", ", ".join(fresh))
+        by_name = dict(zip(hook_names(self.hooks), self.hooks))
+        for name in fresh:  # a checkpoint written before the hook had state
+            logging.warning("--resume: the checkpoint holds no state of %s: %s", name, by_name[name].fresh_start)
 
     def learning_rate_text(self) -> str:
         """The learning rate of every parameter group, as the log shows it."""

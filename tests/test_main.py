@@ -365,6 +365,49 @@ def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_p
     assert torch.load(original / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == 3
 
 
+# The output BatchNorm's gain follows ExponentialLR from 0.5 (gamma 0.7); lr 0 keeps Adam from changing it, so
+# epoch E trains with exactly 0.5 * 0.7^(E-1).
+_GAIN = "model.dbn_net.f15.1.weight"
+_GAIN_SCHEDULE = ["--param_scheduler_group={'params': '*f15.1.weight', 'scheduler': 'ExponentialLR', 'init': 0.5, "
+                  "'gamma': 0.7}", "--optimizer_group={'params': '*f15.1.weight', 'lr': 0.0}"]
+
+
+@pytest.mark.slow
+def test_a_parameter_schedule_resumes_where_it_stopped(nah_root, tmp_path):
+    def flags(save, epochs):
+        return [f for f in _dbn_flags(nah_root, save, epochs=epochs, validation=False)
+                if not f.startswith("--training_dataset_num_examples")] + [
+            "--training_dataset_num_examples=2", *_GAIN_SCHEDULE]
+
+    def gain(save):
+        return torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["state_dict"][_GAIN]
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _main(*flags(straight, 2))
+    _main(*flags(resumed, 1))
+    old = tmp_path / "old"  # the same checkpoint as this project wrote it before schedules were saved
+    old.mkdir()
+    checkpoint = torch.load(resumed / "checkpoint_latest_.ckpt", weights_only=True)
+    assert checkpoint["hooks"]["ParameterSchedulerStep"]["schedules"][0]["scheduler"]["last_epoch"] == 1
+    torch.save({k: v for k, v in checkpoint.items() if k != "hooks"}, old / "checkpoint_latest_.ckpt")
+    result = _main(f"--resume={resumed}", "--total_epochs=2", "--cuda=false")
+    assert "no state of" not in result.stdout
+    assert torch.equal(gain(straight), torch.full((3,), 0.5 * 0.7))  # epoch 2's value, the last one trained with
+    a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoint_latest_.ckpt", weights_only=True)
+    assert a["total_loss"] == b["total_loss"] and a["hooks"] == b["hooks"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+
+    # The old checkpoint still resumes, with one warning: its schedule restarts at 'init' (the original's way).
+    result = _main(*flags(old, 2), f"--resume={old}")
+    warnings = [line for line in result.stdout.splitlines() if "no state of" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "--resume: the checkpoint holds no state of ParameterSchedulerStep: its --param_scheduler_group schedules "
+        "restart from their 'init' values"), warnings
+    assert torch.equal(gain(old), torch.full((3,), 0.5))
+
+
 @pytest.mark.slow
 def test_a_second_run_on_the_same_folder_is_refused_and_the_first_completes(nah_root, tmp_path):
     save = tmp_path / "run"

@@ -278,3 +278,27 @@ def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_train
                     torch.optim.SGD(model_and_loss.parameters(), lr=0.0),
                     hooks=[Spy(), callbacks.ParameterSchedulerStep(param_scheduler)]).run()
     assert seen == [0.5, 0.5, pytest.approx(0.05)]
+
+
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
+def test_a_parameter_schedules_state_continues_it_in_another_scheduler():
+    def schedule():
+        scale = torch.nn.Parameter(torch.ones(1))
+        groups = [{"params": "scale", "scheduler": "ExponentialLR", "init": 0.5, "gamma": 0.7}]
+        return scale, callbacks.ParameterSchedulerStep(ParameterScheduler([("scale", scale)], groups,
+                                                                          lambda scheduler, key, value: value))
+
+    scale, hook = schedule()
+    values = []
+    for epoch in (1, 2):
+        hook.before_epoch(None, epoch)
+        values.append(scale.item())
+    state = hook.state_dict()
+    resumed_scale, resumed = schedule()
+    resumed.load_state_dict(state)
+    for epoch in (3, 4):
+        resumed.before_epoch(None, epoch)
+        values.append(resumed_scale.item())
+    assert values == pytest.approx([0.5, 0.35, 0.245, 0.1715], rel=1e-6)
+    with pytest.raises(ValueError, match="holds 2 parameter schedules, this run has 1"):
+        schedule()[1].load_state_dict({"schedules": state["schedules"] * 2})
