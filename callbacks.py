@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import setproctitle
+import torch
 
 import constants
 from hooks import HookBase
@@ -131,6 +132,40 @@ class TrainingCurves(HookBase):
             logging.warning("training_curves.png not redrawn after the failure: %s", plot_error)
 
 
+class HolisticRecords(HookBase):
+    """--holistic_records_png and --holistic_records_mat_exhaustive: what a validation pass records by default.
+
+    PNG: the model's `output1` when it is an image batch (B, 1 or 3, H, W), one file per example named by its
+    `basename` (else its `index`). Exhaustive MAT: every example_dict and model_dict entry of every batch.
+    """
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def record_step(self, recorder: Any, example_dict: Dict[str, Any], model_dict: Dict[str, Any],
+                    loss_dict: Dict[str, Any], step: int, total_steps: int) -> None:
+        if recorder.png:
+            output = model_dict.get("output1")
+            if torch.is_tensor(output) and output.dim() == 4 and output.size(1) in (1, 3):
+                recorder.add_images(example_names(example_dict, output.size(0), step), output)
+            elif not self.warned:
+                self.warned = True
+                logging.warning("--holistic_records_png: the model's output1 is not an image batch (B, 1 or 3, H, W); "
+                                "no PNG recorded")
+        recorder.add_batch(example_dict, model_dict)
+
+
+def example_names(example_dict: Dict[str, Any], batch_size: int, step: int) -> List[str]:
+    """A batch's file names: its `basename` entries, else its indices, else the step and position."""
+    names = example_dict.get("basename")
+    if isinstance(names, (list, tuple)) and len(names) == batch_size and all(isinstance(n, str) for n in names):
+        return list(names)
+    index = example_dict.get("index")
+    if torch.is_tensor(index) and index.numel() == batch_size:
+        return [f"{int(i):06d}" for i in index.flatten().tolist()]
+    return [f"step{step:06d}_{i}" for i in range(batch_size)]
+
+
 class ParameterSchedulerStep(HookBase):
     """--param_scheduler_group: the scheduled parameters take their next value before every epoch's training
     (after the other hooks' `before_epoch`: main.py puts it last). The schedules' positions are saved with the
@@ -158,8 +193,11 @@ def default_hooks(args: argparse.Namespace, run_state: checkpoints.RunState, sav
     result: List[HookBase] = [Notifications(notifier), ProcessTitle()]
     if save_checkpoints and is_main:
         result.append(CheckpointWriter(run_state, args.save))
-    if is_main and getattr(args, "holistic_records_kwargs", {}).get("csv", True):
+    records = getattr(args, "holistic_records_kwargs", {})
+    if is_main and records.get("csv", True):
         result.append(TrainingCurves(args.save))
+    if is_main and (records.get("png") or records.get("mat_exhaustive")):
+        result.append(HolisticRecords())
     result.append(TensorBoardSteps(run_summary))
     return result
 

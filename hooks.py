@@ -2,7 +2,8 @@
 
 A hook overrides the events it needs; every event does nothing by default. Run and epoch events get the
 trainer; pass and step events (one training or validation pass over a loader, one batch) get what the
-original's visualizers got. main.py builds the list (the visualizer, then callbacks.default_hooks) and
+original's visualizers got; `record_step` also gets the validation epoch's recorder (utils/records.py), through
+which a hook writes image and batch records. main.py builds the list (the visualizer, then callbacks.default_hooks) and
 passes it to the Trainer. A hook whose `state_dict` is not empty is saved with the run state
 (utils/checkpoints.py) and restored by --resume.
 
@@ -44,6 +45,11 @@ class HookBase:
     def after_step(self, example_dict: Dict[str, Any], model_dict: Dict[str, Any], loss_dict: Dict[str, Any],
                    train: bool, step: int, total_steps: int) -> None:
         """After each step of a pass."""
+
+    def record_step(self, recorder: Any, example_dict: Dict[str, Any], model_dict: Dict[str, Any],
+                    loss_dict: Dict[str, Any], step: int, total_steps: int) -> None:
+        """After each validation step (on the main process): records of this batch through `recorder`, the
+        epoch's utils.records.EpochRecorder (`add_images`, `add_batch`; kinds whose flag is off are ignored)."""
 
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs of this hook; empty (nothing saved) unless a subclass has state."""

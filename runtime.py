@@ -218,7 +218,7 @@ class EpochRunner:
     def __init__(self, args: argparse.Namespace, model_and_loss: ModelAndLoss, loader: Loader, train: bool,
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
                  hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
-                 sync_every: Optional[int] = None) -> None:
+                 sync_every: Optional[int] = None, recorder: Optional[EpochRecorder] = None) -> None:
         self.args = args
         self.model_and_loss = model_and_loss
         self.loader = loader
@@ -231,6 +231,7 @@ class EpochRunner:
             cuda = loader is not None and loader.device.type == "cuda"
             sync_every = constants.CUDA_SYNC_INTERVAL_STEPS if cuda else 1
         self.sync_every = sync_every
+        self.recorder = recorder  # offered to the hooks' record_step after every step (validation, main process)
 
     def step(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """One forward (and, in training, backward and optimizer) step; returns (loss_dict, model_dict)."""
@@ -307,6 +308,9 @@ class EpochRunner:
                     require_loss_keys(loss_dict, "--validation_keys", getattr(self.args, "validation_keys", []))
                 for hook in self.hooks:
                     hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
+                if self.recorder is not None:
+                    for hook in self.hooks:
+                        hook.record_step(self.recorder, example_dict, model_dict, loss_dict, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
                     value = value.detach().to(device=device, dtype=torch.float64) * batch_size
@@ -403,11 +407,19 @@ def update_best_values(stats: Dict[str, float], keys: List[str], modes: List[str
     return improved
 
 
-def record_pass(args: argparse.Namespace, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
-    """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats)."""
-    recorder = EpochRecorder(args, root=args.save, epoch=epoch, dataset=type(dataset).__name__,
-                             **getattr(args, "holistic_records_kwargs", {}))
+def epoch_recorder(args: argparse.Namespace, dataset: Dataset, epoch: int) -> EpochRecorder:
+    """The records of a dataset's pass in `epoch`, as the --holistic_records_* flags ask."""
+    return EpochRecorder(args, root=args.save, epoch=epoch, dataset=type(dataset).__name__,
+                         **getattr(args, "holistic_records_kwargs", {}))
+
+
+def record_pass(args: argparse.Namespace, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float],
+                recorder: Optional[EpochRecorder] = None) -> None:
+    """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats),
+    then what the hooks recorded during the pass through `recorder`."""
+    recorder = recorder or epoch_recorder(args, dataset, epoch)
     recorder.add_scalars(name, stats)
+    recorder.close()
 
 
 def step_lr_scheduler(lr_scheduler: Optional[Any], stats: Dict[str, float], validation_keys: List[str]) -> None:
@@ -530,6 +542,7 @@ class Trainer:
         """One training or validation pass, its events sent to the hooks and its means recorded."""
         args = self.args
         loader = self.train_loader if train else self.validation_loader
+        recorder = None
         for hook in self.hooks:
             hook.before_pass(lr, train, epoch, args.total_epochs)
         if train:
@@ -539,12 +552,15 @@ class Trainer:
             # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
             # never joins (the others waited for it until the process-group timeout).
             distributed.broadcast_buffers(unwrap(self.model_and_loss))
+            # Image and batch records of validation passes, on the main process (the one that writes files).
+            recorder = epoch_recorder(args, loader.dataset, epoch) if self.is_main else None
             stats = EpochRunner(args, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
-                                self.hooks).run("Valid")
+                                self.hooks, recorder=recorder).run("Valid")
         for hook in self.hooks:
             hook.after_pass(stats, train, epoch, args.total_epochs)
         if self.is_main:
-            record_pass(args, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
+            record_pass(args, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats,
+                        recorder)
         return stats
 
     def _run_epoch(self, epoch: int, total_bar: ProgressBar) -> Dict[str, float]:

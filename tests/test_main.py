@@ -62,6 +62,7 @@ def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     mat = scipy.io.loadmat(str(save / "mat" / "GoProNahTest_evaluation_losses.mat"))
     assert mat["epoch"].ravel().tolist() == [1.0, 2.0]
     assert mat["psnr"].ravel()[1] == pytest.approx(float(rows[1]["psnr"]))
+    assert not (save / "png").exists() and not (save / "mat_exhaustive").exists()  # off by default
     assert list((save / "tb").glob("events.out.tfevents.*"))
     checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
     assert list(checkpoint)[:5] == ["total_loss", "psnr", "psnr_rgb", "ssim", "epoch"]
@@ -406,6 +407,31 @@ def test_a_parameter_schedule_resumes_where_it_stopped(nah_root, tmp_path):
         "--resume: the checkpoint holds no state of ParameterSchedulerStep: its --param_scheduler_group schedules "
         "restart from their 'init' values"), warnings
     assert torch.equal(gain(old), torch.full((3,), 0.5))
+
+
+@pytest.mark.slow
+def test_png_and_exhaustive_records_of_every_validation_epoch_also_after_resume(nah_root, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from utils.records import read_exhaustive_mat
+
+    save = tmp_path / "run"
+    flags = [f for f in _dbn_flags(nah_root, save, epochs=1) if not f.startswith("--training_dataset_num_examples")]
+    _main(*flags, "--training_dataset_num_examples=2", "--holistic_records_png=true",
+          "--holistic_records_mat_exhaustive=true")
+    _main(f"--resume={save}", "--total_epochs=2", "--cuda=false")  # the flags come back from the checkpoint
+    columns = read_exhaustive_mat(str(save / "mat_exhaustive" / "GoProNahTest_exhaustive.mat"))
+    assert columns["epoch"].ravel().tolist() == [1, 1, 2, 2]
+    names = columns["basename"].ravel().tolist()
+    assert names[:2] == names[2:] and len(set(names)) == 2 and columns["output1"].shape == (4, 48, 64, 3)
+    assert columns["input3"].shape == (4, 48, 64, 3) and columns["index"].ravel().tolist() == [0, 1, 0, 1]
+    for row, name in enumerate(names):  # each epoch's deblurred frames, as matplotlib writes RGB floats
+        with Image.open(save / "png" / "GoProNahTest" / f"epoch-{row // 2 + 1:03d}" / f"{name}.png") as png:
+            assert png.mode == "RGBA" and png.size == (64, 48)
+            np.testing.assert_array_equal(np.asarray(png)[..., :3],
+                                          (columns["output1"][row].clip(0, 1) * 255).astype(np.uint8))
+    assert len(list((save / "png").rglob("*.png"))) == 4
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The loop itself, on a tiny model and dataset: collation, device keys, means, LR steps, checkpoints."""
 import argparse
 import math
+import os
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import callbacks
 import runtime
 from optim.groups import ParameterScheduler
 from tests.helpers import trainer_with_default_hooks
-from utils.records import read_csv_rows
+from utils.records import read_csv_rows, read_exhaustive_mat
 from visualizers.visualizer import Visualizer
 
 
@@ -302,3 +303,29 @@ def test_a_parameter_schedules_state_continues_it_in_another_scheduler():
     assert values == pytest.approx([0.5, 0.35, 0.245, 0.1715], rel=1e-6)
     with pytest.raises(ValueError, match="holds 2 parameter schedules, this run has 1"):
         schedule()[1].load_state_dict({"schedules": state["schedules"] * 2})
+
+
+def test_hooks_get_the_validation_epochs_recorder_after_every_validation_step(tmp_path):
+    from hooks import HookBase
+
+    calls = []
+
+    class Targets(HookBase):  # a hook of its own: records the targets beside the default hook's outputs
+        def record_step(self, recorder, example_dict, model_dict, loss_dict, step, total_steps):
+            calls.append((recorder.epoch, step, total_steps, len(example_dict["basename"])))
+            recorder.add_images([f"{name}_target" for name in example_dict["basename"]], example_dict["target1"])
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    args = _args(tmp_path, total_epochs=2, holistic_records_kwargs={"csv": False, "mat": False, "png": True,
+                                                                      "mat_exhaustive": True})
+    trainer = trainer_with_default_hooks(args, model_and_loss, _loader(_Samples(n=2), 2),
+                                         _loader(_Samples(n=3, samples=1), 2),
+                                         torch.optim.SGD(model_and_loss.parameters(), lr=0.0), save_checkpoints=False)
+    trainer.register_hooks([Targets()])
+    trainer.run()
+    assert calls == [(1, 0, 2, 2), (1, 1, 2, 1), (2, 0, 2, 2), (2, 1, 2, 1)]  # validation steps only
+    for epoch in ("epoch-001", "epoch-002"):
+        assert sorted(os.listdir(tmp_path / "png" / "_Samples" / epoch / "seq")) == [
+            "000_0.png", "000_0_target.png", "001_0.png", "001_0_target.png", "002_0.png", "002_0_target.png"]
+    columns = read_exhaustive_mat(str(tmp_path / "mat_exhaustive" / "_Samples_exhaustive.mat"))
+    assert columns["epoch"].ravel().tolist() == [1, 1, 1, 2, 2, 2] and columns["output1"].shape == (6, 4, 4, 3)
