@@ -55,6 +55,7 @@ class ParameterScheduler:
             for params, holder, scheduler in self._entries:
                 for p in params:
                     p.fill_(holder.param_groups[0]["lr"])
+                holder.step()  # changes nothing (no gradient); the scheduler then does not warn of a missing step
                 scheduler.step()
 
     def state_dict(self) -> List[Dict[str, Any]]:

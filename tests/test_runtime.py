@@ -281,7 +281,7 @@ def test_parameter_scheduler_step_fills_the_parameters_before_every_epochs_train
     assert seen == [0.5, 0.5, pytest.approx(0.05)]
 
 
-@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
+@pytest.mark.filterwarnings("error::UserWarning")  # the schedule's value holder steps before its scheduler
 def test_a_parameter_schedules_state_continues_it_in_another_scheduler():
     def schedule():
         scale = torch.nn.Parameter(torch.ones(1))
