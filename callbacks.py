@@ -9,6 +9,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import setproctitle
+import torch
 
 import constants
 from hooks import HookBase
@@ -136,15 +137,58 @@ class TrainingCurves(HookBase):
             logging.warning("training_curves.png not redrawn after the failure: %s", plot_error)
 
 
+class HolisticRecords(HookBase):
+    """--holistic_records_png and --holistic_records_mat_exhaustive: what a validation pass records by default.
+
+    PNG: the model's `output1` when it is an image batch (B, 1 or 3, H, W), one file per example named by its
+    `basename` (else its `index`). Exhaustive MAT: every example_dict and model_dict entry of every batch.
+    """
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def record_step(self, recorder: Any, example_dict: Dict[str, Any], model_dict: Dict[str, Any],
+                    loss_dict: Dict[str, Any], step: int, total_steps: int) -> None:
+        if recorder.png:
+            output = model_dict.get("output1")
+            if torch.is_tensor(output) and output.dim() == 4 and output.size(1) in (1, 3):
+                recorder.add_images(example_names(example_dict, output.size(0), step), output)
+            elif not self.warned:
+                self.warned = True
+                logging.warning("--holistic_records_png: the model's output1 is not an image batch (B, 1 or 3, H, W); "
+                                "no PNG recorded")
+        recorder.add_batch(example_dict, model_dict)
+
+
+def example_names(example_dict: Dict[str, Any], batch_size: int, step: int) -> List[str]:
+    """A batch's file names: its `basename` entries, else its indices, else the step and position."""
+    names = example_dict.get("basename")
+    if isinstance(names, (list, tuple)) and len(names) == batch_size and all(isinstance(n, str) for n in names):
+        return list(names)
+    index = example_dict.get("index")
+    if torch.is_tensor(index) and index.numel() == batch_size:
+        return [f"{int(i):06d}" for i in index.flatten().tolist()]
+    return [f"step{step:06d}_{i}" for i in range(batch_size)]
+
+
 class ParameterSchedulerStep(HookBase):
     """--param_scheduler_group: the scheduled parameters take their next value before every epoch's training
-    (after the other hooks' `before_epoch`: main.py puts it last)."""
+    (after the other hooks' `before_epoch`: main.py puts it last). The schedules' positions are saved with the
+    run state, so a resumed run continues them (the original restarted them at 'init')."""
+
+    fresh_start = "its --param_scheduler_group schedules restart from their 'init' values"
 
     def __init__(self, param_scheduler: ParameterScheduler) -> None:
         self.param_scheduler = param_scheduler
 
     def before_epoch(self, trainer: Any, epoch: int) -> None:
         self.param_scheduler.step()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"schedules": self.param_scheduler.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.param_scheduler.load_state_dict(state["schedules"])
 
 
 def default_hooks(config: Any, run_state: checkpoints.RunState, save_checkpoints: bool, is_main: bool,
@@ -161,6 +205,8 @@ def default_hooks(config: Any, run_state: checkpoints.RunState, save_checkpoints
         result.append(CheckpointWriter(run_state, config.save))
     if is_main and config.records.get("csv", True):
         result.append(TrainingCurves(config.save))
+    if is_main and (config.records.get("png") or config.records.get("mat_exhaustive")):
+        result.append(HolisticRecords())
     result.append(TensorBoardSteps(run_summary))
     return result
 

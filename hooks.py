@@ -2,7 +2,8 @@
 
 A hook overrides the events it needs; every event does nothing by default. Run and epoch events get the
 trainer; pass and step events (one training or validation pass over a loader, one batch) get what the
-original's visualizers got. main.py builds the list (the visualizer, then callbacks.default_hooks) and
+original's visualizers got; `record_step` also gets the validation epoch's recorder (utils/records.py), through
+which a hook writes image and batch records. main.py builds the list (the visualizer, then callbacks.default_hooks) and
 passes it to the Trainer. A hook whose `state_dict` is not empty is saved with the run state
 (utils/checkpoints.py) and restored by --resume.
 
@@ -13,6 +14,9 @@ from typing import Any, Dict, List, Optional
 
 class HookBase:
     """Events of the epoch loop, no-ops unless a subclass overrides them; `trainer` is the runtime.Trainer."""
+
+    # What starting fresh means for a stateful hook, said when a resumed checkpoint holds none of its state.
+    fresh_start = "it starts fresh"
 
     def before_run(self, trainer: Any) -> None:
         """Before the first epoch (after the input baseline)."""
@@ -42,6 +46,11 @@ class HookBase:
                    train: bool, step: int, total_steps: int) -> None:
         """After each step of a pass."""
 
+    def record_step(self, recorder: Any, example_dict: Dict[str, Any], model_dict: Dict[str, Any],
+                    loss_dict: Dict[str, Any], step: int, total_steps: int) -> None:
+        """After each validation step (on the main process): records of this batch through `recorder`, the
+        epoch's utils.records.EpochRecorder (`add_images`, `add_batch`; kinds whose flag is off are ignored)."""
+
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs of this hook; empty (nothing saved) unless a subclass has state."""
         return {}
@@ -53,7 +62,7 @@ class HookBase:
 def hook_states(hooks: List[HookBase]) -> Dict[str, Dict[str, Any]]:
     """The non-empty `state_dict` of every hook, by class name (a repeated class gets `#<n>` from its second)."""
     states: Dict[str, Dict[str, Any]] = {}
-    for name, hook in zip(_names(hooks), hooks):
+    for name, hook in zip(hook_names(hooks), hooks):
         state = hook.state_dict()
         if state:
             states[name] = state
@@ -63,7 +72,7 @@ def hook_states(hooks: List[HookBase]) -> Dict[str, Dict[str, Any]]:
 def load_hook_states(hooks: List[HookBase], states: Dict[str, Dict[str, Any]]) -> List[str]:
     """Restore every hook whose state was saved; returns the names of stateful hooks that start fresh."""
     fresh = []
-    for name, hook in zip(_names(hooks), hooks):
+    for name, hook in zip(hook_names(hooks), hooks):
         if name in states:
             hook.load_state_dict(states[name])
         elif hook.state_dict():
@@ -71,7 +80,8 @@ def load_hook_states(hooks: List[HookBase], states: Dict[str, Dict[str, Any]]) -
     return fresh
 
 
-def _names(hooks: List[HookBase]) -> List[str]:
+def hook_names(hooks: List[HookBase]) -> List[str]:
+    """The name each hook's state is saved under: its class name, `#<n>` added from a repeated class's second."""
     seen: Dict[str, int] = {}
     names = []
     for hook in hooks:

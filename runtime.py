@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 
 import constants
 from datasets.sampling import KeyedDataset, SeededSampler, images_to_float
-from hooks import HookBase
+from hooks import HookBase, hook_names
 from metrics.frame_metrics import INPUT_PREFIX, FrameMetrics, from_settings, image_pair
 from utils import baseline, checkpoints, distributed, frame_records, termination
 from utils.frame_records import FrameRow
@@ -259,7 +259,7 @@ class EpochRunner:
                  optimizer: Optional[torch.optim.Optimizer] = None, augmentation: Optional[torch.nn.Module] = None,
                  hooks: Sequence[HookBase] = (), grad_scaler: Optional[torch.amp.GradScaler] = None,
                  sync_every: Optional[int] = None, metrics: Optional[FrameMetrics] = None,
-                 keep_frames: bool = False) -> None:
+                 keep_frames: bool = False, recorder: Optional[EpochRecorder] = None) -> None:
         self.config = config
         # Evaluation only: the per-frame metrics (added to the loss_dict if metrics.in_loss_dict) and, with
         # keep_frames, every frame's values and its input's, gathered into `frame_rows` on rank 0 by `run`.
@@ -278,6 +278,7 @@ class EpochRunner:
             cuda = loader is not None and loader.device.type == "cuda"
             sync_every = constants.CUDA_SYNC_INTERVAL_STEPS if cuda else 1
         self.sync_every = sync_every
+        self.recorder = recorder  # offered to the hooks' record_step after every step (validation, main process)
 
     def step(self, example_dict: Dict[str, Any]):  # noqa: ANN201
         """One forward (and, in training, backward and optimizer) step; returns (loss_dict, model_dict)."""
@@ -407,6 +408,9 @@ class EpochRunner:
                     require_loss_keys(loss_dict, "--validation_keys", list(self.config.validation_keys))
                 for hook in self.hooks:
                     hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
+                if self.recorder is not None:
+                    for hook in self.hooks:
+                        hook.record_step(self.recorder, example_dict, model_dict, loss_dict, step, total_steps)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
                     if frame_values is not None and self.metrics.in_loss_dict and key in frame_values:
@@ -520,10 +524,18 @@ def update_best_values(stats: Dict[str, float], keys: List[str], modes: List[str
     return improved
 
 
-def record_pass(config: TrainerConfig, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float]) -> None:
-    """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats)."""
-    recorder = EpochRecorder(None, root=config.save, epoch=epoch, dataset=type(dataset).__name__, **config.records)
+def epoch_recorder(config: TrainerConfig, dataset: Dataset, epoch: int) -> EpochRecorder:
+    """The records of a dataset's pass in `epoch`, as the --holistic_records_* flags ask."""
+    return EpochRecorder(None, root=config.save, epoch=epoch, dataset=type(dataset).__name__, **config.records)
+
+
+def record_pass(config: TrainerConfig, name: str, dataset: Dataset, epoch: int, stats: Dict[str, float],
+                recorder: Optional[EpochRecorder] = None) -> None:
+    """A pass's means as the epoch's row of `<save>/csv/<Dataset>_<name>.csv` (and the other record formats),
+    then what the hooks recorded during the pass through `recorder`."""
+    recorder = recorder or epoch_recorder(config, dataset, epoch)
     recorder.add_scalars(name, stats)
+    recorder.close()
 
 
 def step_lr_scheduler(lr_scheduler: Optional[Any], stats: Dict[str, float], validation_keys: List[str]) -> None:
@@ -572,8 +584,9 @@ class Trainer:
         """Append hooks, called in list order; a stateful one is saved with the run state (and restored by it)."""
         self.hooks.extend(hooks)
         fresh = self.run_state.attach_hooks(self.hooks)
-        if fresh:
-            logging.info("--resume: the checkpoint has no state of %s; starting it fresh", ", ".join(fresh))
+        by_name = dict(zip(hook_names(self.hooks), self.hooks))
+        for name in fresh:  # a checkpoint written before the hook had state
+            logging.warning("--resume: the checkpoint holds no state of %s: %s", name, by_name[name].fresh_start)
 
     def learning_rate_text(self) -> str:
         """The learning rate of every parameter group, as the log shows it."""
@@ -648,6 +661,7 @@ class Trainer:
         """One training or validation pass, its events sent to the hooks and its means recorded."""
         config = self.config
         loader = self.train_loader if train else self.validation_loader
+        recorder = None
         for hook in self.hooks:
             hook.before_pass(lr, train, epoch, config.total_epochs)
         if train:
@@ -657,15 +671,18 @@ class Trainer:
             # Not through DDP: its forward broadcasts buffers, which a rank without validation examples
             # never joins (the others waited for it until the process-group timeout).
             distributed.broadcast_buffers(unwrap(self.model_and_loss))
+            # Image and batch records of validation passes, on the main process (the one that writes files).
+            recorder = epoch_recorder(config, loader.dataset, epoch) if self.is_main else None
             runner = EpochRunner(config, unwrap(self.model_and_loss), loader, False, None, self.validation_augmentation,
-                                 self.hooks, metrics=self.frame_metrics, keep_frames=True)
+                                 self.hooks, metrics=self.frame_metrics, keep_frames=True, recorder=recorder)
             stats = runner.run("Valid")
             if self.is_main:
                 self.record_frames(loader.dataset, epoch, runner.frame_rows)
         for hook in self.hooks:
             hook.after_pass(stats, train, epoch, config.total_epochs)
         if self.is_main:
-            record_pass(config, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats)
+            record_pass(config, "training_losses" if train else "evaluation_losses", loader.dataset, epoch, stats,
+                        recorder)
         return stats
 
     def record_frames(self, dataset: Dataset, epoch: int, rows: List[FrameRow]) -> None:

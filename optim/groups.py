@@ -55,4 +55,20 @@ class ParameterScheduler:
             for params, holder, scheduler in self._entries:
                 for p in params:
                     p.fill_(holder.param_groups[0]["lr"])
+                holder.step()  # changes nothing (no gradient); the scheduler then does not warn of a missing step
                 scheduler.step()
+
+    def state_dict(self) -> List[Dict[str, Any]]:
+        """Every schedule's position: its value holder's state and its scheduler's, in --param_scheduler_group
+        order (a resumed run continues each schedule where it stopped instead of restarting at 'init')."""
+        return [{"holder": holder.state_dict(), "scheduler": scheduler.state_dict()}
+                for _, holder, scheduler in self._entries]
+
+    def load_state_dict(self, state: List[Dict[str, Any]]) -> None:
+        """Restore what `state_dict` returned."""
+        if len(state) != len(self._entries):
+            raise ValueError(f"--resume: the checkpoint holds {len(state)} parameter schedules, this run has "
+                             f"{len(self._entries)} --param_scheduler_group entries")
+        for (_, holder, scheduler), saved in zip(self._entries, state):
+            holder.load_state_dict(saved["holder"])
+            scheduler.load_state_dict(saved["scheduler"])

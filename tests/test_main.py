@@ -64,6 +64,7 @@ def test_train_with_validation_writes_every_record(nah_root, tmp_path):
     mat = scipy.io.loadmat(str(save / "mat" / "GoProNahTest_evaluation_losses.mat"))
     assert mat["epoch"].ravel().tolist() == [1.0, 2.0]
     assert mat["psnr"].ravel()[1] == pytest.approx(float(rows[1]["psnr"]))
+    assert not (save / "png").exists() and not (save / "mat_exhaustive").exists()  # off by default
     assert list((save / "tb").glob("events.out.tfevents.*"))
     checkpoint = torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)
     assert list(checkpoint)[:5] == ["total_loss", "psnr", "psnr_rgb", "ssim", "epoch"]
@@ -475,6 +476,74 @@ def test_resume_keeps_what_must_not_change_and_applies_overrides(nah_root, tmp_p
     assert "holds no run arguments" in logbook and "holds no optimizer, lr scheduler, random number generators" \
         in logbook
     assert torch.load(original / "checkpoint_latest_.ckpt", weights_only=True)["epoch"] == 3
+
+
+# The output BatchNorm's gain follows ExponentialLR from 0.5 (gamma 0.7); lr 0 keeps Adam from changing it, so
+# epoch E trains with exactly 0.5 * 0.7^(E-1).
+_GAIN = "model.dbn_net.f15.1.weight"
+_GAIN_SCHEDULE = ["--param_scheduler_group={'params': '*f15.1.weight', 'scheduler': 'ExponentialLR', 'init': 0.5, "
+                  "'gamma': 0.7}", "--optimizer_group={'params': '*f15.1.weight', 'lr': 0.0}"]
+
+
+@pytest.mark.slow
+def test_a_parameter_schedule_resumes_where_it_stopped(nah_root, tmp_path):
+    def flags(save, epochs):
+        return [f for f in _dbn_flags(nah_root, save, epochs=epochs, validation=False)
+                if not f.startswith("--training_dataset_num_examples")] + [
+            "--training_dataset_num_examples=2", *_GAIN_SCHEDULE]
+
+    def gain(save):
+        return torch.load(save / "checkpoint_latest_.ckpt", weights_only=True)["state_dict"][_GAIN]
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _main(*flags(straight, 2))
+    _main(*flags(resumed, 1))
+    old = tmp_path / "old"  # the same checkpoint as this project wrote it before schedules were saved
+    old.mkdir()
+    checkpoint = torch.load(resumed / "checkpoint_latest_.ckpt", weights_only=True)
+    assert checkpoint["hooks"]["ParameterSchedulerStep"]["schedules"][0]["scheduler"]["last_epoch"] == 1
+    torch.save({k: v for k, v in checkpoint.items() if k != "hooks"}, old / "checkpoint_latest_.ckpt")
+    result = _main(f"--resume={resumed}", "--total_epochs=2", "--cuda=false")
+    assert "no state of" not in result.stdout
+    assert torch.equal(gain(straight), torch.full((3,), 0.5 * 0.7))  # epoch 2's value, the last one trained with
+    a = torch.load(straight / "checkpoint_latest_.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoint_latest_.ckpt", weights_only=True)
+    assert a["total_loss"] == b["total_loss"] and a["hooks"] == b["hooks"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+
+    # The old checkpoint still resumes, with one warning: its schedule restarts at 'init' (the original's way).
+    result = _main(*flags(old, 2), f"--resume={old}")
+    warnings = [line for line in result.stdout.splitlines() if "no state of" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "--resume: the checkpoint holds no state of ParameterSchedulerStep: its --param_scheduler_group schedules "
+        "restart from their 'init' values"), warnings
+    assert torch.equal(gain(old), torch.full((3,), 0.5))
+
+
+@pytest.mark.slow
+def test_png_and_exhaustive_records_of_every_validation_epoch_also_after_resume(nah_root, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from utils.records import read_exhaustive_mat
+
+    save = tmp_path / "run"
+    flags = [f for f in _dbn_flags(nah_root, save, epochs=1) if not f.startswith("--training_dataset_num_examples")]
+    _main(*flags, "--training_dataset_num_examples=2", "--holistic_records_png=true",
+          "--holistic_records_mat_exhaustive=true")
+    _main(f"--resume={save}", "--total_epochs=2", "--cuda=false")  # the flags come back from the checkpoint
+    columns = read_exhaustive_mat(str(save / "mat_exhaustive" / "GoProNahTest_exhaustive.mat"))
+    assert columns["epoch"].ravel().tolist() == [1, 1, 2, 2]
+    names = columns["basename"].ravel().tolist()
+    assert names[:2] == names[2:] and len(set(names)) == 2 and columns["output1"].shape == (4, 48, 64, 3)
+    assert columns["input3"].shape == (4, 48, 64, 3) and columns["index"].ravel().tolist() == [0, 1, 0, 1]
+    for row, name in enumerate(names):  # each epoch's deblurred frames, as matplotlib writes RGB floats
+        with Image.open(save / "png" / "GoProNahTest" / f"epoch-{row // 2 + 1:03d}" / f"{name}.png") as png:
+            assert png.mode == "RGBA" and png.size == (64, 48)
+            np.testing.assert_array_equal(np.asarray(png)[..., :3],
+                                          (columns["output1"][row].clip(0, 1) * 255).astype(np.uint8))
+    assert len(list((save / "png").rglob("*.png"))) == 4
 
 
 @pytest.mark.slow

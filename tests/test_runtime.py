@@ -1,6 +1,7 @@
 """The loop itself, on a tiny model and dataset: collation, device keys, means, LR steps, checkpoints."""
 import dataclasses
 import math
+import os
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import callbacks
 import runtime
 from optim.groups import ParameterScheduler
 from tests.helpers import trainer_with_default_hooks
-from utils.records import read_csv_rows
+from utils.records import read_csv_rows, read_exhaustive_mat
 from visualizers.visualizer import Visualizer
 
 
@@ -324,3 +325,53 @@ def test_per_frame_metrics_and_frame_rows_do_not_depend_on_the_batch_size(tmp_pa
     assert means["psnr"] == pytest.approx(sum(r.values["psnr"] for r in rows) / 7, abs=1e-12)
     # The model only scales the input: its frames score differently from the input's.
     assert all(r.values["psnr"] != r.values["input_psnr"] for r in rows)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # the schedule's value holder steps before its scheduler
+def test_a_parameter_schedules_state_continues_it_in_another_scheduler():
+    def schedule():
+        scale = torch.nn.Parameter(torch.ones(1))
+        groups = [{"params": "scale", "scheduler": "ExponentialLR", "init": 0.5, "gamma": 0.7}]
+        return scale, callbacks.ParameterSchedulerStep(ParameterScheduler([("scale", scale)], groups,
+                                                                          lambda scheduler, key, value: value))
+
+    scale, hook = schedule()
+    values = []
+    for epoch in (1, 2):
+        hook.before_epoch(None, epoch)
+        values.append(scale.item())
+    state = hook.state_dict()
+    resumed_scale, resumed = schedule()
+    resumed.load_state_dict(state)
+    for epoch in (3, 4):
+        resumed.before_epoch(None, epoch)
+        values.append(resumed_scale.item())
+    assert values == pytest.approx([0.5, 0.35, 0.245, 0.1715], rel=1e-6)
+    with pytest.raises(ValueError, match="holds 2 parameter schedules, this run has 1"):
+        schedule()[1].load_state_dict({"schedules": state["schedules"] * 2})
+
+
+def test_hooks_get_the_validation_epochs_recorder_after_every_validation_step(tmp_path):
+    from hooks import HookBase
+
+    calls = []
+
+    class Targets(HookBase):  # a hook of its own: records the targets beside the default hook's outputs
+        def record_step(self, recorder, example_dict, model_dict, loss_dict, step, total_steps):
+            calls.append((recorder.epoch, step, total_steps, len(example_dict["basename"])))
+            recorder.add_images([f"{name}_target" for name in example_dict["basename"]], example_dict["target1"])
+
+    model_and_loss = runtime.ModelAndLoss(_Model(), _Loss())
+    config = _config(tmp_path, total_epochs=2, records={"csv": False, "mat": False, "png": True,
+                                                        "mat_exhaustive": True})
+    trainer = trainer_with_default_hooks(config, model_and_loss, _loader(_Samples(n=2), 2),
+                                         _loader(_Samples(n=3, samples=1), 2),
+                                         torch.optim.SGD(model_and_loss.parameters(), lr=0.0), save_checkpoints=False)
+    trainer.register_hooks([Targets()])
+    trainer.run()
+    assert calls == [(1, 0, 2, 2), (1, 1, 2, 1), (2, 0, 2, 2), (2, 1, 2, 1)]  # validation steps only
+    for epoch in ("epoch-001", "epoch-002"):
+        assert sorted(os.listdir(tmp_path / "png" / "_Samples" / epoch / "seq")) == [
+            "000_0.png", "000_0_target.png", "001_0.png", "001_0_target.png", "002_0.png", "002_0_target.png"]
+    columns = read_exhaustive_mat(str(tmp_path / "mat_exhaustive" / "_Samples_exhaustive.mat"))
+    assert columns["epoch"].ravel().tolist() == [1, 1, 1, 2, 2, 2] and columns["output1"].shape == (6, 4, 4, 3)

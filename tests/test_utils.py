@@ -88,9 +88,76 @@ def test_epoch_recorder_csv_and_mat(tmp_path):
     np.testing.assert_array_equal(mat["total_loss"].ravel(), [3.0, 5.0])
 
 
-def test_epoch_recorder_refuses_unsupported_records(tmp_path):
-    with pytest.raises(ValueError, match="holistic_records_png"):
-        EpochRecorder(None, str(tmp_path), 1, "X", png=True)
+def _png(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def test_png_records_go_to_their_epochs_folder_and_a_repeated_epoch_replaces_it(tmp_path):
+    import matplotlib
+
+    rgb = torch.linspace(-0.5, 1.5, 2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    gray = torch.arange(4 * 5, dtype=torch.float32).reshape(1, 1, 4, 5)
+    EpochRecorder(None, str(tmp_path), 1, "X").add_images(["seq/a", "seq/b"], rgb)  # --holistic_records_png off
+    assert not (tmp_path / "png").exists()
+    recorder = EpochRecorder(None, str(tmp_path), 1, "X", png=True)
+    recorder.add_images(["seq/a", "seq/b"], rgb)
+    recorder.add_images(["seq/a"], gray)  # the same basename again in this epoch: its second sample
+    folder = tmp_path / "png" / "X" / "epoch-001" / "seq"
+    assert sorted(os.listdir(folder)) == ["a.png", "a_2.png", "b.png"]
+    # RGBA; RGB clipped to [0, 1] as matplotlib writes floats (x 255, truncated); one channel colour-mapped
+    # (viridis) from its minimum to its maximum.
+    expected = (rgb[1].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(_png(folder / "b.png"), np.dstack([expected, np.full((4, 5), 255, np.uint8)]))
+    viridis = matplotlib.colormaps["viridis"]((gray[0, 0].numpy() / 19.0), bytes=True)
+    np.testing.assert_array_equal(_png(folder / "a_2.png"), viridis)
+    EpochRecorder(None, str(tmp_path), 2, "X", png=True).add_images(["seq/a"], gray)
+    # Epoch 1 again (a resumed run repeats it): its folder is replaced, epoch 2's left alone.
+    EpochRecorder(None, str(tmp_path), 1, "X", png=True).add_images(["seq/b"], rgb[:1])
+    assert os.listdir(folder) == ["b.png"] and os.listdir(tmp_path / "png" / "X" / "epoch-002" / "seq") == ["a.png"]
+    np.testing.assert_array_equal(_png(folder / "b.png")[..., :3], (rgb[0].clamp(0, 1).permute(1, 2, 0).numpy()
+                                                                  * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"--holistic_records_png: expected 1 basenames and images of shape "
+                                         r"\(B, 1 or 3, H, W\), got images of shape \(1, 2, 4, 5\)"):
+        recorder.add_images(["c"], torch.zeros(1, 2, 4, 5))
+
+
+def test_the_exhaustive_mat_file_holds_every_batch_and_a_repeated_epoch_replaces_its_rows(tmp_path):
+    from utils.records import read_exhaustive_mat
+
+    def batch(epoch, first):
+        indices = torch.arange(first, first + 2)
+        example = {"input1": torch.ones(2, 3, 4, 5) * indices.view(2, 1, 1, 1), "index": indices,
+                   "basename": [f"s/{i}" for i in indices.tolist()], "num_frames": 5}
+        return example, {"output1": torch.full((2, 10), float(epoch))}
+
+    for epoch in (1, 2):
+        recorder = EpochRecorder(None, str(tmp_path), epoch, "X", mat_exhaustive=True)
+        for first in (0, 2):
+            recorder.add_batch(*batch(epoch, first))
+        recorder.close()
+    filename = str(tmp_path / "mat_exhaustive" / "X_exhaustive.mat")
+    columns = read_exhaustive_mat(filename)
+    assert sorted(columns) == ["basename", "epoch", "index", "input1", "output1"]  # num_frames: not per example
+    assert columns["input1"].shape == (8, 4, 5, 3) and columns["input1"][:, 0, 0, 0].tolist() == [0, 1, 2, 3] * 2
+    assert columns["index"].shape == (8, 1) and columns["output1"].shape == (8, 10)
+    assert columns["basename"].ravel().tolist() == ["s/0", "s/1", "s/2", "s/3"] * 2
+    assert columns["epoch"].ravel().tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    # Epoch 2 again with one batch: epoch 1's rows kept, epoch 2's replaced.
+    recorder = EpochRecorder(None, str(tmp_path), 2, "X", mat_exhaustive=True)
+    recorder.add_batch(*batch(7, 4))
+    recorder.close()
+    columns = read_exhaustive_mat(filename)
+    assert columns["epoch"].ravel().tolist() == [1, 1, 1, 1, 2, 2]
+    assert columns["output1"][:, 0].tolist() == [1, 1, 1, 1, 7, 7]
+    assert scipy.io.loadmat(filename)["input1"].shape == (6, 4, 5, 3)  # a plain MAT file
+    # Off by default: nothing kept, nothing written.
+    recorder = EpochRecorder(None, str(tmp_path / "off"), 1, "X")
+    recorder.add_batch(*batch(1, 0))
+    recorder.close()
+    assert not (tmp_path / "off").exists()
 
 
 # ---------------------------------------------------------------- checkpoints
