@@ -33,7 +33,7 @@ def random_frames(count: int, seed: int) -> List[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def nah_root(tmp_path_factory) -> Path:
+def draws_nah(tmp_path_factory) -> Path:
     """A GOPRO_Large training split of random PNG frames: GOPR0001 (4 frames), GOPR0002 (3)."""
     root = tmp_path_factory.mktemp("draws") / "GOPRO_Large"
     for number, (name, length) in enumerate(NAH_SEQUENCES.items()):
@@ -46,7 +46,7 @@ def nah_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def su_root(tmp_path_factory) -> Path:
+def draws_su(tmp_path_factory) -> Path:
     """Su's training sequences of random JPEG frames: IMG_9000 (4 frames), IMG_9001 (3)."""
     root = tmp_path_factory.mktemp("draws_su") / "DeepVideoDeblurring_Dataset"
     for number, (name, length) in enumerate(SU_SEQUENCES.items()):
@@ -214,8 +214,8 @@ def expected_example(root: Path, layout: str, dataset, index: int, flags: Dict) 
 
 
 @pytest.mark.parametrize("case,name,layout,flags", CASES, ids=[c[0] for c in CASES])
-def test_samples_replay_the_originals_draws_bit_for_bit(nah_root, su_root, case, name, layout, flags):
-    root = nah_root if layout == "nah" else su_root
+def test_samples_replay_the_originals_draws_bit_for_bit(draws_nah, draws_su, case, name, layout, flags):
+    root = draws_nah if layout == "nah" else draws_su
     dataset = make_dataset(name, root, flags)
     for seed, index in ((1234, 0), (7, 5), (31, 3)):
         seed_all(seed)
@@ -229,12 +229,12 @@ def test_samples_replay_the_originals_draws_bit_for_bit(nah_root, su_root, case,
             assert example[key].dtype == torch.float32 and torch.equal(example[key], value), (seed, key)
 
 
-def test_the_specs_verified_draws(nah_root):
+def test_the_specs_verified_draws(draws_nah):
     """§22.7: seed 1234, example 0, crop 32x32, 2 samples: reversal; (6, 21) v-flip; (12, 20) unflipped; 0 deg."""
-    dataset = make_dataset("GoProNahTrain", nah_root, {"random_crop": [32, 32], "sequence_length": 5})
+    dataset = make_dataset("GoProNahTrain", draws_nah, {"random_crop": [32, 32], "sequence_length": 5})
     seed_all(1234)
     example = dataset[0]
-    files, _ = window_files(nah_root, "nah", 0, 5)  # frames 0, 0, 0, 1, 2 of GOPR0001
+    files, _ = window_files(draws_nah, "nah", 0, 5)  # frames 0, 0, 0, 1, 2 of GOPR0001
     last = np.asarray(Image.open(files[-1]))  # input1 after the reversal
     np.testing.assert_array_equal(np.moveaxis(example["input1"][0].numpy() * 255, 0, -1).round(),
                                   last[6:38, 21:53][::-1])
@@ -243,13 +243,13 @@ def test_the_specs_verified_draws(nah_root):
 
 
 @pytest.mark.parametrize("case", ["nah_defaults", "everything_strong"])
-def test_a_loader_key_draws_the_same_sample_in_its_seeded_context(nah_root, case):
+def test_a_loader_key_draws_the_same_sample_in_its_seeded_context(draws_nah, case):
     _, name, layout, flags = next(c for c in CASES if c[0] == case)
-    dataset = make_dataset(name, nah_root, flags)
+    dataset = make_dataset(name, draws_nah, flags)
     for seed, index in ((3, 1), (2 ** 61, 6)):
         keyed = dataset[LoaderKey(index, seed)]
         with seeded_randomness(seed, index):
-            expected = expected_example(nah_root, layout, dataset, index, effective_flags(name, flags))
+            expected = expected_example(draws_nah, layout, dataset, index, effective_flags(name, flags))
         for key, value in expected.items():
             assert torch.equal(keyed[key].float().div(255) if keyed[key].dtype == torch.uint8 else keyed[key],
                                value), (seed, key)
@@ -274,13 +274,13 @@ def test_crop_offsets_are_exactly_zero_to_size_minus_crop_minus_one(tmp_path):
 
 
 @pytest.mark.parametrize("crop", [[H, W], [H - 1, W - 1], [H, W - 1]])
-def test_a_crop_that_fills_the_frame_or_leaves_one_offset_draws_nothing(nah_root, crop):
+def test_a_crop_that_fills_the_frame_or_leaves_one_offset_draws_nothing(draws_nah, crop):
     """H - h = 1 is randint(0, 1): always 0, no draw. H = h crashed the original; here it is offset 0, no draw."""
-    dataset = make_dataset("GoProNahTrain", nah_root, {**OFF, "random_crop": crop})
+    dataset = make_dataset("GoProNahTrain", draws_nah, {**OFF, "random_crop": crop})
     seed_all(5)
     before = rng_states()
     example = dataset[0]
     assert rng_states() == before
-    frame = np.asarray(Image.open(window_files(nah_root, "nah", 0, 3)[0][0]))
+    frame = np.asarray(Image.open(window_files(draws_nah, "nah", 0, 3)[0][0]))
     np.testing.assert_array_equal(np.moveaxis(example["input1"][0].numpy() * 255, 0, -1).round(),
                                   frame[:crop[0], :crop[1]])
