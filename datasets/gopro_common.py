@@ -4,11 +4,11 @@ A dataset is a list of `FrameSequence`s plus the (sequence, centre frame) pairs 
 Each distinct frame of an example is decoded once per access. Nothing is ever written into the
 dataset tree (the original wrote 66 MB float32 `-seqN.npy` caches per example there); instead an
 optional `cache_dir` chosen by the user holds one uint8 .npy per frame (`FrameCache`), memory-mapped
-on later reads so that a crop copies only the pixels it needs. Randomness follows the original: crop
-offsets, scales, reversal, multiplicative colours and noise draw from numpy's global RNG; flips,
-rotations, photometric jitter and channel permutations from python's `random`. The framework's
-loader seeds those RNGs per example and epoch (`datasets.sampling`), so a run seeded by the framework
-is reproducible with any number of workers.
+on later reads so that a crop copies only the pixels it needs. Randomness is the original's, draw for
+draw (spec §22): reversal, crop offsets, multiplicative colours, channel permutations and the noise's
+sigma come from numpy's global RNG; scales, flips, rotations and photometric jitter from python's
+`random`; the noise values from torch's. The framework's loader seeds those RNGs per example and epoch
+(`datasets.sampling`), so a run seeded by the framework is reproducible with any number of workers.
 """
 import dataclasses
 import hashlib
@@ -18,7 +18,7 @@ import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -308,8 +308,17 @@ def parse_random_scales(random_scales: Optional[str]) -> str:
     return "none" if random_scales is None else str(random_scales).strip().lower()
 
 
+def _crop_offset(extent: int, crop: int) -> int:
+    """The original's `np.random.randint(0, extent - crop)`: the last offset `extent - crop` never comes.
+
+    A crop that fills the extent made the original crash (randint(0, 0)); here its offset is 0, without a
+    draw, as for `extent - crop == 1`, where numpy's randint(0, 1) draws nothing either.
+    """
+    return int(np.random.randint(0, extent - crop)) if extent > crop else 0
+
+
 def _resize_and_crop(frames: FrameStack, options: Augmentation, files: Sequence[str]) -> np.ndarray:
-    """One random (rescale and) crop, identical for all frames; the offset's upper bound is inclusive.
+    """One random (rescale and) crop, identical for all frames, drawn as the original (spec §22.3).
 
     Without a rescale only the crop window is read, which for memory-mapped frames means only
     those pixels leave the page cache.
@@ -319,23 +328,45 @@ def _resize_and_crop(frames: FrameStack, options: Augmentation, files: Sequence[
     if crop_h > height or crop_w > width:
         raise ValueError(f"random_crop {crop_h}x{crop_w} (height x width) is larger than the frame "
                          f"{height}x{width} of '{files[0]}'")
-    scale = 1.0
+    if options.random_scales == "none":
+        y0 = _crop_offset(height, crop_h)
+        x0 = _crop_offset(width, crop_w)
+        return frames.crop(y0, x0, crop_h, crop_w)
     if options.random_scales == "weak":
-        scale = float(WEAK_SCALES[np.random.randint(len(WEAK_SCALES))])
-    elif options.random_scales == "strong":
-        scale = float(np.random.uniform(options.random_scales_min, 1.0))
+        scale = random.choice(WEAK_SCALES)
+    else:
+        scale = random.uniform(options.random_scales_min, 1.0)
     # A scale that would make the frame smaller than the crop is raised to the smallest covering one
     # (the original crashed there, e.g. 1/4 of 720p is narrower than a 192 crop).
     scale = max(scale, crop_h / height, crop_w / width)
     new_h, new_w = max(round(height * scale), crop_h), max(round(width * scale), crop_w)
-    if (new_h, new_w) == (height, width):
-        y0 = np.random.randint(0, height - crop_h + 1)
-        x0 = np.random.randint(0, width - crop_w + 1)
-        return frames.crop(y0, x0, crop_h, crop_w)
-    resized = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC)) for f in frames.full()])
-    y0 = np.random.randint(0, new_h - crop_h + 1)
-    x0 = np.random.randint(0, new_w - crop_w + 1)
+    if (new_h, new_w) == (height, width):  # PIL's resize to the same size is a copy
+        resized = frames.full()
+    else:
+        resized = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC))
+                            for f in frames.full()])
+    y0 = _crop_offset(new_h, crop_h)
+    x0 = _crop_offset(new_w, crop_w)
     return resized[:, y0:y0 + crop_h, x0:x0 + crop_w]
+
+
+def _multiplicative_colors(frames: np.ndarray) -> np.ndarray:
+    """Each channel times one factor in [0.5, 2], in float32 like the original, clipped and truncated to uint8."""
+    factors = np.random.uniform(*MULTIPLICATIVE_COLOR_RANGE, size=(1, 1, 3)).astype(np.float32)
+    scaled = np.clip(frames.astype(np.float32) / np.float32(255.0) * factors, 0.0, 1.0)
+    return (scaled * np.float32(255.0)).astype(np.uint8)
+
+
+def _rotate(frames: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """PIL's rotate(90 k, NEAREST, expand=False) of every frame: counter-clockwise about the centre.
+
+    Square frames and half turns are exact transposes; a quarter turn of a non-square frame keeps its size,
+    so PIL cuts the corners off and fills black, which only PIL itself reproduces bit for bit.
+    """
+    if quarter_turns % 2 == 0 or frames.shape[1] == frames.shape[2]:
+        return np.rot90(frames, quarter_turns, axes=(1, 2))
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f)).rotate(90 * quarter_turns, Image.NEAREST))
+                     for f in frames])
 
 
 def _geometric(frames: np.ndarray, options: Augmentation) -> np.ndarray:
@@ -346,12 +377,21 @@ def _geometric(frames: np.ndarray, options: Augmentation) -> np.ndarray:
         if random.random() < 0.5:
             frames = frames[:, ::-1]
     if options.random_rotate:
-        # Counter-clockwise like PIL's rotate; a 90/270 degree turn would change a non-square frame's
-        # shape (the original cut its corners off instead), so non-square frames turn by 0 or 180 only.
-        square = frames.shape[1] == frames.shape[2]
-        quarter_turns = random.choice((0, 1, 2, 3) if square else (0, 2))
-        frames = np.rot90(frames, quarter_turns, axes=(1, 2))
+        quarter_turns = random.choice((0, 1, 2, 3))
+        # The original's rotation k is itself a random rotation over [90 k, 90 k]: one more draw, no effect.
+        random.random()
+        frames = _rotate(frames, quarter_turns)
     return frames
+
+
+def _through_pil(images: torch.Tensor, adjust: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
+    """`adjust` applied to the frames as the original did: x 255 truncated to uint8 (ToPILImage), PIL, / 255."""
+    num, channels, height, width = images.shape
+    tall = images.permute(1, 0, 2, 3).reshape(channels, num * height, width)  # the frames one below the other
+    array = tall.mul(255).byte().permute(1, 2, 0).numpy()
+    adjusted = np.array(adjust(Image.fromarray(np.ascontiguousarray(array))))
+    tall = images_to_float(torch.from_numpy(adjusted).permute(2, 0, 1))
+    return tall.reshape(channels, num, height, width).permute(1, 0, 2, 3).contiguous()
 
 
 def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
@@ -366,31 +406,45 @@ def _photometric(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
         ops.append(lambda x, f=factor: (x * f).clamp_(0.0, 1.0))
     if options.random_contrast:
         factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)
-        ops.append(lambda x, f=factor: ((x - 0.5) * f + 0.5).clamp_(0.0, 1.0))  # fixed pivot 0.5 as the original
+        ops.append(lambda x, f=factor: (f * (x - 0.5) + 0.5).clamp_(0.0, 1.0))  # fixed pivot 0.5 as the original
+    # Saturation and hue go through 8-bit PIL images like the original's (torchvision's tensor versions differ).
     if options.random_saturation:
         factor = random.uniform(*PHOTOMETRIC_FACTOR_RANGE)
-        ops.append(lambda x, f=factor: TF.adjust_saturation(x, f))
+        ops.append(lambda x, f=factor: _through_pil(x, lambda image: TF.adjust_saturation(image, f)))
     if options.random_hue:
         factor = random.uniform(*HUE_RANGE)
-        ops.append(lambda x, f=factor: TF.adjust_hue(x, f))
+        ops.append(lambda x, f=factor: _through_pil(x, lambda image: TF.adjust_hue(image, f)))
     random.shuffle(ops)
     for op in ops:
         images = op(images)
     return images
 
 
-def _channel_permutation() -> List[int]:
-    permutation = [0, 1, 2]
-    random.shuffle(permutation)
-    return permutation
+def _noisy(images: torch.Tensor, num_inputs: int) -> torch.Tensor:
+    """Gaussian noise of one random sigma on the inputs (not the ground truth), clamped to [0, 1].
+
+    The noise is torch's normal_ over the inputs one below the other, (3, N h, w), as in the original: the
+    values depend on that shape, not only on the number of pixels.
+    """
+    sigma = float(np.random.uniform(0.0, MAX_NOISE_SIGMA))
+    inputs = images[:num_inputs]
+    num, channels, height, width = inputs.shape
+    tall = inputs.permute(1, 0, 2, 3).reshape(channels, num * height, width)
+    noise = torch.empty((channels, num * height, width), dtype=torch.float32).normal_(0.0, sigma)
+    tall = (tall + noise).clamp_(0.0, 1.0)
+    noisy = tall.reshape(channels, num, height, width).permute(1, 0, 2, 3)
+    return torch.cat([noisy, images[num_inputs:]])
 
 
 def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
                    files: Sequence[str], uint8_images: bool = False) -> torch.Tensor:
     """One augmented sample of an example's frames (M,H,W,3 uint8; inputs first) as float (M,3,h,w) in [0,1].
 
-    With `uint8_images` and no augmentation that needs floats (photometric jitter, noise), the sample
-    stays uint8 in [0, 255]; `datasets.sampling.images_to_float` later gives the same floats.
+    The draws are the original's, in its order (spec §22.2): crop (python scale, numpy rows then columns),
+    numpy colour factors, python flips and rotation, python photometric factors and order, numpy channel
+    permutation, numpy noise sigma and torch noise. With `uint8_images` and no augmentation that needs floats
+    (photometric jitter, noise), the sample stays uint8 in [0, 255]; `datasets.sampling.images_to_float` later
+    gives the same floats.
     """
     if not isinstance(frames, FrameStack):
         frames = FrameStack(list(frames))
@@ -399,25 +453,19 @@ def augment_sample(frames: Frames, num_inputs: int, options: Augmentation,
     else:
         frames = frames.full()
     if options.random_multiplicative_colors:
-        factors = np.random.uniform(*MULTIPLICATIVE_COLOR_RANGE, size=3)
-        frames = (np.clip(frames.astype(np.float64) / 255.0 * factors, 0.0, 1.0) * 255.0).astype(np.uint8)
+        frames = _multiplicative_colors(frames)
     frames = _geometric(frames, options)
     # Reorder to CHW while still uint8 (a quarter of the bytes), then convert once.
     images = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
-    if uint8_images and not (options.photometric or options.random_noise):
-        if options.random_channel_permutation:
-            images = images[:, _channel_permutation()]
-        return images.contiguous()
-    images = images_to_float(images)
+    if not (uint8_images and not (options.photometric or options.random_noise)):
+        images = images_to_float(images)
     if options.photometric:
         images = _photometric(images, options)
     if options.random_channel_permutation:
-        images = images[:, _channel_permutation()]
+        # Output channel c is input channel permutation[c], one permutation for all frames.
+        images = images[:, torch.from_numpy(np.random.permutation(3))]
     if options.random_noise:
-        sigma = np.random.uniform(0.0, MAX_NOISE_SIGMA)
-        noise = np.random.normal(0.0, sigma, size=(num_inputs,) + tuple(images.shape[1:])).astype(np.float32)
-        images = images.clone()
-        images[:num_inputs] = (images[:num_inputs] + torch.from_numpy(noise)).clamp_(0.0, 1.0)
+        images = _noisy(images, num_inputs)
     return images.contiguous()
 
 

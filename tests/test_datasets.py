@@ -110,8 +110,10 @@ def assert_aligned(example: dict, sample: int) -> Tuple[int, int, int, int]:
 
 
 def seed(value: int) -> None:
+    """Seed the three generators the augmentation draws from (noise values come from torch's, as the original's)."""
     random.seed(value)
     np.random.seed(value)
+    torch.manual_seed(value)
 
 
 @pytest.fixture()
@@ -214,8 +216,8 @@ def test_crops_are_aligned_across_inputs_and_target_and_cover_all_offsets(nah):
             flips.add(assert_aligned(example, sample))
             _, x0, y0 = position_transform(frames_of(example, sample)[0])
             offsets.add((x0, y0))
-    # Inclusive upper bound: offsets 0..W-44 and 0..H-30, the last ones included.
-    assert offsets == {(x, y) for x in range(W - 44 + 1) for y in range(H - 30 + 1)}
+    # numpy's randint(0, W - 44) as the original: offsets 0..W-45 and 0..H-31, never the last one.
+    assert offsets == {(x, y) for x in range(W - 44) for y in range(H - 30)}
     assert flips == {(1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1)}
 
 
@@ -242,12 +244,25 @@ def test_square_crops_rotate_by_all_quarter_turns_like_pil(nah):
     assert turns == {0, 90, 180, 270}
 
 
-def test_non_square_frames_rotate_by_0_or_180_degrees_only(nah):
+def test_non_square_frames_turn_a_quarter_like_pil_with_black_corners(nah):
     dataset = DATASETS.get("GoProNahTrain")(None, root=str(nah), random_crop=[16, 24], random_flips=False,
                                            random_rotate=True, random_reverse=False, num_samples_per_example=12)
     seed(2)
-    turns = {assert_aligned(dataset[i], s) for i in range(2) for s in range(12)}
-    assert turns == {(1, 0, 0, 1), (-1, 0, 0, -1)}
+    turns = set()
+    for index in range(2):
+        example = dataset[index]
+        for sample in range(12):
+            frames = frames_of(example, sample)
+            assert frames[0].shape == (16, 24, 3)
+            for frame in frames[1:]:
+                np.testing.assert_array_equal(frame[..., 1:], frames[0][..., 1:])
+            # PIL rotates a 16x24 frame a quarter turn about its centre and keeps its size: 4 columns of
+            # black on either side (the original's corners), a 16x16 rotated square between them.
+            if (frames[0][:, :4] == 0).all() and (frames[0][:, -4:] == 0).all():
+                turns.add("quarter")
+            else:
+                turns.add(position_transform(frames[0])[0])
+    assert turns == {"quarter", (1, 0, 0, 1), (-1, 0, 0, -1)}
 
 
 def test_reversal_reverses_only_the_inputs_and_never_moves_the_ground_truth(nah):
