@@ -370,48 +370,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options.root = os.environ.get(variable) or fallback
         origin = f"from ${variable}" if os.environ.get(variable) else f"${variable} is unset"
         print(f"using --root {options.root} ({origin})")
-    root = Path(options.root).expanduser()
-    if options.name in CHECKSUMMED:
-        return _get_checksummed(options, root)
-    source = SOURCES[options.name]
     try:
-        if options.verify:
-            folder = dataset_folder(options.name, root)
-        else:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
-            folder = download(options.name, root, [options.url] if options.url else source.urls,
-                              options.keep_archive, sys.stderr.isatty())
-        problems, verdict = verify(options.name, folder, options.deep)
-    except DataError as error:
-        print(f"get_data.py: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("get_data.py: interrupted; run the same command again to resume the download", file=sys.stderr)
-        return 130
-    if problems:
-        for problem in problems:
-            print(f"get_data.py: error: {problem}", file=sys.stderr)
-        return 1
-    print(f"{verdict}. Terms: {source.terms}")
-    return 0
-
-
-def _get_checksummed(options: argparse.Namespace, root: Path) -> int:
-    """main() for MNIST and CIFAR-10: download (unless --verify), then check every file."""
-    source = CHECKSUMMED[options.name]
-    folder = root / source.folder
-    try:
-        if not options.verify:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
-            folder = download_checksummed(options.name, root, [options.url] if options.url else source.urls,
-                                          options.keep_archive, sys.stderr.isatty())
-        problems, notes, verdict = verify_checksummed(options.name, folder)
+        problems, notes, verdict, terms = _fetch_and_check(options, Path(options.root).expanduser())
     except DataError as error:
         print(f"get_data.py: error: {error}", file=sys.stderr)
         return 1
@@ -424,8 +384,31 @@ def _get_checksummed(options: argparse.Namespace, root: Path) -> int:
         for problem in problems:
             print(f"get_data.py: error: {problem}", file=sys.stderr)
         return 1
-    print(f"{verdict}. Terms: {source.terms}")
+    print(f"{verdict}. Terms: {terms}")
     return 0
+
+
+def _fetch_and_check(options: argparse.Namespace, root: Path) -> Tuple[List[str], List[str], str, str]:
+    """Download a dataset (unless --verify) and check it: (problems, notes, verdict, its terms of use)."""
+    if not options.verify:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"cannot create --root '{root}': {error.strerror or error}") from None
+    urls = [options.url] if options.url else None
+    if options.name in CHECKSUMMED:  # MNIST and CIFAR-10: every file checked against its published MD5
+        source = CHECKSUMMED[options.name]
+        folder = root / source.folder
+        if not options.verify:
+            folder = download_checksummed(options.name, root, urls or source.urls, options.keep_archive,
+                                          sys.stderr.isatty())
+        problems, notes, verdict = verify_checksummed(options.name, folder)
+        return problems, notes, verdict, source.terms
+    source = SOURCES[options.name]
+    folder = (dataset_folder(options.name, root) if options.verify else
+              download(options.name, root, urls or source.urls, options.keep_archive, sys.stderr.isatty()))
+    problems, verdict = verify(options.name, folder, options.deep)
+    return problems, [], verdict, source.terms
 
 
 if __name__ == "__main__":
