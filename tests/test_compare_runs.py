@@ -152,14 +152,14 @@ def test_latest_checkpoint_and_text_styles(four_runs):
 
 
 def test_grouping_ignores_seed_and_run_specific_keys_only():
-    base = _arguments("DBN", 1, "/a/run1")
-    same = {**_arguments("DBN", 2, "/b/run2"), "validation_dataset_num_workers": 8,
-            "training_dataset_cache_dir": "/tmp/cache", "checkpoint_mode": "best", "resume": "/b/run2",
+    base = _arguments("DBN", 1, "runs/a/run1")
+    same = {**_arguments("DBN", 2, "runs/b/run2"), "validation_dataset_num_workers": 8,
+            "training_dataset_cache_dir": "cache", "checkpoint_mode": "best", "resume": "runs/b/run2",
             "holistic_records_png": True, "cuda": False}
     other_lr = {**base, "optimizer_lr": 1e-3}
-    pwcnet = {**base, "model_pretrained_pwcnet": "/x/prewarping_networks/pwcnet.ckpt"}
-    pwcnet_elsewhere = {**base, "model_pretrained_pwcnet": "/y/pwcnet.ckpt", "seed": 5}
-    other_network = {**base, "model_pretrained_pwcnet": "/x/other.ckpt"}
+    pwcnet = {**base, "model_pretrained_pwcnet": "x/prewarping_networks/pwcnet.ckpt"}
+    pwcnet_elsewhere = {**base, "model_pretrained_pwcnet": "y/pwcnet.ckpt", "seed": 5}
+    other_network = {**base, "model_pretrained_pwcnet": "x/other.ckpt"}
     groups = compare.group_indices([base, same, other_lr, pwcnet, pwcnet_elsewhere, other_network])
     assert groups == [[0, 1], [2], [3, 4], [5]]
     assert compare.differing_keys([base, other_lr, other_network]) == ["model_pretrained_pwcnet", "optimizer_lr"]
