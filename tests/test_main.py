@@ -237,6 +237,8 @@ def test_checkpoints_store_the_parsed_flags_and_older_ones_still_evaluate_deblur
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     assert not RUNTIME_VALUES & set(b["args"]) and b["args"]["total_epochs"] == 2
+    # A checkpoint of that time (no validation_metrics in its arguments) had a batched best psnr: kept, and said.
+    assert "were computed the old way" in (old / "logbook.txt").read_text()
 
 
 class _Tripwire(argparse.Namespace):
