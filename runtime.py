@@ -381,6 +381,28 @@ class EpochRunner:
         means = {key: float(value) / count for key, value in sums.items()}
         bar.set_postfix_str(_format_postfix(means, first, rank_label(False)), refresh=False)
 
+    def _step_with_hooks(self, example_dict: Dict[str, Any], step: int, total_steps: int, desc: str
+                         ) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]]]:
+        """One step between the hooks' step events; returns its loss_dict and, when evaluating with per-frame
+        metrics, their values per frame (else None)."""
+        for hook in self.hooks:
+            hook.before_step(example_dict, self.train, step, total_steps)
+        with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train), \
+                termination.interruptible():  # a SIGTERM abandons the step in progress
+            frame_values = None
+            if self.train:
+                loss_dict, model_dict = self.step(example_dict)
+            else:
+                loss_dict, model_dict, frame_values = self.evaluate(example_dict)
+        if step == 0 and not self.train:  # checked before a whole epoch has run
+            require_loss_keys(loss_dict, "--validation_keys", list(self.config.validation_keys))
+        for hook in self.hooks:
+            hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
+        if self.recorder is not None:
+            for hook in self.hooks:
+                hook.record_step(self.recorder, example_dict, model_dict, loss_dict, step, total_steps)
+        return loss_dict, frame_values
+
     def run(self, desc: str) -> Dict[str, float]:
         """Run the pass; returns the mean of every loss_dict entry weighted by batch size."""
         self.model_and_loss.train(self.train)
@@ -395,22 +417,7 @@ class EpochRunner:
         with context, ProgressBar(total=total_steps, desc=desc, unit="it",
                                   disable=not distributed.is_main_process()) as bar:
             for step, example_dict in enumerate(self.loader):
-                for hook in self.hooks:
-                    hook.before_step(example_dict, self.train, step, total_steps)
-                with distributed.collective(f"{desc} step {step + 1}" + self.COLLECTIVES * self.train), \
-                        termination.interruptible():  # a SIGTERM abandons the step in progress
-                    frame_values = None
-                    if self.train:
-                        loss_dict, model_dict = self.step(example_dict)
-                    else:
-                        loss_dict, model_dict, frame_values = self.evaluate(example_dict)
-                if step == 0 and not self.train:  # checked before a whole epoch has run
-                    require_loss_keys(loss_dict, "--validation_keys", list(self.config.validation_keys))
-                for hook in self.hooks:
-                    hook.after_step(example_dict, model_dict, loss_dict, self.train, step, total_steps)
-                if self.recorder is not None:
-                    for hook in self.hooks:
-                        hook.record_step(self.recorder, example_dict, model_dict, loss_dict, step, total_steps)
+                loss_dict, frame_values = self._step_with_hooks(example_dict, step, total_steps, desc)
                 batch_size = next(v for k, v in example_dict.items() if k.startswith("input")).size(0)
                 for key, value in loss_dict.items():
                     if frame_values is not None and self.metrics.in_loss_dict and key in frame_values:
