@@ -41,6 +41,7 @@ flows, and the frames, change a little.
 import argparse
 import collections
 import contextlib
+import dataclasses
 import glob
 import json
 import logging
@@ -847,6 +848,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "of 0.28 s and made files 10-20%% larger; 0 is uncompressed (2.8 MB)")
     parser.add_argument("--no_overlap", action="store_true",
                         help="read, deblur and write one frame after another in one thread (slower; same files)")
+    _add_speed_flags(parser)
+    return parser
+
+
+def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """deblur.py's flags of precision, memory format and tiling: how fast and in how much memory it runs."""
     parser.add_argument("--amp", choices=("auto", *AMP_DTYPES), default="auto",
                         help="the model's precision: bf16 or fp16 autocast, or none (float32: the exact result, "
                              "as main.py computes it). auto is bf16 where the hardware multiplies it natively "
@@ -870,19 +877,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile_overlap", type=int, default=None,
                         help=f"with --tile: pixels of context on every side of a tile (default {TILE_OVERLAP}: "
                              f"DBN's outputs depend on inputs up to 81 pixels away)")
-    return parser
+
+
+def checked_input(path: str) -> Optional[List[str]]:
+    """--input's frames (a sorted list of files), or None for a video; a bad input is one line naming it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--input: no such file or folder: {path}")
+    if os.path.isfile(path):
+        if not path.lower().endswith(VIDEO_EXTENSIONS):
+            raise ValueError(f"--input: {path} is neither a folder of frames nor a video "
+                             f"({', '.join(VIDEO_EXTENSIONS)})")
+        return None
+    return list_frames(path)
+
+
+def tiling_of(options: argparse.Namespace, multiple: int) -> Optional[Tuple[Tuple[int, int], int]]:
+    """--tile and --tile_overlap rounded up to the model's pad multiple: ((height, width), overlap), or None."""
+    if options.tile is None:
+        return None
+    overlap = TILE_OVERLAP if options.tile_overlap is None else options.tile_overlap
+    return (round_up(options.tile[0], multiple), round_up(options.tile[1], multiple)), round_up(overlap, multiple)
+
+
+@dataclasses.dataclass
+class Source:
+    """Where the frames come from and go to: the frames, their count if known, their size, the writer, the video
+    file written (or None) and the video reader to close (or None)."""
+
+    frames: Iterator[Tuple[str, np.ndarray]]
+    total: Optional[int]
+    width: int
+    height: int
+    writer: FrameWriter
+    video: Optional[str]
+    reader: Any = None
+
+
+def open_source(options: argparse.Namespace, files: Optional[List[str]]) -> Source:
+    """The frames of --input (a folder's `files`, or the video when None) and the writer into --output."""
+    if files is not None:
+        video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
+        writer = FrameWriter(options.output, True, video, options.fps or 0.0, options.png_compression)
+        width, height = image_size(files[0])  # the header only: read_folder checks every frame's size
+        return Source(read_folder(files), len(files), width, height, writer, video)
+    reader = open_video(options.input)
+    meta = reader.get_meta_data()
+    fps = options.fps or float(meta.get("fps") or 25.0)
+    duration = meta.get("duration")
+    total = int(round(duration * fps)) if duration and np.isfinite(duration) else None
+    stem = os.path.splitext(os.path.basename(options.input))[0]
+    video = os.path.join(options.output, f"{stem}_deblurred.mp4")
+    writer = FrameWriter(options.output, not options.no_frames, video, fps, options.png_compression)
+    width, height = meta.get("size") or (0, 0)
+    return Source(read_video(reader, options.input), total, width, height, writer, video, reader)
 
 
 def run(options: argparse.Namespace) -> Dict[str, Any]:
     """Deblur `options.input` into `options.output`; returns a summary dict."""
     options.checkpoint = resolve_checkpoint(options.checkpoint, options.checkpoint_mode)
-    if not os.path.exists(options.input):
-        raise FileNotFoundError(f"--input: no such file or folder: {options.input}")
-    is_video = os.path.isfile(options.input)
-    if is_video and not options.input.lower().endswith(VIDEO_EXTENSIONS):
-        raise ValueError(f"--input: {options.input} is neither a folder of frames nor a video "
-                         f"({', '.join(VIDEO_EXTENSIONS)})")
-    files = None if is_video else list_frames(options.input)  # check the input before loading the model
+    files = checked_input(options.input)  # checked before the model is loaded
     earlier = check_output(options.input, options.output, options.overwrite)
     device = parse_device(options.device)
     check_tile_flags(options.tile, options.tile_overlap)
@@ -896,54 +949,34 @@ def run(options: argparse.Namespace) -> Dict[str, Any]:
     multiple = check_pad_multiple(options.pad_multiple, name, model)
     logging.info("%s, N=%d, frames padded to multiples of %d, on %s", name, length, multiple, device)
     logging.info("%s", described)
-    tiling = None
-    if options.tile is not None:
-        overlap = TILE_OVERLAP if options.tile_overlap is None else options.tile_overlap
-        tiling = ((round_up(options.tile[0], multiple), round_up(options.tile[1], multiple)),
-                  round_up(overlap, multiple))
+    tiling = tiling_of(options, multiple)
     if earlier:  # --overwrite, now that nothing else stops the run
         for filename in earlier:
             os.remove(filename)
         logging.info("--overwrite: removed %d earlier frame or video file(s) from %s", len(earlier), options.output)
-    reader = None
-    if files is None:
-        reader = open_video(options.input)
-        meta = reader.get_meta_data()
-        fps = options.fps or float(meta.get("fps") or 25.0)
-        duration = meta.get("duration")
-        total = int(round(duration * fps)) if duration and np.isfinite(duration) else None
-        stem = os.path.splitext(os.path.basename(options.input))[0]
-        video = os.path.join(options.output, f"{stem}_deblurred.mp4")
-        writer = FrameWriter(options.output, not options.no_frames, video, fps, options.png_compression)
-        frames: Iterator[Tuple[str, np.ndarray]] = read_video(reader, options.input)
-        width, height = meta.get("size") or (0, 0)
-    else:
-        total = len(files)
-        video = os.path.join(options.output, "deblurred.mp4") if options.fps else None
-        writer = FrameWriter(options.output, True, video, options.fps or 0.0, options.png_compression)
-        frames = read_folder(files)
-        width, height = image_size(files[0])  # the header only: read_folder checks every frame's size
-    padded_size = (round_up(height, multiple), round_up(width, multiple))
+    source = open_source(options, files)
+    padded_size = (round_up(source.height, multiple), round_up(source.width, multiple))
     memory = None
-    if height and width and (tiling is not None or padded_size[0] * padded_size[1] >= LARGE_FRAME_PIXELS):
+    if source.height and source.width and (tiling is not None or padded_size[0] * padded_size[1] >= LARGE_FRAME_PIXELS):
         memory = MemoryModel(model, length, multiple, device, precision)
         report_memory(memory, padded_size, tiling, device, multiple)
     try:
         stream = deblur_stream if options.no_overlap else deblur_overlapped
-        count = stream(model, frames, length, multiple, device, writer, total, tiling=tiling, precision=precision)
+        count = stream(model, source.frames, length, multiple, device, source.writer, source.total, tiling=tiling,
+                       precision=precision)
     except Exception as error:
         if not is_out_of_memory(error):
             raise
         raise MemoryError(out_of_memory_line(memory, model, length, multiple, device, padded_size, tiling,
                                              precision)) from None
     finally:
-        writer.close()
-        if reader is not None:
-            reader.close()
-    result = {"model": name, "sequence_length": length, "frames": count, "video": video,
+        source.writer.close()
+        if source.reader is not None:
+            source.reader.close()
+    result = {"model": name, "sequence_length": length, "frames": count, "video": source.video,
               "peak_memory_mib": peak_memory_mib()}
     logging.info("%d frames deblurred into %s%s; peak memory %.0f MiB", count, options.output,
-                 f" (video {video})" if video else "", result["peak_memory_mib"])
+                 f" (video {source.video})" if source.video else "", result["peak_memory_mib"])
     return result
 
 
