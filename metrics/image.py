@@ -5,6 +5,8 @@ each frame on its own, so that a mean over frames does not depend on how the fra
 optional border crop (pixels removed on every side before the metric) comes first, as BasicSR's
 `crop_border`. The protocols are the ones papers publish GoPro numbers under (README "Comparing models").
 """
+import abc
+
 import torch
 
 from contrib.psnr import fitting_ssim_window, koehler_psnr, psnr_rgb, ssim
@@ -52,7 +54,7 @@ def y_channel(image_8bit: torch.Tensor) -> torch.Tensor:
     return (image_8bit / PEAK_8BIT * weights).sum(dim=1, keepdim=True) + Y_OFFSET
 
 
-class FrameMetric:
+class FrameMetric(abc.ABC):
     """A per-frame metric: `protocol` says how it is computed, `mode` whether larger ("max") is better."""
 
     protocol = ""
@@ -63,9 +65,9 @@ class FrameMetric:
             raise ValueError(f"--validation_metrics_crop_border must be >= 0, got {crop_border}")
         self.crop_border = crop_border
 
+    @abc.abstractmethod
     def compute(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The metric of every frame of cropped NCHW images → (N,)."""
-        raise NotImplementedError
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The metric of every frame → float64 (N,), after the border crop."""
