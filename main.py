@@ -362,15 +362,26 @@ CHECKPOINT_PARTIAL_LOADING = ("checkpoint_include_params", "checkpoint_exclude_p
                               "checkpoint_fuzzy_translation_keys")
 
 
-def model_of_checkpoint(args: argparse.Namespace, sequence_length: Optional[int]) -> Optional[torch.nn.Module]:
+CheckpointFile = Tuple[str, Dict[str, Any]]  # --checkpoint's file and what it holds
+
+
+def read_checkpoint(args: argparse.Namespace) -> Optional[CheckpointFile]:
+    """--checkpoint's file (of a run folder: per --checkpoint_mode) and content, read once; None without it."""
+    if args.checkpoint is None:
+        return None
+    filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode, getattr(args, "validation_keys", []))
+    return filename, checkpoints.load_file(filename)
+
+
+def model_of_checkpoint(args: argparse.Namespace, source: Optional[CheckpointFile],
+                        sequence_length: Optional[int]) -> Optional[torch.nn.Module]:
     """With --checkpoint of a run of this --model and these --model_* flags, loaded whole: the model rebuilt from
     the checkpoint (commandline.build_model_from_checkpoint, as deblur.py does), so that no file the run named
     (FlowDBN's prewarping network) is needed here. None otherwise: the flags build it, the weights follow."""
-    if args.checkpoint is None or any(getattr(args, flag) != commandline.checkpoint_flag_default(flag)
-                                      for flag in CHECKPOINT_PARTIAL_LOADING):
+    if source is None or any(getattr(args, flag) != commandline.checkpoint_flag_default(flag)
+                             for flag in CHECKPOINT_PARTIAL_LOADING):
         return None
-    filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode, getattr(args, "validation_keys", []))
-    checkpoint = checkpoints.load_file(filename)
+    filename, checkpoint = source
     stored = checkpoints.stored_arguments(checkpoint)
     model_flags = {key: value for key, value in vars(args).items()
                    if key.startswith("model_") and not key.startswith("model_pretrained_")}
@@ -382,14 +393,16 @@ def model_of_checkpoint(args: argparse.Namespace, sequence_length: Optional[int]
     return model
 
 
-def build_model_and_loss(args: argparse.Namespace, validation: bool) -> runtime.ModelAndLoss:
-    """The model and loss chosen on the command line."""
+def build_model_and_loss(args: argparse.Namespace, validation: bool,
+                         source: Optional[CheckpointFile] = None) -> runtime.ModelAndLoss:
+    """The model and loss chosen on the command line (the model rebuilt from `source` where it can be)."""
     if args.loss is None:
         raise ValueError("no loss given: pass --loss (e.g. --loss=DBNLoss)")
     # The datasets' sequence length is the one fact of another category a model may need (keyword-only).
     sequence_length = commandline.dataset_sequence_length(args)
-    model = model_of_checkpoint(args, sequence_length) or commandline.instance_from_args(args, "model", args=args, **(
-        {"sequence_length": sequence_length} if sequence_length is not None else {}))
+    facts = {"sequence_length": sequence_length} if sequence_length is not None else {}
+    model = (model_of_checkpoint(args, source, sequence_length)
+             or commandline.instance_from_args(args, "model", args=args, **facts))
     loss = commandline.instance_from_args(args, "loss", args=args)
     model_and_loss = runtime.ModelAndLoss(model, loss, precision.AMP_DTYPES[args.amp])
     trainable = sum(p.numel() for p in model_and_loss.parameters() if p.requires_grad)
@@ -409,10 +422,10 @@ def build_model_and_loss(args: argparse.Namespace, validation: bool) -> runtime.
     return model_and_loss
 
 
-def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss) -> None:
-    """--checkpoint: initialise the model from a checkpoint file or run folder."""
-    filename = checkpoints.find_checkpoint(args.checkpoint, args.checkpoint_mode, getattr(args, "validation_keys", []))
-    checkpoint = checkpoints.load_file(filename)
+def load_checkpoint_weights(args: argparse.Namespace, model_and_loss: runtime.ModelAndLoss,
+                            source: CheckpointFile) -> None:
+    """--checkpoint: initialise the model from the checkpoint `read_checkpoint` read."""
+    filename, checkpoint = source
     restored, untouched = checkpoints.load_state_dict(
         model_and_loss, checkpoint["state_dict"], filename, args.checkpoint_include_params,
         args.checkpoint_exclude_params, args.checkpoint_translations, args.checkpoint_fuzzy_translation_keys)
@@ -506,11 +519,12 @@ def build_data(args: argparse.Namespace, device: torch.device
 def build_model(args: argparse.Namespace, device: torch.device, validation: bool,
                 evaluation_only: bool) -> runtime.ModelAndLoss:
     """Model and loss with the weights of --checkpoint, folded, on the device, compiled as asked."""
+    source = read_checkpoint(args)
     with block("Model and Loss"):
-        model_and_loss = build_model_and_loss(args, validation)
-    if args.checkpoint is not None:
+        model_and_loss = build_model_and_loss(args, validation, source)
+    if source is not None:
         with block("Checkpoint"):
-            load_checkpoint_weights(args, model_and_loss)
+            load_checkpoint_weights(args, model_and_loss, source)
     if args.fold_batchnorm:
         if not evaluation_only:
             raise ValueError("--fold_batchnorm is for evaluation-only runs (no --training_dataset): a folded "
